@@ -1,0 +1,205 @@
+"""The ``harness`` command.
+
+Exit codes: 0 success; 1 some trials failed or diverged (recorded; the sweep went on);
+2 bad usage or a bad suite (one line on stderr, no traceback); 130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+
+from harness.errors import ConfigError, UsageError
+
+EXIT_OK, EXIT_TRIALS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def _load(args: argparse.Namespace):
+    from harness.suite import load_suite
+
+    return load_suite(args.suite, args.overrides)
+
+
+def _preflight(suite) -> None:
+    """Missing dataset files are bad input: say so before any trial starts."""
+    from harness.data import DATASETS
+
+    seen = set()
+    for spec in suite.trials:
+        dataset = spec.config["dataset"]
+        key = repr(sorted(dataset.items()))
+        if key in seen:
+            continue
+        seen.add(key)
+        check = DATASETS.get(dataset["name"]).meta.get("preflight")
+        if check is not None:
+            try:
+                check(dataset)
+            except UsageError as e:
+                raise ConfigError("dataset", str(e), suite.file) from None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness.launch import run_local
+    from harness.report import write_report
+    from harness.spec import COMPLETED
+    from harness.store import clean_temp, scan, write_plan
+
+    if args.workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {args.workers}")
+    if args.data_root:
+        os.environ["HARNESS_DATA_ROOT"] = str(Path(args.data_root).expanduser().resolve())
+    suite = _load(args)
+    _preflight(suite)
+    results = Path(args.results) / suite.name
+    results.mkdir(parents=True, exist_ok=True)
+    clean_temp(results)
+    write_plan(results, suite.to_dict(), suite.trials)
+    found = scan(results)
+    for path, why in found.corrupt.items():
+        print(f"harness: unreadable record {path} ({why}); running that trial again", file=sys.stderr)
+    todo = [t for t in suite.trials if not found.done(t.trial_id)]
+    done = len(suite.trials) - len(todo)
+    if not todo:
+        _say(f"nothing to run: all {len(suite.trials)} trials of {suite.name} already have records in {results}")
+    else:
+        if done:
+            _say(f"{done} of {len(suite.trials)} trials already have records; running the other {len(todo)}")
+        else:
+            _say(f"running {len(todo)} trials of {suite.name} ({args.workers} worker{'s' * (args.workers > 1)})")
+        run_local(todo, results, args.workers)
+    final = scan(results)
+    statuses = Counter(final.records[t.trial_id].status for t in suite.trials if t.trial_id in final.records)
+    _say(f"results: {results}  ({', '.join(f'{n} {s}' for s, n in sorted(statuses.items()))})")
+    if not args.no_report:
+        files = write_report(results)
+        _say(f"report:  {files[0]}")
+    missing = len(suite.trials) - sum(statuses.values())
+    not_completed = sum(n for s, n in statuses.items() if s != COMPLETED) + missing
+    if not_completed:
+        _say(f"{not_completed} trials did not complete; see the report or `harness status {results}`")
+        return EXIT_TRIALS
+    return EXIT_OK
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    suite = _load(args)
+    _say(f"{suite.name}: {len(suite.trials)} trials = {len(suite.trials) // len(suite.seeds)} "
+         f"configurations x {len(suite.seeds)} seeds; axes: {', '.join(suite.axes) or '(none)'}")
+    width = {a: max(len(a), *(len(str(dict(t.axes)[a])) for t in suite.trials)) for a in suite.axes}
+    _say("  ".join(["trial_id".ljust(12), *(a.ljust(width[a]) for a in suite.axes), "seed"]))
+    for t in suite.trials:
+        values = dict(t.axes)
+        _say("  ".join([t.trial_id, *(str(values[a]).ljust(width[a]) for a in suite.axes), str(t.seed)]))
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from harness.store import read_plan, scan
+
+    results = Path(args.dir)
+    if not results.is_dir():
+        raise UsageError(f"{results}: no such results folder")
+    found = scan(results)
+    plan = read_plan(results)
+    ids = [t.trial_id for t in plan[1]] if plan else list(found.records)
+    counts = Counter(found.records[i].status for i in ids if i in found.records)
+    missing = sum(1 for i in ids if i not in found.records)
+    _say(f"{results}: {len(ids)} trials" + (" in the plan" if plan else ""))
+    for status, n in sorted(counts.items()):
+        _say(f"  {status:<12}{n}")
+    if missing:
+        _say(f"  {'no record':<12}{missing}")
+    if found.corrupt:
+        _say(f"  {'unreadable':<12}{len(found.corrupt)}  ({', '.join(p.name for p in found.corrupt)})")
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness.report import write_report
+
+    results = Path(args.dir)
+    if not (results / "trials").is_dir():
+        raise UsageError(f"{results}: no trials/ folder of records here")
+    files = write_report(results, compare=args.compare, metric=args.metric)
+    for f in files:
+        _say(str(f))
+    return EXIT_OK
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from harness.components import ACTIVATIONS, INITS, LOSSES, NORMS, OPTIMIZERS, REGULARIZERS, SCHEDULES
+    from harness.data import DATASETS
+    from harness.models import MODELS
+    from harness.registry import near_miss
+
+    registries = [DATASETS, MODELS, INITS, NORMS, ACTIVATIONS, OPTIMIZERS, SCHEDULES, REGULARIZERS, LOSSES]
+    kinds = {r.kind: r for r in registries}
+    if args.kind:
+        kind = args.kind.rstrip("s") if args.kind.rstrip("s") in kinds else args.kind
+        if kind not in kinds:
+            raise UsageError(f"unknown kind {args.kind!r}; {near_miss(args.kind, list(kinds))}")
+        registries = [kinds[kind]]
+    for registry in registries:
+        _say(f"{registry.kind}s:")
+        for entry in registry:
+            _say(f"  {entry.name:<16}{entry.description}")
+            for param in entry.params.values():
+                _say(f"  {'':<18}{param.describe()}")
+    return EXIT_OK
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="harness", description="Benchmark optimizers and regularizers.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run every trial of a suite that has no record yet, then report")
+    run.add_argument("suite")
+    run.add_argument("overrides", nargs="*", metavar="key.path=value", help="override suite keys")
+    run.add_argument("--workers", type=int, default=1, help="trials run in N processes (default 1)")
+    run.add_argument("--results", default="results", help="results root; records go to RESULTS/<suite>/")
+    run.add_argument("--data-root", help="folder holding datasets (else $HARNESS_DATA_ROOT)")
+    run.add_argument("--no-report", action="store_true", help="skip writing the report")
+    run.set_defaults(func=cmd_run)
+
+    plan = sub.add_parser("plan", help="print the expanded trials without running them")
+    plan.add_argument("suite")
+    plan.add_argument("overrides", nargs="*", metavar="key.path=value")
+    plan.set_defaults(func=cmd_plan)
+
+    status = sub.add_parser("status", help="count the records of a results folder by status")
+    status.add_argument("dir")
+    status.set_defaults(func=cmd_status)
+
+    report = sub.add_parser("report", help="write the Markdown report and plots of a results folder")
+    report.add_argument("dir")
+    report.add_argument("--compare", action="append", help="axis to compare (repeatable)")
+    report.add_argument("--metric", help="headline metric (default: the suite's, else test_acc)")
+    report.set_defaults(func=cmd_report)
+
+    lst = sub.add_parser("list", help="list registered components and their parameters")
+    lst.add_argument("kind", nargs="?")
+    lst.set_defaults(func=cmd_list)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UsageError as e:
+        print(f"harness: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("harness: interrupted; run the same command again to finish the missing trials", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""Built-in datasets.
+
+``digits``: the 8×8 handwritten digits of UCI (Alpaydin & Kaynak 1998) that scikit-learn ships,
+so a fresh machine can run a suite with no download; its fixed test split is 20%, stratified.
+``mnist``: LeCun et al. 1998 through ``torchvision.datasets.MNIST``, read from
+``<root>/MNIST/raw``. Files that sit there gzipped, as distributed, are unpacked in place first.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+from pathlib import Path
+from typing import Annotated, Any
+
+import torch
+
+from harness.data.base import DATASETS, ROOT_ENV, DataMissing, DataSplits, make_splits, resolve_root
+from harness.registry import Range
+
+ValSize = Annotated[int, Range(gt=0)]
+Subset = Annotated[int, Range(gt=0)] | None
+_DIGITS_TEST_SEED = 20240  # fixed: the test set is the same for every trial and every split_seed
+
+
+@DATASETS.register("digits", n_total=1797)
+def digits(
+    *, val_size: ValSize = 300, split_seed: int = 0, train_subset: Subset = None
+) -> DataSplits:
+    """scikit-learn's 8x8 digits (1,797 images, 10 classes), embedded and offline."""
+    from sklearn.datasets import load_digits
+
+    from harness.data.base import stratified_split
+
+    bunch = load_digits()
+    x = torch.as_tensor(bunch.images, dtype=torch.float32).unsqueeze(1)  # (N, 1, 8, 8), values 0..16
+    y = torch.as_tensor(bunch.target, dtype=torch.long)
+    rest, test = stratified_split(y, round(0.2 * len(y)), _DIGITS_TEST_SEED)
+    return make_splits(
+        "digits", x[rest], y[rest], x[test], y[test], val_size=val_size, split_seed=split_seed,
+        train_subset=train_subset, scale=16.0, classes=[str(i) for i in range(10)],
+    )
+
+
+def _mnist_files(raw: Path, download: bool) -> None:
+    """Make sure the four uncompressed files torchvision reads are in ``raw``."""
+    from torchvision.datasets import MNIST
+    from torchvision.datasets.utils import extract_archive
+
+    for gz_name, _md5 in MNIST.resources:
+        plain = raw / gz_name[: -len(".gz")]
+        gz = raw / gz_name
+        if plain.exists():
+            continue
+        if gz.exists():
+            try:
+                extract_archive(str(gz), str(raw))
+            except OSError as e:
+                raise DataMissing(f"dataset mnist: cannot unpack {gz} next to itself ({e.strerror}); "
+                                  f"unpack it there with gunzip or copy the folder somewhere writable") from None
+            continue
+        if download:
+            return  # torchvision fetches and unpacks everything
+        raise DataMissing(
+            f"dataset mnist: missing {plain} (or {gz.name}); put the MNIST raw files in {raw}/, "
+            f"or point {ROOT_ENV} / --data-root / dataset.root at the folder that holds MNIST/raw, "
+            f"or set dataset.download: true where the network is reachable"
+        )
+
+
+def _mnist_preflight(config: dict[str, Any]) -> None:
+    if not config["download"]:
+        _mnist_files(resolve_root(config["root"]) / "MNIST" / "raw", download=False)
+
+
+@DATASETS.register("mnist", preflight=_mnist_preflight, n_total=60000)
+def mnist(
+    *, val_size: ValSize = 5000, split_seed: int = 0, train_subset: Subset = None,
+    root: str | None = None, download: bool = False,
+) -> DataSplits:
+    """MNIST handwritten digits (60,000 train / 10,000 test, 28x28) via torchvision."""
+    from torchvision.datasets import MNIST
+
+    base = resolve_root(root)
+    _mnist_files(base / "MNIST" / "raw", download)
+    train = MNIST(str(base), train=True, download=download)
+    test = MNIST(str(base), train=False, download=download)
+    return make_splits(
+        "mnist", train.data.unsqueeze(1), train.targets, test.data.unsqueeze(1), test.targets,
+        val_size=val_size, split_seed=split_seed, train_subset=train_subset, scale=255.0,
+        classes=[str(i) for i in range(10)],
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(key: str, config_json: str) -> DataSplits:
+    import json
+
+    config = json.loads(config_json)
+    return DATASETS.build(config)
+
+
+def load(config: dict[str, Any]) -> DataSplits:
+    """Build a dataset, reusing it across the trials a worker runs in one process."""
+    import json
+
+    text = json.dumps(config, sort_keys=True)
+    resolved_root = str(resolve_root(config.get("root"))) if "root" in config else ""
+    return _load_cached(hashlib.sha256((text + resolved_root).encode()).hexdigest(), text)

@@ -1,0 +1,55 @@
+"""What a record says about where it was made: versions, git sha, device, host."""
+from __future__ import annotations
+
+import functools
+import platform
+import socket
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+_PACKAGES = ("harness", "torch", "torchvision", "accelerate", "numpy", "pandas", "scikit-learn")
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+@functools.lru_cache(maxsize=1)
+def git_state() -> dict[str, Any]:
+    """The commit of the harness source tree, and whether it had uncommitted changes."""
+    src = Path(__file__).resolve().parents[2]
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=src, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=src,
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return {"sha": None, "dirty": None}
+    if sha.returncode != 0:
+        return {"sha": None, "dirty": None}
+    return {"sha": sha.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "versions": {p: _version(p) for p in _PACKAGES},
+        "python": sys.version.split()[0],
+        "git": git_state(),
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "device": str(device),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.version.cuda,
+    }
+    if device.type == "cuda":
+        info["device_name"] = torch.cuda.get_device_name(device)
+    else:
+        info["device_name"] = platform.processor() or platform.machine()
+    return info

@@ -1,0 +1,236 @@
+"""The training loop: one TrialSpec in, one Record out.
+
+``run_trial`` never raises for a problem of the trial itself: a NaN/Inf or exploding loss gives
+status ``diverged`` with the step, any exception gives ``failed`` with the message, so a sweep
+goes on. Train time (the optimization steps) and eval time (the per-epoch evaluations) are kept
+apart, each measured after synchronizing the device.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import math
+import random
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from torch import nn
+
+from harness.components import INITS, LOSSES, NORMS, OPTIMIZERS, REGULARIZERS, SCHEDULES
+from harness.components.regularizers import Parts
+from harness.data import DataSplits, batches, load
+from harness.engine.environment import environment
+from harness.models import MODELS, ModelContext
+from harness.spec import COMPLETED, DIVERGED, FAILED, Record, TrialSpec
+
+CHECK_EVERY = 16  # steps between divergence checks: one host sync per window, not per step
+GRAD_NORM_EVERY = 16  # steps between gradient-norm samples (a norm over all parameters)
+
+
+class Diverged(Exception):
+    def __init__(self, step: int, reason: str) -> None:
+        super().__init__(reason)
+        self.step, self.reason = step, reason
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def run_trial(spec: TrialSpec, accelerator: Accelerator | None = None) -> Record:
+    """Train and evaluate one trial; the returned record says how it ended."""
+    record = Record(spec.trial_id, spec.suite, spec.seed, COMPLETED, spec.config, dict(spec.axes),
+                    started_at=_now())
+    try:
+        _train(spec, record, accelerator or Accelerator(step_scheduler_with_optimizer=False))
+    except Diverged as e:
+        record.status, record.reason, record.diverged_step = DIVERGED, e.reason, e.step
+    except Exception as e:  # noqa: BLE001 - any failure of a trial is recorded, and the sweep goes on
+        record.status, record.reason = FAILED, f"{type(e).__name__}: {e}"
+        record.diagnostics["traceback"] = traceback.format_exc(limit=20)
+    record.finished_at = _now()
+    return record
+
+
+@dataclass
+class Trial:
+    """Everything built from a spec, ready to train."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    transform: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+    penalty: Callable[[nn.Module], torch.Tensor] | None
+    data: DataSplits
+    total_steps: int
+
+
+def build(config: dict[str, Any], seed: int, device: torch.device) -> Trial:
+    """Data, model, init, optimizer, schedule and regularizers from a resolved config."""
+    data = load(config["dataset"]).to(device)
+    seed_everything(seed)  # after loading, so cached and fresh data give the same init
+    parts: list[Parts] = [REGULARIZERS.build(r) for r in config["regularizers"]]
+    norm = config["norm"]
+    ctx = ModelContext(
+        in_shape=data.in_shape, num_classes=data.num_classes,
+        norm=lambda features, dims: NORMS.build(norm, features, dims),
+        hidden=tuple(p.hidden for p in parts if p.hidden),
+    )
+    model = MODELS.build(config["model"], ctx)
+    INITS.build(config["init"], model, config["model"].get("activation", "linear"))
+    model.to(device)
+    optimizer = OPTIMIZERS.build(config["optimizer"], model.parameters())
+    steps_per_epoch = math.ceil(len(data.train[1]) / config["batch_size"])
+    total = config["budget"]["epochs"] * steps_per_epoch
+    if config["budget"]["max_steps"] is not None:
+        total = min(total, config["budget"]["max_steps"])
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, SCHEDULES.build(config["schedule"], total))
+    transforms = [p.batch for p in parts if p.batch]
+    penalties = [p.penalty for p in parts if p.penalty]
+
+    def transform(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        for t in transforms:
+            x, y = t(x, y)
+        return x, y
+
+    penalty = (lambda m: sum(p(m) for p in penalties)) if penalties else None
+    return Trial(model, optimizer, scheduler, LOSSES.build(config["loss"]), transform, penalty, data, total)
+
+
+def _sync(device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def _grad_norm(model: nn.Module) -> torch.Tensor:
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+
+
+def _hard(y: torch.Tensor) -> torch.Tensor:
+    return y.argmax(1) if y.dim() > 1 else y
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[float, float]:
+    """Mean cross-entropy (unsmoothed, so losses compare across configs) and accuracy."""
+    model.eval()
+    loss_sum = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device, dtype=torch.long)
+    for xb, yb in batches(x, y, batch_size, shuffle=False):
+        out = model(xb)
+        loss_sum += F.cross_entropy(out.float(), yb, reduction="sum")
+        correct += (out.argmax(1) == yb).sum()
+    n = max(len(y), 1)
+    return loss_sum.item() / n, correct.item() / n
+
+
+class _Guard:
+    """Checks a window of step losses for NaN/Inf or explosion in one host sync."""
+
+    def __init__(self, loss_ratio: float) -> None:
+        self.loss_ratio = loss_ratio
+        self.first: float | None = None
+
+    def check(self, losses: list[torch.Tensor], first_step: int) -> float:
+        """Sum of the window's losses; raises Diverged at the first bad step."""
+        window = torch.stack(losses).float()
+        if self.first is None:
+            self.first = window[0].item()
+            if not math.isfinite(self.first):
+                raise Diverged(first_step, f"loss is {self.first} at step {first_step}")
+        limit = self.loss_ratio * max(self.first, 1e-8)
+        bad = ~torch.isfinite(window) | (window > limit)
+        if bad.any():
+            i = int(bad.nonzero()[0])
+            value = window[i].item()
+            step = first_step + i
+            if not math.isfinite(value):
+                raise Diverged(step, f"loss is {value} at step {step}")
+            raise Diverged(step, f"loss {value:.4g} at step {step} exceeds {self.loss_ratio:g}× the first loss {self.first:.4g}")
+        return window.sum().item()
+
+
+def _train(spec: TrialSpec, record: Record, accelerator: Accelerator) -> None:
+    config = spec.config
+    device = accelerator.device
+    record.environment = environment(device)
+    t = build(config, spec.seed, device)
+    record.dataset = t.data.meta
+    model, optimizer = accelerator.prepare(t.model, t.optimizer)
+    order = torch.Generator().manual_seed(spec.seed)  # data order depends on the seed alone
+    guard = _Guard(config["divergence"]["loss_ratio"])
+    batch_size, eval_batch = config["batch_size"], config["eval_batch_size"]
+    step, train_time, eval_time = 0, 0.0, 0.0
+    record.diagnostics["parameters"] = sum(p.numel() for p in model.parameters())
+    record.diagnostics["ln_classes"] = math.log(t.data.num_classes)
+
+    for epoch in range(1, config["budget"]["epochs"] + 1):
+        model.train()
+        start = _sync(device)
+        losses: list[torch.Tensor] = []
+        norms: list[torch.Tensor] = []
+        loss_sum, window_start, epoch_first_step, seen = 0.0, step, step, 0
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        for x, y in batches(*t.data.train, batch_size, order):
+            x, y = t.transform(x, y)
+            out = model(x)
+            loss = t.loss_fn(out, y)
+            if t.penalty is not None:
+                loss = loss + t.penalty(model)
+            optimizer.zero_grad(set_to_none=True)
+            accelerator.backward(loss)
+            if step % GRAD_NORM_EVERY == 0:
+                norms.append(_grad_norm(model))
+            optimizer.step()
+            t.scheduler.step()
+            losses.append(loss.detach())
+            correct += (out.detach().argmax(1) == _hard(y)).sum()
+            seen += len(y)
+            step += 1
+            if len(losses) == CHECK_EVERY:
+                loss_sum += guard.check(losses, window_start)
+                losses, window_start = [], step
+            if step >= t.total_steps:
+                break
+        if losses:
+            loss_sum += guard.check(losses, window_start)
+        if guard.first is not None and "initial_loss" not in record.diagnostics:
+            record.diagnostics["initial_loss"] = guard.first
+        epoch_train = _sync(device) - start
+        train_time += epoch_train
+
+        start = _sync(device)
+        val_loss, val_acc = evaluate(model, *t.data.val, eval_batch)
+        test_loss, test_acc = evaluate(model, *t.data.test, eval_batch)
+        epoch_eval = _sync(device) - start
+        eval_time += epoch_eval
+        record.history.append({
+            "epoch": epoch, "step": step, "lr": t.scheduler.get_last_lr()[0],
+            "train_loss": loss_sum / max(step - epoch_first_step, 1),  # mean of the batch losses
+            "train_acc": correct.item() / max(seen, 1),
+            "val_loss": val_loss, "val_acc": val_acc, "test_loss": test_loss, "test_acc": test_acc,
+            "grad_norm": torch.stack(norms).mean().item() if norms else None,
+            "train_time": epoch_train, "eval_time": epoch_eval,
+        })
+        if step >= t.total_steps:
+            break
+
+    record.final = {k: v for k, v in record.history[-1].items() if k not in ("train_time", "eval_time")}
+    best = max(record.history, key=lambda h: (h["val_acc"], -h["epoch"]))
+    record.best = {k: best[k] for k in ("epoch", "val_acc", "val_loss", "test_acc", "test_loss")}
+    record.timing = {"train_s": train_time, "eval_s": eval_time, "steps": step,
+                     "train_step_ms": 1000 * train_time / max(step, 1)}

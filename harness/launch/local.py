@@ -1,0 +1,192 @@
+"""Run trials on this machine: in this process (one worker) or in N worker processes.
+
+Each worker writes the records of the trials it runs. A worker that dies (a segfault, the OOM
+killer) takes no other trial with it: the parent records the trial it was running as ``failed``
+with the exit code and starts a replacement, so the sweep goes on.
+"""
+from __future__ import annotations
+
+import ctypes
+import multiprocessing as mp
+import os
+import queue
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from harness.spec import FAILED, INTERRUPTED, Record, TrialSpec
+from harness.store import write_record
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _fmt_time(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+class Progress:
+    """Prints one line per trial start and end: done/total, the trial, its outcome, an ETA."""
+
+    def __init__(self, total: int, workers: int, stream: TextIO = sys.stderr) -> None:
+        self.total, self.workers, self.stream = total, workers, stream
+        self.done = 0
+        self.durations: list[float] = []
+        self.started: dict[str, float] = {}
+        self.t0 = time.perf_counter()
+
+    def _say(self, text: str) -> None:
+        print(text, file=self.stream, flush=True)
+
+    def start(self, spec: TrialSpec) -> None:
+        self.started[spec.trial_id] = time.perf_counter()
+        self._say(f"[{self.done}/{self.total}] start {spec.trial_id}  {spec.label()}")
+
+    def finish(self, spec: TrialSpec, record: Record) -> None:
+        self.done += 1
+        took = time.perf_counter() - self.started.pop(spec.trial_id, time.perf_counter())
+        self.durations.append(took)
+        left = self.total - self.done
+        eta = sum(self.durations) / len(self.durations) * left / max(min(self.workers, left), 1)
+        outcome = record.status
+        if record.final.get("test_acc") is not None:
+            outcome += f" test_acc={record.final['test_acc']:.4f}"
+        if record.reason:
+            outcome += f" ({record.reason.splitlines()[0][:120]})"
+        tail = f" · ETA {_fmt_time(eta)}" if left else f" · all done in {_fmt_time(time.perf_counter() - self.t0)}"
+        self._say(f"[{self.done}/{self.total}] done  {spec.trial_id}  {outcome}  {took:.1f}s{tail}")
+
+
+def _failed(spec: TrialSpec, reason: str, status: str = FAILED) -> Record:
+    return Record(spec.trial_id, spec.suite, spec.seed, status, spec.config, dict(spec.axes), reason=reason)
+
+
+def run_local(specs: list[TrialSpec], results: Path, workers: int = 1, stream: TextIO = sys.stderr) -> dict[str, str]:
+    """Run ``specs``, write one record each under ``results``; returns trial_id → status."""
+    progress = Progress(len(specs), workers, stream)
+    if workers <= 1:
+        return _run_inline(specs, results, progress)
+    return _run_pool(specs, results, workers, progress)
+
+
+def _run_inline(specs: list[TrialSpec], results: Path, progress: Progress) -> dict[str, str]:
+    from harness.engine import run_trial
+
+    statuses: dict[str, str] = {}
+    for spec in specs:
+        progress.start(spec)
+        try:
+            record = run_trial(spec)
+        except KeyboardInterrupt:
+            write_record(results, _failed(spec, "interrupted before the trial finished", INTERRUPTED))
+            raise
+        write_record(results, record)
+        statuses[spec.trial_id] = record.status
+        progress.finish(spec, record)
+    return statuses
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this worker if the runner dies, so no orphan keeps training."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _worker(tasks: Any, events: Any, results: str, threads: int) -> None:
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what an interrupt means
+    import torch
+
+    torch.set_num_threads(threads)
+    from harness.engine import run_trial
+
+    while True:
+        item = tasks.get()
+        if item is None:
+            return
+        index, spec_dict = item
+        events.put(("start", os.getpid(), index))
+        record = run_trial(TrialSpec.from_dict(spec_dict))
+        write_record(Path(results), record)
+        events.put(("done", os.getpid(), index, record.to_json()))
+
+
+def _run_pool(specs: list[TrialSpec], results: Path, workers: int, progress: Progress) -> dict[str, str]:
+    ctx = mp.get_context("spawn")  # fork after torch has threads is unsafe
+    tasks, events = ctx.Queue(), ctx.Queue()
+    for i, spec in enumerate(specs):
+        tasks.put((i, spec.to_dict()))
+    for _ in range(workers):
+        tasks.put(None)
+    threads = max(1, cpu_count() // workers)
+
+    def spawn() -> Any:
+        p = ctx.Process(target=_worker, args=(tasks, events, str(results), threads), daemon=True)
+        p.start()
+        return p
+
+    procs = {p.pid: p for p in (spawn() for _ in range(workers))}
+    running: dict[int, int] = {}  # pid -> index of the trial it runs
+    statuses: dict[str, str] = {}
+
+    def handle(event: tuple) -> None:
+        kind, pid, index = event[:3]
+        if kind == "start":
+            running[pid] = index
+            progress.start(specs[index])
+            return
+        running.pop(pid, None)
+        record = Record.from_json(event[3])
+        statuses[record.trial_id] = record.status
+        progress.finish(specs[index], record)
+
+    def drain(timeout: float) -> bool:
+        got = False
+        while True:
+            try:
+                handle(events.get(timeout=timeout))
+                got, timeout = True, 0.05
+            except queue.Empty:
+                return got
+
+    try:
+        while procs:
+            if drain(0.5):
+                continue
+            for pid, p in list(procs.items()):
+                if p.is_alive():
+                    continue
+                p.join()
+                drain(0.2)  # a worker's last events can land after it has exited
+                del procs[pid]
+                if pid in running:
+                    spec = specs[running.pop(pid)]
+                    record = _failed(spec, f"worker process died (exit code {p.exitcode}) while running this trial")
+                    write_record(results, record)
+                    statuses[spec.trial_id] = record.status
+                    progress.finish(spec, record)
+                    replacement = spawn()
+                    procs[replacement.pid] = replacement
+        drain(0.2)
+    except KeyboardInterrupt:
+        for pid, index in running.items():
+            write_record(results, _failed(specs[index], "interrupted before the trial finished", INTERRUPTED))
+        for p in procs.values():
+            p.kill()
+        raise
+    for spec in specs:
+        if spec.trial_id not in statuses:  # a worker died between taking a trial and announcing it
+            record = _failed(spec, "a worker took this trial and exited before reporting it")
+            write_record(results, record)
+            statuses[spec.trial_id] = record.status
+    return statuses

@@ -1,0 +1,32 @@
+"""Multi-layer perceptron: ``depth`` hidden layers of ``width`` units, each Linear → norm →
+activation → (regularizer layers), then a linear classifier. Normalization sits before the
+activation as in Ioffe & Szegedy 2015, section 3.2.
+"""
+from __future__ import annotations
+
+import math
+from typing import Annotated
+
+from torch import nn
+
+from harness.components import ACTIVATIONS
+from harness.models.base import MODELS, ModelContext
+from harness.registry import ComponentOf, Range
+
+
+@MODELS.register("mlp")
+def mlp(
+    ctx: ModelContext, *, depth: Annotated[int, Range(ge=0)] = 2, width: Annotated[int, Range(gt=0)] = 256,
+    activation: Annotated[str, ComponentOf(ACTIVATIONS)] = "relu",
+) -> nn.Module:
+    """Fully connected network on flattened inputs."""
+    layers: list[nn.Module] = [nn.Flatten()]
+    fan_in = math.prod(ctx.in_shape)
+    for _ in range(depth):
+        # The norm's own shift makes the Linear bias redundant, but keeping it keeps "none" and
+        # "batchnorm" the same architecture otherwise.
+        layers += [nn.Linear(fan_in, width), ctx.norm(width, 1), ACTIVATIONS.build({"name": activation})]
+        layers += [make() for make in ctx.hidden]
+        fan_in = width
+    layers.append(nn.Linear(fan_in, ctx.num_classes))
+    return nn.Sequential(*layers)

@@ -1,0 +1,292 @@
+"""One generic registry; every component kind (optimizer, schedule, init, ...) is an instance.
+
+A component is a builder function. Its keyword-only parameters are the component's
+configuration: their defaults, types and bounds (``Annotated[float, Range(gt=0)]``) are read
+from the signature, so ``harness list`` and suite validation never drift from the code.
+Positional parameters are the context the harness passes in (model parameters, a module, ...).
+"""
+from __future__ import annotations
+
+import difflib
+import inspect
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal
+
+from harness.errors import ConfigError
+
+_MISSING = inspect.Parameter.empty
+
+
+@dataclass(frozen=True)
+class Range:
+    """Bounds for a numeric parameter; ``None`` means unbounded on that side."""
+
+    gt: float | None = None
+    ge: float | None = None
+    lt: float | None = None
+    le: float | None = None
+
+    def check(self, value: float) -> str | None:
+        if self.gt is not None and not value > self.gt:
+            return f"must be > {self.gt}"
+        if self.ge is not None and not value >= self.ge:
+            return f"must be >= {self.ge}"
+        if self.lt is not None and not value < self.lt:
+            return f"must be < {self.lt}"
+        if self.le is not None and not value <= self.le:
+            return f"must be <= {self.le}"
+        return None
+
+    def __str__(self) -> str:
+        parts = []
+        for op, bound in ((">", self.gt), (">=", self.ge), ("<", self.lt), ("<=", self.le)):
+            if bound is not None:
+                parts.append(f"{op}{bound}")
+        return ",".join(parts)
+
+
+@dataclass(frozen=True)
+class ComponentOf:
+    """Marks a string parameter whose value must name a component of another registry."""
+
+    registry: "Registry"
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type: Any
+    default: Any = _MISSING
+    range: Range | None = None
+    component_of: "Registry | None" = None
+
+    @property
+    def required(self) -> bool:
+        return self.default is _MISSING
+
+    def describe(self) -> str:
+        text = f"{self.name}: {_type_name(self.type)}"
+        if self.range is not None:
+            text += f" ({self.range})"
+        if self.component_of is not None:
+            text += f" (a {self.component_of.kind})"
+        return text + ("" if self.required else f" = {self.default!r}")
+
+
+@dataclass(frozen=True)
+class Entry:
+    kind: str
+    name: str
+    builder: Callable[..., Any]
+    params: dict[str, Param]
+    description: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def build(self, *context: Any, **params: Any) -> Any:
+        return self.builder(*context, **params)
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "|".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return "|".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is typing.Annotated:
+        base, *extras = typing.get_args(tp)
+        bounds = [str(e) for e in extras if isinstance(e, Range)]
+        return _type_name(base) + (f" ({', '.join(bounds)})" if bounds else "")
+    if origin in (list, tuple):
+        args = [a for a in typing.get_args(tp) if a is not Ellipsis]
+        return f"list[{_type_name(args[0])}]" if args else "list"
+    if tp is type(None):
+        return "null"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _params_of(builder: Callable[..., Any]) -> dict[str, Param]:
+    hints = typing.get_type_hints(builder, include_extras=True)
+    params: dict[str, Param] = {}
+    for p in inspect.signature(builder).parameters.values():
+        if p.kind is not inspect.Parameter.KEYWORD_ONLY:
+            continue
+        tp, bounds, ref = hints.get(p.name, Any), None, None
+        if typing.get_origin(tp) is typing.Annotated:
+            tp, *extras = typing.get_args(tp)
+            for extra in extras:
+                if isinstance(extra, Range):
+                    bounds = extra
+                elif isinstance(extra, ComponentOf):
+                    ref = extra.registry
+        params[p.name] = Param(p.name, tp, p.default, bounds, ref)
+    return params
+
+
+def check_value(tp: Any, value: Any, path: str) -> Any:
+    """Return ``value`` converted to ``tp`` (int→float only), or raise ConfigError at ``path``."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin is typing.Annotated:
+        base, *extras = typing.get_args(tp)
+        value = check_value(base, value, path)
+        for extra in extras:
+            problem = extra.check(value) if isinstance(extra, Range) else None
+            if problem:
+                raise ConfigError(path, f"{problem}, got {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        real = [o for o in options if o is not type(None)]
+        if len(real) == 1:
+            return check_value(real[0], value, path)
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return check_value(option, value, path)
+            except ConfigError:
+                pass
+        raise ConfigError(path, f"expected {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise ConfigError(path, f"expected one of {', '.join(map(repr, choices))}, got {value!r}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(path, f"expected a list, got {value!r}")
+        args = [a for a in typing.get_args(tp) if a is not Ellipsis]
+        item = args[0] if args else Any
+        return [check_value(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if tp is float:
+        # YAML reads 1e-3 as a string (YAML 1.1 wants a dot); accept it as users mean it.
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(path, f"expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(path, f"expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(path, f"expected true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(path, f"expected a string, got {value!r}")
+        return value
+    if tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(path, f"expected a mapping, got {value!r}")
+        return value
+    return value
+
+
+def near_miss(word: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(word, options, n=3, cutoff=0.6)
+    if close:
+        return f"did you mean {' or '.join(repr(c) for c in close)}?"
+    return f"expected one of {', '.join(sorted(options))}"
+
+
+def params_of(fn: Callable[..., Any]) -> dict[str, Param]:
+    """The keyword-only parameters of ``fn``: a config section declared as a signature."""
+    return _params_of(fn)
+
+
+def resolve_params(params: dict[str, Param], value: dict[str, Any], path: str, owner: str) -> dict[str, Any]:
+    """Check ``value`` against ``params``: no unknown keys, right types, in range; fill defaults."""
+    if not isinstance(value, dict):
+        raise ConfigError(path, f"expected a mapping, got {value!r}")
+    for key in value:
+        if key not in params:
+            raise ConfigError(f"{path}.{key}", f"unknown key of {owner}; {near_miss(str(key), list(params))}")
+    resolved: dict[str, Any] = {}
+    for pname, param in params.items():
+        ppath = f"{path}.{pname}"
+        if pname not in value:
+            if param.required:
+                raise ConfigError(ppath, f"required by {owner}")
+            resolved[pname] = param.default
+            continue
+        v = check_value(param.type, value[pname], ppath)
+        if param.range is not None and isinstance(v, (int, float)):
+            problem = param.range.check(v)
+            if problem:
+                raise ConfigError(ppath, f"{problem}, got {v!r}")
+        if param.component_of is not None:
+            param.component_of.get(v, ppath)
+        resolved[pname] = v
+    return resolved
+
+
+class Registry:
+    """Named builders of one component kind. ``REG.register(name, **meta)`` is a decorator."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, Entry] = {}
+
+    def register(self, name: str, **meta: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def decorate(builder: Callable[..., Any]) -> Callable[..., Any]:
+            if name in self._entries:
+                raise ValueError(f"{self.kind} {name!r} is already registered")
+            doc = inspect.getdoc(builder) or ""
+            self._entries[name] = Entry(
+                self.kind, name, builder, _params_of(builder), doc.split("\n")[0], meta
+            )
+            return builder
+
+        return decorate
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self):
+        return iter(self._entries[n] for n in self.names())
+
+    def get(self, name: str, path: str | None = None) -> Entry:
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise ConfigError(
+                path or self.kind,
+                f"unknown {self.kind} {name!r}; {near_miss(str(name), self.names())}",
+            ) from None
+
+    def resolve(self, value: Any, path: str) -> dict[str, Any]:
+        """Normalize ``name`` or ``{name: ..., **params}`` into a dict with every parameter."""
+        if isinstance(value, str):
+            value = {"name": value}
+        if not isinstance(value, dict):
+            raise ConfigError(path, f"expected a {self.kind} name or a mapping with 'name', got {value!r}")
+        if "name" not in value:
+            raise ConfigError(path, f"missing 'name' of the {self.kind}")
+        if not isinstance(value["name"], str):
+            raise ConfigError(f"{path}.name", f"expected a {self.kind} name, got {value['name']!r}")
+        entry = self.get(value["name"], f"{path}.name")
+        params = {k: v for k, v in value.items() if k != "name"}
+        resolved = {"name": entry.name, **resolve_params(entry.params, params, path, f"{self.kind} {entry.name!r}")}
+        check = entry.meta.get("check")
+        if check is not None:
+            problem = check(resolved)
+            if problem:
+                raise ConfigError(path, problem)
+        return resolved
+
+    def build(self, config: dict[str, Any], *context: Any) -> Any:
+        params = {k: v for k, v in config.items() if k != "name"}
+        return self.get(config["name"]).build(*context, **params)

@@ -1,0 +1,133 @@
+"""TrialSpec and Record: the plain data that crosses every arrow of the flow.
+
+A TrialSpec is fully resolved (every default filled in) and canonical, so its ``trial_id``, a
+hash of the canonical JSON plus the seed, is the same on every machine: finished trials are
+skipped and a sweep resumes by running the same command again. A Record holds everything
+needed to report on a trial without the code that made it.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+COMPLETED, DIVERGED, FAILED, INTERRUPTED = "completed", "diverged", "failed", "interrupted"
+STATUSES = (COMPLETED, DIVERGED, FAILED, INTERRUPTED)
+# A rerun would give the same outcome for these; failed and interrupted trials run again.
+FINAL_STATUSES = (COMPLETED, DIVERGED)
+
+# Where the data lives differs between machines and does not change the trial.
+_NOT_IDENTITY = (("dataset", "root"), ("dataset", "download"))
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _identity(config: dict[str, Any]) -> dict[str, Any]:
+    ident = copy.deepcopy(config)
+    for section, key in _NOT_IDENTITY:
+        if isinstance(ident.get(section), dict):
+            ident[section].pop(key, None)
+    return ident
+
+
+def trial_id_of(config: dict[str, Any], seed: int) -> str:
+    digest = hashlib.sha256(f"{canonical_json(_identity(config))}|seed={seed}".encode())
+    return digest.hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """One trial: a resolved config and a seed. ``axes`` names what varies in its suite."""
+
+    suite: str
+    config_json: str
+    seed: int
+    axes: tuple[tuple[str, Any], ...] = ()
+
+    @classmethod
+    def make(cls, suite: str, config: dict[str, Any], seed: int, axes: dict[str, Any] | None = None) -> "TrialSpec":
+        return cls(suite, canonical_json(config), seed, tuple((axes or {}).items()))
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """A fresh copy each time: the spec itself never changes."""
+        return json.loads(self.config_json)
+
+    @property
+    def trial_id(self) -> str:
+        return trial_id_of(self.config, self.seed)
+
+    def label(self) -> str:
+        parts = [f"{k}={v}" for k, v in self.axes]
+        return " ".join(parts + [f"seed={self.seed}"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "trial_id": self.trial_id,
+            "suite": self.suite,
+            "seed": self.seed,
+            "axes": dict(self.axes),
+            "config": self.config,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrialSpec":
+        spec = cls.make(d["suite"], d["config"], d["seed"], d.get("axes"))
+        if "trial_id" in d and d["trial_id"] != spec.trial_id:
+            raise ValueError(f"trial {d['trial_id']}: id does not match its config (edited by hand?)")
+        return spec
+
+
+@dataclass
+class Record:
+    """The outcome of one trial, as stored in ``results/<suite>/trials/<trial_id>.json``."""
+
+    trial_id: str
+    suite: str
+    seed: int
+    status: str
+    config: dict[str, Any]
+    axes: dict[str, Any]
+    reason: str | None = None  # why a trial diverged or failed
+    diverged_step: int | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)  # one dict per epoch
+    final: dict[str, Any] = field(default_factory=dict)
+    best: dict[str, Any] = field(default_factory=dict)  # metrics at the epoch of best val_acc
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+    dataset: dict[str, Any] = field(default_factory=dict)
+    timing: dict[str, float] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=dict)
+    started_at: str | None = None
+    finished_at: str | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"status {self.status!r} is not one of {STATUSES}")
+
+    def to_json(self) -> str:
+        return json.dumps(_finite(asdict(self)), indent=1, sort_keys=True, allow_nan=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Record":
+        data = json.loads(text)
+        if data.get("schema_version") != SCHEMA_VERSION:
+            raise ValueError(f"schema_version {data.get('schema_version')!r}, expected {SCHEMA_VERSION}")
+        return cls(**data)
+
+
+def _finite(obj: Any) -> Any:
+    """JSON has no NaN/Inf; a diverged loss is stored as null with the reason saying why."""
+    if isinstance(obj, float) and (obj != obj or obj in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj

@@ -1,0 +1,92 @@
+"""Records on disk: ``<results>/<suite>/trials/<trial_id>.json``, one file per trial.
+
+Writes are atomic (a temp file in the same folder, fsync, rename), so a killed run leaves either
+the whole record or none. A record that does not parse is reported and treated as missing, so it
+is run again and never silently aggregated.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from harness.spec import FINAL_STATUSES, Record, TrialSpec
+
+PLAN_FILE = "plan.json"
+TRIALS_DIR = "trials"
+_TMP_PREFIX = ".tmp-"
+
+
+def atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def record_path(results: Path, trial_id: str) -> Path:
+    return Path(results) / TRIALS_DIR / f"{trial_id}.json"
+
+
+def write_record(results: Path, record: Record) -> Path:
+    path = record_path(results, record.trial_id)
+    atomic_write(path, record.to_json())
+    return path
+
+
+@dataclass
+class Scan:
+    records: dict[str, Record] = field(default_factory=dict)
+    corrupt: dict[Path, str] = field(default_factory=dict)  # path -> why it did not parse
+
+    def done(self, trial_id: str) -> bool:
+        r = self.records.get(trial_id)
+        return r is not None and r.status in FINAL_STATUSES
+
+
+def scan(results: Path) -> Scan:
+    """Every record under ``results``; files that do not parse are listed, not skipped silently."""
+    out = Scan()
+    folder = Path(results) / TRIALS_DIR
+    if not folder.is_dir():
+        return out
+    for path in sorted(folder.glob("*.json")):
+        try:
+            record = Record.from_json(path.read_text())
+            if record.trial_id != path.stem:
+                raise ValueError(f"holds trial {record.trial_id}, not {path.stem}")
+        except (ValueError, TypeError, KeyError, OSError) as e:
+            out.corrupt[path] = f"{type(e).__name__}: {e}"
+            continue
+        out.records[record.trial_id] = record
+    return out
+
+
+def clean_temp(results: Path) -> None:
+    """Remove temp files a killed writer left behind (never a complete record)."""
+    for path in (Path(results) / TRIALS_DIR).glob(f"{_TMP_PREFIX}*"):
+        path.unlink(missing_ok=True)
+
+
+def write_plan(results: Path, suite: dict[str, Any], trials: Iterable[TrialSpec]) -> Path:
+    path = Path(results) / PLAN_FILE
+    atomic_write(path, json.dumps({"suite": suite, "trials": [t.to_dict() for t in trials]}, indent=1))
+    return path
+
+
+def read_plan(results: Path) -> tuple[dict[str, Any], list[TrialSpec]] | None:
+    path = Path(results) / PLAN_FILE
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text())
+    return data["suite"], [TrialSpec.from_dict(t) for t in data["trials"]]

@@ -1,0 +1,369 @@
+"""Suite (YAML) → validated Suite → list of TrialSpec.
+
+A suite names a ``base`` trial config, the axes to vary (``grid``: cross product; ``zip``: lists
+varied together), ``exclude`` rules and ``seeds``. Every problem is found here, at load time, and
+reported with the file and the key path; nothing malformed reaches a training loop.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+
+from harness.components import LOSSES, INITS, NORMS, OPTIMIZERS, REGULARIZERS, SCHEDULES
+from harness.data import DATASETS
+from harness.errors import ConfigError
+from harness.models import MODELS
+from harness.registry import Range, Registry, check_value, near_miss, params_of, resolve_params
+from harness.spec import TrialSpec
+
+# Trial keys that name a component, with the default used when the suite leaves them out.
+COMPONENTS: dict[str, tuple[Registry, str]] = {
+    "dataset": (DATASETS, "digits"),
+    "model": (MODELS, "mlp"),
+    "init": (INITS, "kaiming_normal"),
+    "norm": (NORMS, "none"),
+    "optimizer": (OPTIMIZERS, "sgd"),
+    "schedule": (SCHEDULES, "constant"),
+    "loss": (LOSSES, "cross_entropy"),
+}
+LISTS: dict[str, Registry] = {"regularizers": REGULARIZERS}
+
+
+def _budget(*, epochs: Annotated[int, Range(gt=0)] = 1, max_steps: Annotated[int, Range(gt=0)] | None = None):
+    """How long a trial trains: whole epochs, optionally cut at max_steps optimizer steps."""
+
+
+def _divergence(*, loss_ratio: Annotated[float, Range(gt=1)] = 100.0):
+    """A trial diverges on a NaN/Inf loss or a training loss above loss_ratio × its first loss."""
+
+
+def _scalars(
+    *, batch_size: Annotated[int, Range(gt=0)] = 128, eval_batch_size: Annotated[int, Range(gt=0)] = 1000,
+):
+    """Plain values of a trial."""
+
+
+SECTIONS = {"budget": params_of(_budget), "divergence": params_of(_divergence)}
+SCALARS = params_of(_scalars)
+TRIAL_KEYS = [*COMPONENTS, *LISTS, *SECTIONS, *SCALARS]
+
+
+def _report(*, compare: list[str] | None = None, metric: str = "test_acc"):
+    """What the report compares: axes (default: every axis that varies) and the headline metric."""
+
+
+SUITE_KEYS = ["name", "description", "seeds", "budget", "base", "grid", "zip", "exclude", "report"]
+METRICS = ["test_acc", "test_loss", "val_acc", "val_loss", "train_acc", "train_loss"]
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def resolve_trial(raw: dict[str, Any], path: str) -> dict[str, Any]:
+    """A trial config with every component resolved, every default filled in and checked."""
+    if not isinstance(raw, dict):
+        raise ConfigError(path, f"expected a mapping of trial settings, got {raw!r}")
+    for key in raw:
+        if key not in TRIAL_KEYS:
+            raise ConfigError(f"{path}.{key}", f"unknown trial setting; {near_miss(str(key), TRIAL_KEYS)}")
+    config: dict[str, Any] = {}
+    for key, (registry, default) in COMPONENTS.items():
+        config[key] = registry.resolve(raw.get(key, default), f"{path}.{key}")
+    for key, registry in LISTS.items():
+        items = raw.get(key) or []
+        if not isinstance(items, list):
+            raise ConfigError(f"{path}.{key}", f"expected a list of {registry.kind}s, got {items!r}")
+        config[key] = [registry.resolve(v, f"{path}.{key}[{i}]") for i, v in enumerate(items)]
+        names = [c["name"] for c in config[key]]
+        for name in set(names):
+            if names.count(name) > 1:
+                raise ConfigError(f"{path}.{key}", f"{registry.kind} {name!r} is listed twice")
+    for key, params in SECTIONS.items():
+        config[key] = resolve_params(params, raw.get(key) or {}, f"{path}.{key}", key)
+    config.update(resolve_params(SCALARS, {k: raw[k] for k in SCALARS if k in raw}, path, "trial"))
+    for key in (*COMPONENTS, *LISTS):
+        entries = config[key] if key in LISTS else [config[key]]
+        registry = LISTS[key] if key in LISTS else COMPONENTS[key][0]
+        for entry in entries:
+            trial_check = registry.get(entry["name"]).meta.get("trial_check")
+            problem = trial_check(config) if trial_check else None
+            if problem:
+                raise ConfigError(f"{path}.{key}", problem)
+    return config
+
+
+def _get(d: dict[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        if isinstance(d, str):  # a component given by name only has no parameters set
+            d = {"name": d}
+        if not isinstance(d, dict) or part not in d:
+            raise KeyError(dotted)
+        d = d[part]
+    return d
+
+
+def _set(d: dict[str, Any], dotted: str, value: Any, path: str) -> None:
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        if isinstance(d.get(part), str):  # `optimizer: adam` then `optimizer.lr: ...`
+            d[part] = {"name": d[part]}
+        if part not in d or d[part] is None:
+            d[part] = {}
+        if not isinstance(d[part], dict):
+            raise ConfigError(path, f"cannot set {dotted}: {part} is {d[part]!r}, not a mapping")
+        d = d[part]
+    d[parts[-1]] = value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """``key.path=value`` strings (value read as YAML) set into a copy of the raw suite."""
+    raw = copy.deepcopy(raw)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r}", "expected dotted.key=value")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override {key}", f"value is not valid YAML: {e}") from None
+        top = key.split(".")[0]
+        if top not in SUITE_KEYS:
+            raise ConfigError(f"override {key}", f"unknown suite key {top!r}; {near_miss(top, SUITE_KEYS)}")
+        _set(raw, key, value, f"override {key}")
+    return raw
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    file: str
+    seeds: tuple[int, ...]
+    axes: tuple[str, ...]  # the axes that vary, in suite order
+    trials: tuple[TrialSpec, ...]
+    report: dict[str, Any]
+    source_sha256: str
+    overrides: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "description": self.description, "file": self.file,
+            "seeds": list(self.seeds), "axes": list(self.axes), "report": self.report,
+            "source_sha256": self.source_sha256, "overrides": list(self.overrides),
+        }
+
+
+def load_suite(file: str | Path, overrides: list[str] | None = None) -> Suite:
+    """Read, validate and expand a suite file; any problem raises ConfigError naming the file."""
+    file = str(file)
+    try:
+        text = Path(file).read_text()
+    except OSError as e:
+        raise ConfigError("", f"cannot read suite: {e.strerror}", file) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(where, f"YAML syntax error: {problem}", file) from None
+    try:
+        if not isinstance(raw, dict):
+            raise ConfigError("", f"a suite is a mapping of keys (name, base, grid, ...), got {type(raw).__name__}")
+        raw = apply_overrides(raw, list(overrides or []))
+        return _build(raw, file, hashlib.sha256(text.encode()).hexdigest(), tuple(overrides or ()))
+    except ConfigError as e:
+        raise e.in_file(file) from None
+
+
+def _build(raw: dict[str, Any], file: str, sha: str, overrides: tuple[str, ...]) -> Suite:
+    for key in raw:
+        if key not in SUITE_KEYS:
+            raise ConfigError(str(key), f"unknown suite key; {near_miss(str(key), SUITE_KEYS)}")
+    if "name" not in raw:
+        raise ConfigError("name", "missing: every suite needs a name (it names its results folder)")
+    name = check_value(str, raw["name"], "name")
+    if not _NAME.match(name):
+        raise ConfigError("name", f"use letters, digits, '_', '.', '-' only (it names a folder), got {name!r}")
+    description = check_value(str, raw.get("description", ""), "description")
+    seeds = _seeds(raw.get("seeds", 1))
+
+    base = raw.get("base") or {}
+    if not isinstance(base, dict):
+        raise ConfigError("base", f"expected a mapping of trial settings, got {base!r}")
+    base = copy.deepcopy(base)
+    if "budget" in raw:
+        budget = raw["budget"]
+        if not isinstance(budget, dict):
+            raise ConfigError("budget", f"expected a mapping like {{epochs: 5}}, got {budget!r}")
+        base["budget"] = {**(base.get("budget") or {}), **budget}
+    resolve_trial(base, "base")  # report problems in base at their own path
+
+    grid = _axes(raw, "grid")
+    zipped = _axes(raw, "zip")
+    lengths = {len(v) for v in zipped.values()}
+    if len(lengths) > 1:
+        raise ConfigError("zip", f"every zip list must have the same length, got {sorted(lengths)}")
+    both = set(grid) & set(zipped)
+    if both:
+        raise ConfigError("zip", f"axis {sorted(both)[0]!r} is in both grid and zip")
+    axes = [*grid, *zipped]
+    exclude = _exclude(raw.get("exclude"), axes)
+
+    zip_rows = [dict(zip(zipped, row)) for row in zip(*zipped.values())] or [{}]
+    combos = []
+    for grid_row in itertools.product(*grid.values()):
+        for zip_row in zip_rows:
+            combos.append({**dict(zip(grid, grid_row)), **zip_row})
+
+    labels = {axis: _labels(axis, values) for axis, values in {**grid, **zipped}.items()}
+    trials: list[TrialSpec] = []
+    excluded = 0
+    for combo in combos:
+        config = _apply(base, combo, grid, zipped)
+        if any(_matches(rule, combo, config) for rule in exclude):
+            excluded += 1
+            continue
+        axis_values = {a: labels[a][_index(grid.get(a) or zipped[a], combo[a])] for a in axes}
+        for seed in seeds:
+            trials.append(TrialSpec.make(name, config, seed, axis_values))
+    if not trials:
+        raise ConfigError("exclude", f"the exclude rules remove all {len(combos)} combinations")
+    ids = [t.trial_id for t in trials]
+    if len(set(ids)) != len(ids):
+        raise ConfigError("grid", "two grid points resolve to the same trial (a value listed twice?)")
+
+    report = resolve_params(params_of(_report), raw.get("report") or {}, "report", "report")
+    if isinstance(report["compare"], str):
+        report["compare"] = [report["compare"]]
+    for i, axis in enumerate(report["compare"] or []):
+        if axis not in axes:
+            raise ConfigError(f"report.compare[{i}]", f"{axis!r} is not an axis of this suite; axes: {axes}")
+    if report["metric"] not in METRICS:
+        raise ConfigError("report.metric", f"unknown metric {report['metric']!r}; {near_miss(report['metric'], METRICS)}")
+    return Suite(name, description, file, seeds, tuple(axes), tuple(trials), report, sha, overrides)
+
+
+def _seeds(value: Any) -> tuple[int, ...]:
+    if isinstance(value, list):
+        seeds = tuple(check_value(int, v, f"seeds[{i}]") for i, v in enumerate(value))
+        if not seeds:
+            raise ConfigError("seeds", "empty list")
+        if len(set(seeds)) != len(seeds):
+            raise ConfigError("seeds", f"a seed is listed twice: {list(seeds)}")
+        return seeds
+    n = check_value(int, value, "seeds")
+    if n < 1:
+        raise ConfigError("seeds", f"must be a count >= 1 or a list of seeds, got {n}")
+    return tuple(range(n))
+
+
+def _axes(raw: dict[str, Any], key: str) -> dict[str, list[Any]]:
+    if key not in raw:
+        return {}
+    axes = raw[key]
+    if not isinstance(axes, dict):
+        raise ConfigError(key, f"expected a mapping of axis → list of values, got {axes!r}")
+    if not axes:
+        raise ConfigError(key, "empty: list at least one axis, or remove the key to run base alone")
+    for axis, values in axes.items():
+        top = str(axis).split(".")[0]
+        if top not in TRIAL_KEYS:
+            raise ConfigError(f"{key}.{axis}", f"not a trial setting; {near_miss(top, TRIAL_KEYS)}")
+        if not isinstance(values, list):
+            raise ConfigError(f"{key}.{axis}", f"expected a list of values, got {values!r}")
+        if not values:
+            raise ConfigError(f"{key}.{axis}", "empty list: an axis needs at least one value")
+    return {str(a): v for a, v in axes.items()}
+
+
+def _apply(base: dict[str, Any], combo: dict[str, Any], grid: dict[str, list], zipped: dict[str, list]) -> dict[str, Any]:
+    raw = copy.deepcopy(base)
+    # Whole values first, so that `optimizer.lr` can refine a grid value of `optimizer`.
+    for axis in sorted(combo, key=lambda a: a.count(".")):
+        _set(raw, axis, copy.deepcopy(combo[axis]), axis)
+    try:
+        return resolve_trial(raw, "")
+    except ConfigError as e:
+        path = e.path.lstrip(".")
+        for axis in sorted(combo, key=lambda a: -a.count(".")):
+            if path == axis or path.startswith(axis + ".") or path.startswith(axis + "["):
+                section = "grid" if axis in grid else "zip"
+                i = _index(grid.get(axis) or zipped[axis], combo[axis])
+                raise ConfigError(f"{section}.{axis}[{i}]{path[len(axis):]}", e.message) from None
+        raise ConfigError(f"base.{path}", e.message) from None
+
+
+def _index(values: list[Any], value: Any) -> int:
+    for i, v in enumerate(values):
+        if v == value:
+            return i
+    raise ValueError(value)
+
+
+def _labels(axis: str, values: list[Any]) -> list[Any]:
+    """Short, unique names for the values of an axis: the component name where that is enough."""
+    if not all(isinstance(v, (str, dict)) and _name_of(v) for v in values):
+        return [v if isinstance(v, (int, float, str, bool)) or v is None else str(v) for v in values]
+    names = [_name_of(v) for v in values]
+    labels = []
+    for v, name in zip(values, names):
+        if names.count(name) == 1:
+            labels.append(name)
+            continue
+        params = v if isinstance(v, dict) else {}
+        shown = ",".join(f"{k}={params[k]}" for k in sorted(params) if k != "name")
+        labels.append(f"{name}({shown})" if shown else name)
+    if len(set(labels)) != len(labels):
+        return [str(v) for v in values]
+    return labels
+
+
+def _name_of(v: Any) -> str | None:
+    if isinstance(v, str):
+        return v
+    if isinstance(v, dict) and isinstance(v.get("name"), str):
+        return v["name"]
+    return None
+
+
+def _exclude(rules: Any, axes: list[str]) -> list[dict[str, Any]]:
+    if rules is None:
+        return []
+    if not isinstance(rules, list):
+        raise ConfigError("exclude", f"expected a list of rules like {{optimizer: adam, norm: batchnorm}}, got {rules!r}")
+    for i, rule in enumerate(rules):
+        if not isinstance(rule, dict) or not rule:
+            raise ConfigError(f"exclude[{i}]", f"expected a mapping of axis → value, got {rule!r}")
+        for key in rule:
+            top = str(key).split(".")[0]
+            if top not in TRIAL_KEYS:
+                raise ConfigError(f"exclude[{i}].{key}", f"not a trial setting; {near_miss(top, TRIAL_KEYS)}")
+    return rules
+
+
+def _matches(rule: dict[str, Any], combo: dict[str, Any], config: dict[str, Any]) -> bool:
+    """A rule matches when every key matches; a list of values matches any of them."""
+    for key, wanted in rule.items():
+        try:
+            actual = _get(config, key)
+        except KeyError:
+            return False
+        options = wanted if isinstance(wanted, list) else [wanted]
+        if not any(_value_matches(actual, w) for w in options):
+            return False
+    return True
+
+
+def _value_matches(actual: Any, wanted: Any) -> bool:
+    if isinstance(actual, dict) and "name" in actual:
+        if isinstance(wanted, str):
+            return actual["name"] == wanted
+        if isinstance(wanted, dict):
+            return all(actual.get(k) == v for k, v in wanted.items())
+    return actual == wanted
