@@ -23,7 +23,16 @@ def _say(text: str = "") -> None:
 def _load(args: argparse.Namespace):
     from harness.suite import load_suite
 
+    _plugins(args)
     return load_suite(args.suite, args.overrides)
+
+
+def _plugins(args: argparse.Namespace) -> None:
+    from harness.plugins import load_plugins
+
+    if not getattr(args, "_plugins_loaded", False):
+        load_plugins(getattr(args, "plugin", None))
+        args._plugins_loaded = True
 
 
 def _preflight(suite) -> None:
@@ -73,7 +82,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             _say(f"{done} of {len(suite.trials)} trials already have records; running the other {len(todo)}")
         else:
             _say(f"running {len(todo)} trials of {suite.name} ({args.workers} worker{'s' * (args.workers > 1)})")
-        run_local(todo, results, args.workers)
+        run_local(todo, results, args.workers, plugins=args.plugin)
     final = scan(results)
     statuses = Counter(final.records[t.trial_id].status for t in suite.trials if t.trial_id in final.records)
     _say(f"results: {results}  ({', '.join(f'{n} {s}' for s, n in sorted(statuses.items()))})")
@@ -139,6 +148,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from harness.models import MODELS
     from harness.registry import near_miss
 
+    _plugins(args)
     registries = [DATASETS, MODELS, INITS, NORMS, ACTIVATIONS, OPTIMIZERS, SCHEDULES, REGULARIZERS, LOSSES]
     kinds = {r.kind: r for r in registries}
     if args.kind:
@@ -166,11 +176,13 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--results", default="results", help="results root; records go to RESULTS/<suite>/")
     run.add_argument("--data-root", help="folder holding datasets (else $HARNESS_DATA_ROOT)")
     run.add_argument("--no-report", action="store_true", help="skip writing the report")
+    run.add_argument("--plugin", action="append", default=[], help="module or .py file adding components")
     run.set_defaults(func=cmd_run)
 
     plan = sub.add_parser("plan", help="print the expanded trials without running them")
     plan.add_argument("suite")
     plan.add_argument("overrides", nargs="*", metavar="key.path=value")
+    plan.add_argument("--plugin", action="append", default=[])
     plan.set_defaults(func=cmd_plan)
 
     status = sub.add_parser("status", help="count the records of a results folder by status")
@@ -185,17 +197,27 @@ def parser() -> argparse.ArgumentParser:
 
     lst = sub.add_parser("list", help="list registered components and their parameters")
     lst.add_argument("kind", nargs="?")
+    lst.add_argument("--plugin", action="append", default=[])
     lst.set_defaults(func=cmd_list)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    # Overrides may follow options (`run s.yaml --workers 2 seeds=3`), which argparse alone rejects.
+    args, extra = p.parse_known_args(argv)
+    for item in extra:
+        if item.startswith("-") or "=" not in item or not hasattr(args, "overrides"):
+            p.error(f"unrecognized argument: {item}")
+        args.overrides.append(item)
     try:
         return args.func(args)
     except UsageError as e:
         print(f"harness: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # `harness plan ... | head`: the reader left; not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except KeyboardInterrupt:
         print("harness: interrupted; run the same command again to finish the missing trials", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -55,7 +55,7 @@ SCALARS = params_of(_scalars)
 TRIAL_KEYS = [*COMPONENTS, *LISTS, *SECTIONS, *SCALARS]
 
 
-def _report(*, compare: list[str] | None = None, metric: str = "test_acc"):
+def _report(*, compare: str | list[str] | None = None, metric: str = "test_acc"):
     """What the report compares: axes (default: every axis that varies) and the headline metric."""
 
 
@@ -73,7 +73,10 @@ def resolve_trial(raw: dict[str, Any], path: str) -> dict[str, Any]:
             raise ConfigError(f"{path}.{key}", f"unknown trial setting; {near_miss(str(key), TRIAL_KEYS)}")
     config: dict[str, Any] = {}
     for key, (registry, default) in COMPONENTS.items():
-        config[key] = registry.resolve(raw.get(key, default), f"{path}.{key}")
+        value = raw.get(key, default)
+        if isinstance(value, dict) and "name" not in value:  # `model: {width: 32}`: the default model
+            value = {"name": default, **value}
+        config[key] = registry.resolve(value, f"{path}.{key}")
     for key, registry in LISTS.items():
         items = raw.get(key) or []
         if not isinstance(items, list):

@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from harness.plugins import LOADED
+
 _PACKAGES = ("harness", "torch", "torchvision", "accelerate", "numpy", "pandas", "scikit-learn")
 
 
@@ -47,6 +49,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "device": str(device),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.version.cuda,
+        "plugins": list(LOADED.values()),
     }
     if device.type == "cuda":
         info["device_name"] = torch.cuda.get_device_name(device)

@@ -68,12 +68,14 @@ def _failed(spec: TrialSpec, reason: str, status: str = FAILED) -> Record:
     return Record(spec.trial_id, spec.suite, spec.seed, status, spec.config, dict(spec.axes), reason=reason)
 
 
-def run_local(specs: list[TrialSpec], results: Path, workers: int = 1, stream: TextIO = sys.stderr) -> dict[str, str]:
-    """Run ``specs``, write one record each under ``results``; returns trial_id → status."""
+def run_local(specs: list[TrialSpec], results: Path, workers: int = 1, stream: TextIO = sys.stderr,
+              plugins: list[str] | None = None) -> dict[str, str]:
+    """Run ``specs``, write one record each under ``results``; returns trial_id → status.
+    ``plugins`` are imported in each worker process, as they were in this one."""
     progress = Progress(len(specs), workers, stream)
     if workers <= 1:
         return _run_inline(specs, results, progress)
-    return _run_pool(specs, results, workers, progress)
+    return _run_pool(specs, results, workers, progress, list(plugins or []))
 
 
 def _run_inline(specs: list[TrialSpec], results: Path, progress: Progress) -> dict[str, str]:
@@ -102,13 +104,16 @@ def _die_with_parent() -> None:
         pass
 
 
-def _worker(tasks: Any, events: Any, results: str, threads: int) -> None:
+def _worker(tasks: Any, events: Any, results: str, threads: int, plugins: list[str]) -> None:
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what an interrupt means
     import torch
 
     torch.set_num_threads(threads)
     from harness.engine import run_trial
+    from harness.plugins import load_plugins
+
+    load_plugins(plugins)
 
     while True:
         item = tasks.get()
@@ -121,7 +126,8 @@ def _worker(tasks: Any, events: Any, results: str, threads: int) -> None:
         events.put(("done", os.getpid(), index, record.to_json()))
 
 
-def _run_pool(specs: list[TrialSpec], results: Path, workers: int, progress: Progress) -> dict[str, str]:
+def _run_pool(specs: list[TrialSpec], results: Path, workers: int, progress: Progress,
+              plugins: list[str]) -> dict[str, str]:
     ctx = mp.get_context("spawn")  # fork after torch has threads is unsafe
     tasks, events = ctx.Queue(), ctx.Queue()
     for i, spec in enumerate(specs):
@@ -131,7 +137,7 @@ def _run_pool(specs: list[TrialSpec], results: Path, workers: int, progress: Pro
     threads = max(1, cpu_count() // workers)
 
     def spawn() -> Any:
-        p = ctx.Process(target=_worker, args=(tasks, events, str(results), threads), daemon=True)
+        p = ctx.Process(target=_worker, args=(tasks, events, str(results), threads, plugins), daemon=True)
         p.start()
         return p
 

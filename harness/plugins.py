@@ -1,0 +1,67 @@
+"""Plugins: user modules that add components to the registries, with no edit to the harness.
+
+A plugin is a Python file (``--plugin path/to/my_optimizer.py``), an importable module
+(``--plugin my_pkg.my_module``), or a module named by an entry point in the ``harness.plugins``
+group of an installed package. Importing it runs its ``@REGISTRY.register`` decorators. What was
+loaded (name and source hash) goes into every record, so a result says which code made it.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from harness.errors import UsageError
+
+ENTRY_POINT_GROUP = "harness.plugins"
+LOADED: dict[str, dict[str, Any]] = {}  # plugin as given -> {name, source, sha256, version}
+
+
+def _describe(given: str, module: Any) -> dict[str, Any]:
+    source = getattr(module, "__file__", None)
+    sha = hashlib.sha256(Path(source).read_bytes()).hexdigest() if source and Path(source).exists() else None
+    return {"plugin": given, "module": module.__name__, "source": source, "sha256": sha,
+            "version": getattr(module, "__version__", None)}
+
+
+def load_plugin(given: str) -> dict[str, Any]:
+    """Import one plugin (a file path or a module name) once; returns its description."""
+    if given in LOADED:
+        return LOADED[given]
+    # The harness registries must exist before a plugin decorates into them.
+    import harness.components  # noqa: F401
+    import harness.data  # noqa: F401
+    import harness.models  # noqa: F401
+
+    try:
+        if given.endswith(".py") or "/" in given:
+            path = Path(given).expanduser().resolve()
+            if not path.is_file():
+                raise UsageError(f"plugin {given}: no such file")
+            name = f"harness_plugin_{hashlib.sha256(str(path).encode()).hexdigest()[:10]}_{path.stem}"
+            spec = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(given)
+    except UsageError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any error in user code is reported as bad input
+        raise UsageError(f"plugin {given}: {type(e).__name__}: {e}") from None
+    LOADED[given] = _describe(given, module)
+    return LOADED[given]
+
+
+def load_plugins(plugins: list[str] | None, entry_points: bool = True) -> list[dict[str, Any]]:
+    out = []
+    if entry_points:
+        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            out.append(load_plugin(ep.value))
+    for given in plugins or []:
+        out.append(load_plugin(given))
+    return out
