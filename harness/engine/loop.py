@@ -193,7 +193,7 @@ def _train(spec: TrialSpec, record: Record, accelerator: Accelerator) -> None:
                 loss = loss + t.penalty(model)
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(loss)
-            if step % GRAD_NORM_EVERY == 0:
+            if step % GRAD_NORM_EVERY == 0 or not norms:  # at least one sample per epoch
                 norms.append(_grad_norm(model))
             optimizer.step()
             t.scheduler.step()

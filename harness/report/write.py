@@ -56,8 +56,8 @@ def _problems(c: Collected) -> list[str]:
     bad = c.runs[c.runs["status"] != COMPLETED] if not c.runs.empty else c.runs
     if len(bad):
         lines += ["## Trials that did not complete", ""]
-        rows = [[r.trial_id, r.status, ", ".join(f"{a}={r[a]}" for a in c.axes), str(r.seed),
-                 str(r.reason or "").replace("|", "\\|")[:200]] for r in bad.itertuples()]
+        rows = [[r["trial_id"], r["status"], ", ".join(f"{a}={r[a]}" for a in c.axes), str(r["seed"]),
+                 str(r["reason"] or "").replace("|", "\\|")[:200]] for _, r in bad.iterrows()]
         lines += [markdown(["trial", "status", "axes", "seed", "reason"], rows), ""]
     if c.missing:
         lines += [f"**{len(c.missing)} planned trials have no record yet** (run the suite again to finish them).", ""]
