@@ -26,6 +26,7 @@ def mlp(
         # The norm's own shift makes the Linear bias redundant, but keeping it keeps "none" and
         # "batchnorm" the same architecture otherwise.
         layers += [nn.Linear(fan_in, width), ctx.norm(width, 1), ACTIVATIONS.build({"name": activation})]
+        layers = [m for m in layers if not isinstance(m, nn.Identity)]  # "no norm" costs no call
         layers += [make() for make in ctx.hidden]
         fan_in = width
     layers.append(nn.Linear(fan_in, ctx.num_classes))
