@@ -67,10 +67,10 @@ def test_exploding_loss_is_diverged_before_it_reaches_nan():
     assert "exceeds 3×" in r.reason or "nan" in r.reason.lower()
 
 
-def test_an_exception_is_recorded_as_failed_with_the_message():
-    r = run_trial(_spec(dataset={"name": "digits", "val_size": 1500}))
+def test_an_exception_is_recorded_as_failed_with_the_message(tmp_path):
+    r = run_trial(_spec(dataset={"name": "mnist", "root": str(tmp_path)}))
     assert r.status == FAILED
-    assert "val_size 1500 leaves no training data" in r.reason
+    assert r.reason.startswith("DataMissing: dataset mnist: missing")
     assert "Traceback" in r.diagnostics["traceback"]
 
 

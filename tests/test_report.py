@@ -50,3 +50,21 @@ def test_comparison_table_bolds_the_best_mean_per_column():
     assert lines[3].startswith("| adam | **0.9500 (n=1)")
     loss = summarize(_runs().assign(test_loss=[0.3, 0.2, None, 0.1, None]), ["optimizer", "norm"], "test_loss")
     assert "**" in comparison_table(loss, "optimizer", ["norm"], "test_loss").splitlines()[3]  # lower is better
+
+
+def test_report_of_a_sweep_where_nothing_completed_lists_the_failures(tmp_path):
+    from harness.report import write_report
+    from harness.spec import Record, TrialSpec
+    from harness.store import write_plan, write_record
+
+    specs = [TrialSpec.make("s", {"x": i}, 0, {"optimizer": f"opt{i}"}) for i in range(3)]
+    write_plan(tmp_path, {"name": "s", "axes": ["optimizer"], "report": {}}, specs)
+    for spec in specs[:2]:
+        write_record(tmp_path, Record(spec.trial_id, "s", 0, "failed", spec.config, dict(spec.axes), reason="boom"))
+    write_record(tmp_path, Record("0123456789ab", "s", 0, "completed", {}, {"optimizer": "gone"}))  # not planned
+    files = write_report(tmp_path)
+    text = files[0].read_text()
+    assert "Trials that did not complete" in text and text.count("| failed |") == 2
+    assert "1 planned trials have no record yet" in text
+    assert "1 records of trials no longer in the suite's plan are left out" in text
+    assert "— (n=0) [1 failed]" in text

@@ -109,6 +109,7 @@ MALFORMED = [
     ("duplicate seeds", "name: x\nseeds: [1, 1]\n", "seeds", "twice"),
     ("dropout p out of range", "name: x\nbase: {regularizers: [{name: dropout, p: 1.5}]}\n", "base.regularizers[0].p", "must be < 1"),
     ("impossible combination", "name: x\nbase: {norm: batchnorm, batch_size: 1}\n", "base.norm", "batch_size >= 2"),
+    ("validation split too large", "name: x\nbase: {dataset: {name: digits, val_size: 1500}}\n", "base.dataset", "leaves no training data"),
     ("unequal zip", "name: x\nzip: {batch_size: [1, 2], model.width: [3]}\n", "zip", "same length"),
     ("exclude removes all", "name: x\ngrid: {norm: [none]}\nexclude: [{norm: none}]\n", "exclude", "remove all"),
     ("report on a missing axis", "name: x\ngrid: {norm: [none]}\nreport: {compare: optimizer}\n", "report.compare[0]", "not an axis"),

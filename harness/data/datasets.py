@@ -8,7 +8,7 @@ so a fresh machine can run a suite with no download; its fixed test split is 20%
 from __future__ import annotations
 
 import functools
-import hashlib
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,7 +22,16 @@ Subset = Annotated[int, Range(gt=0)] | None
 _DIGITS_TEST_SEED = 20240  # fixed: the test set is the same for every trial and every split_seed
 
 
-@DATASETS.register("digits", n_total=1797)
+_DIGITS_TRAIN = 1797 - round(0.2 * 1797)  # what is left for train + validation
+
+
+def _digits_fits(config: dict[str, Any]) -> str | None:
+    if config["val_size"] >= _DIGITS_TRAIN:
+        return f"val_size {config['val_size']} leaves no training data (digits has {_DIGITS_TRAIN} training samples)"
+    return None
+
+
+@DATASETS.register("digits", check=_digits_fits)
 def digits(
     *, val_size: ValSize = 300, split_seed: int = 0, train_subset: Subset = None
 ) -> DataSplits:
@@ -72,7 +81,13 @@ def _mnist_preflight(config: dict[str, Any]) -> None:
         _mnist_files(resolve_root(config["root"]) / "MNIST" / "raw", download=False)
 
 
-@DATASETS.register("mnist", preflight=_mnist_preflight, n_total=60000)
+def _mnist_fits(config: dict[str, Any]) -> str | None:
+    if config["val_size"] >= 60000:
+        return f"val_size {config['val_size']} leaves no training data (MNIST has 60000 training images)"
+    return None
+
+
+@DATASETS.register("mnist", preflight=_mnist_preflight, check=_mnist_fits)
 def mnist(
     *, val_size: ValSize = 5000, split_seed: int = 0, train_subset: Subset = None,
     root: str | None = None, download: bool = False,
@@ -92,17 +107,12 @@ def mnist(
 
 
 @functools.lru_cache(maxsize=4)
-def _load_cached(key: str, config_json: str) -> DataSplits:
-    import json
-
-    config = json.loads(config_json)
-    return DATASETS.build(config)
+def _load_cached(config_json: str, resolved_root: str) -> DataSplits:
+    return DATASETS.build(json.loads(config_json))
 
 
 def load(config: dict[str, Any]) -> DataSplits:
-    """Build a dataset, reusing it across the trials a worker runs in one process."""
-    import json
-
-    text = json.dumps(config, sort_keys=True)
-    resolved_root = str(resolve_root(config.get("root"))) if "root" in config else ""
-    return _load_cached(hashlib.sha256((text + resolved_root).encode()).hexdigest(), text)
+    """Build a dataset, reusing it across the trials a worker runs in one process.
+    The resolved root is part of the key: the same config may point elsewhere via the environment."""
+    root = str(resolve_root(config["root"])) if "root" in config else ""
+    return _load_cached(json.dumps(config, sort_keys=True), root)
