@@ -177,19 +177,20 @@ def check_value(tp: Any, value: Any, path: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(path, f"expected an integer, got {value!r}")
         return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(path, f"expected true or false, got {value!r}")
-        return value
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(path, f"expected a string, got {value!r}")
-        return value
-    if tp is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(path, f"expected a mapping, got {value!r}")
-        return value
+    if tp in _PLAIN and not isinstance(value, tp):
+        raise ConfigError(path, f"expected {_PLAIN[tp]}, got {value!r}")
     return value
+
+
+_PLAIN = {bool: "true or false", str: "a string", dict: "a mapping"}
+
+
+def check_keys(value: dict[str, Any], allowed: list[str], path: str, what: str) -> None:
+    """Reject the first key of ``value`` not in ``allowed``, suggesting the nearest."""
+    for key in value:
+        if key not in allowed:
+            where = f"{path}.{key}" if path else str(key)
+            raise ConfigError(where, f"unknown {what}; {near_miss(str(key), list(allowed))}")
 
 
 def near_miss(word: str, options: list[str]) -> str:
@@ -208,9 +209,7 @@ def resolve_params(params: dict[str, Param], value: dict[str, Any], path: str, o
     """Check ``value`` against ``params``: no unknown keys, right types, in range; fill defaults."""
     if not isinstance(value, dict):
         raise ConfigError(path, f"expected a mapping, got {value!r}")
-    for key in value:
-        if key not in params:
-            raise ConfigError(f"{path}.{key}", f"unknown key of {owner}; {near_miss(str(key), list(params))}")
+    check_keys(value, list(params), path, f"key of {owner}")
     resolved: dict[str, Any] = {}
     for pname, param in params.items():
         ppath = f"{path}.{pname}"

@@ -20,7 +20,7 @@ from harness.components import LOSSES, INITS, NORMS, OPTIMIZERS, REGULARIZERS, S
 from harness.data import DATASETS
 from harness.errors import ConfigError
 from harness.models import MODELS
-from harness.registry import Range, Registry, check_value, near_miss, params_of, resolve_params
+from harness.registry import Range, Registry, check_keys, check_value, near_miss, params_of, resolve_params
 from harness.spec import TrialSpec
 
 # Trial keys that name a component, with the default used when the suite leaves them out.
@@ -68,9 +68,7 @@ def resolve_trial(raw: dict[str, Any], path: str) -> dict[str, Any]:
     """A trial config with every component resolved, every default filled in and checked."""
     if not isinstance(raw, dict):
         raise ConfigError(path, f"expected a mapping of trial settings, got {raw!r}")
-    for key in raw:
-        if key not in TRIAL_KEYS:
-            raise ConfigError(f"{path}.{key}", f"unknown trial setting; {near_miss(str(key), TRIAL_KEYS)}")
+    check_keys(raw, TRIAL_KEYS, path, "trial setting")
     config: dict[str, Any] = {}
     for key, (registry, default) in COMPONENTS.items():
         value = raw.get(key, default)
@@ -185,9 +183,7 @@ def load_suite(file: str | Path, overrides: list[str] | None = None) -> Suite:
 
 
 def _build(raw: dict[str, Any], file: str, sha: str, overrides: tuple[str, ...]) -> Suite:
-    for key in raw:
-        if key not in SUITE_KEYS:
-            raise ConfigError(str(key), f"unknown suite key; {near_miss(str(key), SUITE_KEYS)}")
+    check_keys(raw, SUITE_KEYS, "", "suite key")
     if "name" not in raw:
         raise ConfigError("name", "missing: every suite needs a name (it names its results folder)")
     name = check_value(str, raw["name"], "name")
