@@ -50,7 +50,25 @@ def _scalars(
     """Plain values of a trial."""
 
 
-SECTIONS = {"budget": params_of(_budget), "divergence": params_of(_divergence)}
+def _warmup(*, epochs: Annotated[float, Range(ge=0)] = 0.0):
+    """Linear warm-up multiplying the schedule over the first `epochs` epochs (fractions allowed)."""
+
+
+def _decay(*, biases: bool = True, norm: bool = True):
+    """Which parameters the optimizer's weight_decay applies to (false: exempt biases / norm scales and shifts)."""
+
+
+Positive = Annotated[float, Range(gt=0)] | None
+
+
+def _clip(*, norm: Positive = None, value: Positive = None):
+    """Gradient clipping before each step: by global L2 norm and/or by value (null: off)."""
+
+
+SECTIONS = {
+    "budget": params_of(_budget), "divergence": params_of(_divergence), "warmup": params_of(_warmup),
+    "decay": params_of(_decay), "clip": params_of(_clip),
+}
 SCALARS = params_of(_scalars)
 TRIAL_KEYS = [*COMPONENTS, *LISTS, *SECTIONS, *SCALARS]
 

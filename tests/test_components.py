@@ -19,13 +19,20 @@ def _ctx(norm="none", hidden=()):
 def test_every_optimizer_reduces_a_quadratic(name):
     torch.manual_seed(0)
     w = nn.Parameter(torch.randn(10))
-    opt = OPTIMIZERS.build(OPTIMIZERS.resolve({"name": name, "lr": 0.05}, "o"), [w])
-    start = (w ** 2).sum().item()
-    for _ in range(50):
+    # AdaDelta's steps start near sqrt(eps) and grow: it needs a large multiplier to move in 300 steps.
+    lr = {"adadelta": 10.0, "lbfgs": 1.0}.get(name, 0.05)
+    opt = OPTIMIZERS.build(OPTIMIZERS.resolve({"name": name, "lr": lr}, "o"), [w])
+
+    def closure():
         opt.zero_grad()
-        (w ** 2).sum().backward()
-        opt.step()
-    assert (w ** 2).sum().item() < 0.5 * start
+        loss = (w ** 2).sum()
+        loss.backward()
+        return loss
+
+    start = closure().item()
+    for _ in range(300):
+        opt.step(closure)
+    assert closure().item() < 0.5 * start
 
 
 def _steps(name, grads, **params):
@@ -64,20 +71,112 @@ def test_adam_first_step_is_lr_in_the_gradient_sign_thanks_to_bias_correction():
         assert _steps("adam", [g], lr=0.01) == pytest.approx([-0.01 * math.copysign(1, g)], rel=1e-4)
 
 
+def test_adagrad_divides_by_the_root_of_summed_squared_gradients():
+    assert _steps("adagrad", [2.0, 2.0], lr=0.1, eps=1e-12) == pytest.approx([-0.1, -0.1 - 0.1 / math.sqrt(2)])
+
+
+def test_rmsprop_divides_by_the_root_of_the_squared_gradient_average():
+    # v1 = (1 - alpha) g^2  ->  step = lr g / sqrt(v1) = lr / sqrt(1 - alpha)
+    assert _steps("rmsprop", [3.0], lr=0.01, alpha=0.9, eps=1e-12) == pytest.approx([-0.01 / math.sqrt(0.1)], rel=1e-5)
+
+
+def test_adadelta_scales_by_the_ratio_of_update_and_gradient_rms():
+    rho, eps, g = 0.9, 1e-6, 2.0
+    step = math.sqrt(eps) / math.sqrt((1 - rho) * g * g + eps) * g
+    assert _steps("adadelta", [g], lr=1.0, rho=rho, eps=eps) == pytest.approx([-step], rel=1e-5)
+
+
+def test_amsgrad_keeps_the_largest_second_moment():
+    adam, ams = _steps("adam", [1.0, 0.01, 0.01], lr=0.1), _steps("amsgrad", [1.0, 0.01, 0.01], lr=0.1)
+    assert ams[0] == pytest.approx(adam[0])
+    assert abs(ams[2] - ams[1]) < abs(adam[2] - adam[1])  # a smaller step once the gradient shrinks
+
+
+def test_adamw_decay_is_decoupled_from_the_gradient():
+    w = nn.Parameter(torch.ones(1))
+    opt = OPTIMIZERS.build({"name": "adamw", "lr": 0.1, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
+                            "weight_decay": 0.5}, [w])
+    w.grad = torch.zeros(1)
+    opt.step()
+    assert w.item() == pytest.approx(1 - 0.1 * 0.5)  # θ ← θ − ηλθ, untouched by the adaptive scaling
+
+
+def test_lbfgs_solves_an_ill_conditioned_quadratic_in_a_few_steps():
+    torch.manual_seed(0)
+    a = torch.diag(torch.tensor([1.0, 10.0, 100.0, 1000.0]))
+    w = nn.Parameter(torch.ones(4))
+    opt = OPTIMIZERS.build(OPTIMIZERS.resolve("lbfgs", "o"), [w])
+
+    def closure():
+        opt.zero_grad()
+        loss = 0.5 * w @ a @ w
+        loss.backward()
+        return loss
+
+    for _ in range(3):
+        opt.step(closure)
+    assert closure().item() < 1e-8
+    assert OPTIMIZERS.get("lbfgs").meta["needs_closure"] and OPTIMIZERS.get("lbfgs").meta["full_batch"]
+
+
 # --- schedules ------------------------------------------------------------------------------
 
+def _factor(config, total=100, per_epoch=10):
+    from harness.components.schedules import ScheduleContext
+
+    return SCHEDULES.build(SCHEDULES.resolve(config, "s"), ScheduleContext(total, per_epoch))
+
+
 @pytest.mark.parametrize("name", SCHEDULES.names())
-def test_every_schedule_starts_at_the_base_lr(name):
-    factor = SCHEDULES.build(SCHEDULES.resolve(name, "s"), 100)
-    assert factor(0) == pytest.approx(1.0)
-    assert all(0 <= factor(t) <= 1 for t in range(101))
+def test_every_schedule_is_a_bounded_factor(name):
+    schedule = _factor(name)
+    assert 0 < schedule.factor(0) <= 1
+    assert all(0 <= schedule.factor(t) <= 1 for t in range(101))
 
 
 def test_cosine_follows_sgdr_annealing():
-    factor = SCHEDULES.build({"name": "cosine", "min_ratio": 0.1}, 100)
-    assert factor(100) == pytest.approx(0.1)
-    assert factor(50) == pytest.approx(0.55)
-    assert factor(25) == pytest.approx(0.1 + 0.45 * (1 + math.cos(math.pi / 4)))
+    f = _factor({"name": "cosine", "min_ratio": 0.1}).factor
+    assert f(0) == pytest.approx(1.0) and f(100) == pytest.approx(0.1)
+    assert f(50) == pytest.approx(0.55)
+    assert f(25) == pytest.approx(0.1 + 0.45 * (1 + math.cos(math.pi / 4)))
+
+
+def test_step_and_multistep_decay_at_epoch_boundaries():
+    step = _factor({"name": "step", "every": 3, "gamma": 0.5}).factor  # 10 steps per epoch
+    assert [step(s) for s in (0, 29, 30, 59, 60)] == pytest.approx([1, 1, 0.5, 0.5, 0.25])
+    multi = _factor({"name": "multistep", "milestones": [2, 5], "gamma": 0.1}).factor
+    assert [multi(s) for s in (19, 20, 49, 50, 99)] == pytest.approx([1, 0.1, 0.1, 0.01, 0.01])
+
+
+def test_exponential_and_inverse_time_follow_their_closed_forms_in_epochs():
+    exp = _factor({"name": "exponential", "k": 0.2}).factor
+    inv = _factor({"name": "inverse_time", "k": 0.5}).factor
+    for s in (0, 15, 70):
+        t = s / 10
+        assert exp(s) == pytest.approx(math.exp(-0.2 * t)) and inv(s) == pytest.approx(1 / (1 + 0.5 * t))
+
+
+def test_one_cycle_matches_torch_onecyclelr():
+    total, base = 200, 0.4
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=base)
+    ref = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=base, total_steps=total, pct_start=0.25, div_factor=20,
+                                              final_div_factor=100, anneal_strategy="cos", cycle_momentum=False)
+    f = _factor({"name": "one_cycle", "pct_start": 0.25, "div": 20, "final_div": 100}, total=total).factor
+    for s in range(total):
+        assert base * f(s) == pytest.approx(opt.param_groups[0]["lr"], rel=1e-6), s
+        opt.step()
+        ref.step()
+
+
+def test_plateau_reduces_after_patience_epochs_without_improvement():
+    sched = _factor({"name": "plateau", "metric": "val_loss", "factor": 0.5, "patience": 2})
+    for loss in (1.0, 0.9, 0.9, 0.9):
+        sched.observe({"val_loss": loss, "val_acc": 0.0})
+    assert sched.factor(0) == 1.0  # two epochs without improvement: still patient
+    sched.observe({"val_loss": 0.95, "val_acc": 0.0})
+    assert sched.factor(0) == 0.5
+    sched.observe({"val_loss": 0.5, "val_acc": 0.0})
+    assert sched.factor(0) == 0.5
 
 
 # --- inits ----------------------------------------------------------------------------------

@@ -77,3 +77,55 @@ def test_an_exception_is_recorded_as_failed_with_the_message(tmp_path):
 def test_max_steps_cuts_the_budget():
     r = run_trial(_spec(budget={"epochs": 3, "max_steps": 15}))
     assert r.timing["steps"] == 15 and len(r.history) == 2
+
+
+def test_full_batch_optimizers_take_one_step_per_epoch():
+    r = run_trial(_spec(optimizer={"name": "gd", "lr": 0.5}))
+    assert r.status == COMPLETED and r.timing["steps"] == 3
+    lb = run_trial(_spec(optimizer={"name": "lbfgs", "max_iter": 5}, budget={"epochs": 2}))
+    assert lb.status == COMPLETED, lb.reason
+    assert lb.timing["steps"] == 2 and lb.history[-1]["train_loss"] < lb.history[0]["train_loss"] * 1.01
+    again = run_trial(_spec(optimizer={"name": "lbfgs", "max_iter": 5}, budget={"epochs": 2}))
+    assert again.history[-1]["val_loss"] == lb.history[-1]["val_loss"]  # deterministic
+
+
+def test_warmup_multiplies_the_schedule_linearly():
+    r = run_trial(_spec(warmup={"epochs": 2}, budget={"epochs": 3}))  # 10 steps per epoch
+    # the lr recorded after epoch 1 is the one for step 10: (10 + 1) / 20 of the base lr
+    assert r.history[0]["lr"] == pytest.approx(0.1 * 11 / 20)
+    assert r.history[2]["lr"] == pytest.approx(0.1)
+
+
+def test_biases_and_norm_parameters_can_be_exempt_from_weight_decay():
+    import torch
+    from torch import nn
+
+    from harness.engine.loop import param_groups
+
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
+    groups = param_groups(model, decay_biases=False, decay_norm=False)
+    assert [len(g["params"]) for g in groups] == [2, 4] and groups[1]["weight_decay"] == 0.0
+    opt = torch.optim.SGD(groups, lr=0.1, weight_decay=1.0)
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    before = [p.detach().clone() for p in model.parameters()]
+    opt.step()
+    changed = [not torch.equal(a, b) for a, b in zip(before, model.parameters())]
+    assert changed == [True, False, False, False, True, False]  # only the two Linear weights decay
+    assert len(param_groups(model, True, True)) == 1
+
+
+def test_gradient_clipping_by_norm_bounds_the_step():
+    free = run_trial(_spec(optimizer={"name": "sgd", "lr": 0.1}, budget={"epochs": 1}))
+    clipped = run_trial(_spec(optimizer={"name": "sgd", "lr": 0.1}, clip={"norm": 0.01}, budget={"epochs": 1}))
+    assert clipped.status == COMPLETED
+    # grad_norm is recorded before clipping, so both runs start from the same first gradient
+    assert clipped.diagnostics["initial_loss"] == free.diagnostics["initial_loss"]
+    assert clipped.history[0]["train_loss"] > free.history[0]["train_loss"]  # tiny steps learn less
+
+
+def test_plateau_schedule_reads_the_validation_metric_each_epoch():
+    r = run_trial(_spec(schedule={"name": "plateau", "metric": "val_acc", "patience": 0, "factor": 0.5,
+                                  "threshold": 10.0}, budget={"epochs": 3}))
+    # with an impossible threshold nothing counts as improvement: halved after epochs 2 and 3
+    assert [h["lr"] for h in r.history] == pytest.approx([0.1, 0.05, 0.025])

@@ -1,13 +1,16 @@
 """Optimizers, from ``torch.optim``.
 
 Each builder takes the parameter groups to optimize and returns a ``torch.optim.Optimizer``.
+Capabilities are metadata: ``full_batch`` (one step per epoch on the whole training split) and
+``needs_closure`` (the step re-evaluates the loss), checked when a suite loads.
+``weight_decay`` is the optimizer's own: coupled L2 in the gradient for all but ``adamw``.
 ``momentum`` is Polyak's heavy ball (Polyak 1964) in PyTorch's form v ← μv + g, θ ← θ − ηv;
 ``nesterov`` evaluates the gradient at the look-ahead point (Nesterov 1983; Sutskever et al. 2013);
 ``adam`` is bias-corrected Adam (Kingma & Ba 2015, Algorithm 1).
 """
 from __future__ import annotations
 
-from typing import Annotated, Any, Iterable
+from typing import Annotated, Any, Iterable, Literal
 
 import torch
 
@@ -51,3 +54,87 @@ def adam(
 ) -> torch.optim.Optimizer:
     """Adam with bias correction; weight_decay is the L2 form coupled into the gradient."""
     return torch.optim.Adam(params, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay)
+
+
+Beta = Annotated[float, Range(ge=0, lt=1)]
+Eps = Annotated[float, Range(gt=0)]
+
+
+@OPTIMIZERS.register("gd", full_batch=True)
+def gd(params: Params, *, lr: LR = 0.1, weight_decay: Decay = 0.0) -> torch.optim.Optimizer:
+    """Full-batch gradient descent: one step per epoch on the whole training split."""
+    return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
+
+
+@OPTIMIZERS.register("adagrad")
+def adagrad(
+    params: Params, *, lr: LR = 0.01, eps: Eps = 1e-10, initial_accumulator_value: Decay = 0.0,
+    weight_decay: Decay = 0.0,
+) -> torch.optim.Optimizer:
+    """AdaGrad (Duchi et al. 2011): per-coordinate lr / sqrt(sum of squared gradients)."""
+    return torch.optim.Adagrad(params, lr=lr, eps=eps, initial_accumulator_value=initial_accumulator_value,
+                               weight_decay=weight_decay)
+
+
+@OPTIMIZERS.register("rmsprop")
+def rmsprop(
+    params: Params, *, lr: LR = 1e-3, alpha: Beta = 0.99, eps: Eps = 1e-8, momentum: Momentum = 0.0,
+    centered: bool = False, weight_decay: Decay = 0.0,
+) -> torch.optim.Optimizer:
+    """RMSProp (Tieleman & Hinton 2012): lr / sqrt(EMA of squared gradients); centered and momentum variants."""
+    return torch.optim.RMSprop(params, lr=lr, alpha=alpha, eps=eps, momentum=momentum, centered=centered,
+                               weight_decay=weight_decay)
+
+
+@OPTIMIZERS.register("adadelta")
+def adadelta(
+    params: Params, *, lr: LR = 1.0, rho: Beta = 0.9, eps: Eps = 1e-6, weight_decay: Decay = 0.0
+) -> torch.optim.Optimizer:
+    """AdaDelta (Zeiler 2012): step = RMS[Δθ]/RMS[g] · g, scaled by lr (1.0 is the paper's form)."""
+    return torch.optim.Adadelta(params, lr=lr, rho=rho, eps=eps, weight_decay=weight_decay)
+
+
+@OPTIMIZERS.register("amsgrad", has_momentum=True)
+def amsgrad(
+    params: Params, *, lr: LR = 1e-3, beta1: Beta = 0.9, beta2: Beta = 0.999, eps: Eps = 1e-8,
+    weight_decay: Decay = 0.0,
+) -> torch.optim.Optimizer:
+    """AMSGrad (Reddi et al. 2018): Adam with the running maximum of the second moment."""
+    return torch.optim.Adam(params, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay, amsgrad=True)
+
+
+@OPTIMIZERS.register("adamw", has_momentum=True)
+def adamw(
+    params: Params, *, lr: LR = 1e-3, beta1: Beta = 0.9, beta2: Beta = 0.999, eps: Eps = 1e-8,
+    weight_decay: Decay = 0.01,
+) -> torch.optim.Optimizer:
+    """AdamW (Loshchilov & Hutter 2019): Adam with decoupled weight decay θ ← θ − ηλθ."""
+    return torch.optim.AdamW(params, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay)
+
+
+@OPTIMIZERS.register("nadam", has_momentum=True)
+def nadam(
+    params: Params, *, lr: LR = 2e-3, beta1: Beta = 0.9, beta2: Beta = 0.999, eps: Eps = 1e-8,
+    weight_decay: Decay = 0.0,
+) -> torch.optim.Optimizer:
+    """NAdam (Dozat 2016): Adam with Nesterov momentum."""
+    return torch.optim.NAdam(params, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay)
+
+
+@OPTIMIZERS.register("radam", has_momentum=True)
+def radam(
+    params: Params, *, lr: LR = 1e-3, beta1: Beta = 0.9, beta2: Beta = 0.999, eps: Eps = 1e-8,
+    weight_decay: Decay = 0.0,
+) -> torch.optim.Optimizer:
+    """RAdam (Liu et al. 2020): Adam with the variance of the adaptive lr rectified early on."""
+    return torch.optim.RAdam(params, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay)
+
+
+@OPTIMIZERS.register("lbfgs", full_batch=True, needs_closure=True)
+def lbfgs(
+    params: Params, *, lr: LR = 1.0, max_iter: Annotated[int, Range(gt=0)] = 20,
+    history_size: Annotated[int, Range(gt=0)] = 10, line_search: Literal["strong_wolfe", "none"] = "strong_wolfe",
+) -> torch.optim.Optimizer:
+    """L-BFGS (Liu & Nocedal 1989), full batch and deterministic; each step re-evaluates the loss via a closure."""
+    return torch.optim.LBFGS(params, lr=lr, max_iter=max_iter, history_size=history_size,
+                             line_search_fn=None if line_search == "none" else line_search)

@@ -24,6 +24,7 @@ from torch import nn
 
 from harness.components import INITS, LOSSES, NORMS, OPTIMIZERS, REGULARIZERS, SCHEDULES
 from harness.components.regularizers import Parts
+from harness.components.schedules import Schedule, ScheduleContext
 from harness.data import DataSplits, batches, load
 from harness.engine.environment import environment
 from harness.models import MODELS, ModelContext
@@ -71,11 +72,34 @@ class Trial:
     model: nn.Module
     optimizer: torch.optim.Optimizer
     schedule: Callable[[int], float]  # lr factor of an optimizer step
+    observe: Callable[[dict[str, Any]], None] | None  # the schedule's view of each epoch's metrics
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     transform: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
     penalty: Callable[[nn.Module], torch.Tensor] | None
     data: DataSplits
     total_steps: int
+    batch_size: int  # the whole training split for full-batch optimizers
+    needs_closure: bool  # the optimizer re-evaluates the loss within a step (L-BFGS)
+
+
+_NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
+
+
+def param_groups(model: nn.Module, decay_biases: bool, decay_norm: bool) -> list[dict[str, Any]]:
+    """Parameters in one group, or two where biases and/or normalization parameters skip weight decay."""
+    decay, exempt = [], []
+    for module in model.modules():
+        is_norm = isinstance(module, _NORM_LAYERS)
+        for name, p in module.named_parameters(recurse=False):
+            skip = (is_norm and not decay_norm) or (name == "bias" and not decay_biases)
+            (exempt if skip else decay).append(p)
+    return [{"params": decay}] + ([{"params": exempt, "weight_decay": 0.0}] if exempt else [])
+
+
+def _warmed(schedule: Schedule, warmup_steps: float) -> Callable[[int], float]:
+    if warmup_steps <= 0:
+        return schedule.factor
+    return lambda step: min(1.0, (step + 1) / warmup_steps) * schedule.factor(step)
 
 
 def build(config: dict[str, Any], seed: int, device: torch.device) -> Trial:
@@ -92,12 +116,19 @@ def build(config: dict[str, Any], seed: int, device: torch.device) -> Trial:
     model = MODELS.build(config["model"], ctx)
     INITS.build(config["init"], model, config["model"].get("activation", "linear"))
     model.to(device)
-    optimizer = OPTIMIZERS.build(config["optimizer"], model.parameters())
-    steps_per_epoch = math.ceil(len(data.train[1]) / config["batch_size"])
+    opt_entry = OPTIMIZERS.get(config["optimizer"]["name"])
+    if "weight_decay" in opt_entry.params:
+        params: Any = param_groups(model, config["decay"]["biases"], config["decay"]["norm"])
+    else:
+        params = model.parameters()  # L-BFGS takes a single group and has no decay
+    optimizer = OPTIMIZERS.build(config["optimizer"], params)
+    n_train = len(data.train[1])
+    batch_size = n_train if opt_entry.meta.get("full_batch") else config["batch_size"]
+    steps_per_epoch = math.ceil(n_train / batch_size)
     total = config["budget"]["epochs"] * steps_per_epoch
     if config["budget"]["max_steps"] is not None:
         total = min(total, config["budget"]["max_steps"])
-    schedule = SCHEDULES.build(config["schedule"], total)
+    schedule = SCHEDULES.build(config["schedule"], ScheduleContext(total, steps_per_epoch))
     transforms = [p.batch for p in parts if p.batch]
     penalties = [p.penalty for p in parts if p.penalty]
 
@@ -107,7 +138,11 @@ def build(config: dict[str, Any], seed: int, device: torch.device) -> Trial:
         return x, y
 
     penalty = (lambda m: sum(p(m) for p in penalties)) if penalties else None
-    return Trial(model, optimizer, schedule, LOSSES.build(config["loss"]), transform, penalty, data, total)
+    return Trial(
+        model, optimizer, _warmed(schedule, config["warmup"]["epochs"] * steps_per_epoch), schedule.observe,
+        LOSSES.build(config["loss"]), transform, penalty, data, total, batch_size,
+        bool(opt_entry.meta.get("needs_closure")),
+    )
 
 
 def _sync(device: torch.device) -> float:
@@ -174,6 +209,21 @@ def _plain_optimizer_ok(accelerator: Accelerator) -> bool:
                                                  DistributedType.MULTI_GPU))
 
 
+def _clipper(accelerator: Accelerator, model: nn.Module, clip: dict[str, Any]) -> Callable[[], None] | None:
+    """Gradient clipping through Accelerate, which unscales fp16 gradients first."""
+    if clip["norm"] is None and clip["value"] is None:
+        return None
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def apply() -> None:
+        if clip["norm"] is not None:
+            accelerator.clip_grad_norm_(params, clip["norm"])
+        if clip["value"] is not None:
+            accelerator.clip_grad_value_(params, clip["value"])
+
+    return apply
+
+
 def _set_lr(optimizer: torch.optim.Optimizer, base_lrs: list[float], factor: float) -> None:
     for group, base in zip(optimizer.param_groups, base_lrs):
         group["lr"] = base * factor
@@ -203,7 +253,8 @@ def _train(spec: TrialSpec, record: Record, accelerator: Accelerator) -> None:
     train_probe = (t.data.train[0][:probe], t.data.train[1][:probe])
     order = torch.Generator().manual_seed(spec.seed)  # data order depends on the seed alone
     guard = _Guard(config["divergence"]["loss_ratio"])
-    batch_size, eval_batch = config["batch_size"], config["eval_batch_size"]
+    eval_batch = config["eval_batch_size"]
+    clip = _clipper(accelerator, model, config["clip"])
     step, train_time, eval_time = 0, 0.0, 0.0
     record.diagnostics["parameters"] = sum(p.numel() for p in model.parameters())
     record.diagnostics["ln_classes"] = math.log(t.data.num_classes)
@@ -214,17 +265,28 @@ def _train(spec: TrialSpec, record: Record, accelerator: Accelerator) -> None:
         losses: list[torch.Tensor] = []
         norms: list[torch.Tensor] = []
         loss_sum, window_start, epoch_first_step = 0.0, step, step
-        for x, y in batches(*t.data.train, batch_size, order):
+        for x, y in batches(*t.data.train, t.batch_size, order):
             x, y = t.transform(x, y)
-            loss = t.loss_fn(model(x), y)
-            if t.penalty is not None:
-                loss = loss + t.penalty(model)
-            optimizer.zero_grad(set_to_none=True)
-            backward(loss)
-            if step % GRAD_NORM_EVERY == 0 or not norms:  # at least one sample per epoch
-                norms.append(_grad_norm(model))
+            sample_norm = step % GRAD_NORM_EVERY == 0 or not norms  # at least one sample per epoch
+
+            def closure() -> torch.Tensor:
+                loss = t.loss_fn(model(x), y)
+                if t.penalty is not None:
+                    loss = loss + t.penalty(model)
+                optimizer.zero_grad(set_to_none=True)
+                backward(loss)
+                if sample_norm:
+                    norms.append(_grad_norm(model))  # before clipping: the gradient the loss gave
+                if clip is not None:
+                    clip()
+                return loss
+
             _set_lr(optimizer, base_lrs, t.schedule(step))
-            optimizer.step()
+            if t.needs_closure:
+                loss = optimizer.step(closure)  # returns the loss at the step's starting point
+            else:
+                loss = closure()
+                optimizer.step()
             losses.append(loss.detach())
             step += 1
             if len(losses) == CHECK_EVERY:
@@ -247,6 +309,8 @@ def _train(spec: TrialSpec, record: Record, accelerator: Accelerator) -> None:
         test_loss, test_acc = evaluate(model, *t.data.test, eval_batch)
         epoch_eval = _sync(device) - start
         eval_time += epoch_eval
+        if t.observe is not None:
+            t.observe({"val_loss": val_loss, "val_acc": val_acc})
         record.history.append({
             "epoch": epoch, "step": step, "lr": base_lrs[0] * t.schedule(step),  # the next step's lr
             "train_loss": loss_sum / max(step - epoch_first_step, 1),  # mean of the batch losses
