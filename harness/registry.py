@@ -213,6 +213,11 @@ def resolve_params(params: dict[str, Param], value: dict[str, Any], path: str, o
     resolved: dict[str, Any] = {}
     for pname, param in params.items():
         ppath = f"{path}.{pname}"
+        if param.component_of is not None:  # a nested component: a name or a mapping, stored resolved
+            if pname not in value and param.required:
+                raise ConfigError(ppath, f"required by {owner}")
+            resolved[pname] = param.component_of.resolve(value.get(pname, param.default), ppath)
+            continue
         if pname not in value:
             if param.required:
                 raise ConfigError(ppath, f"required by {owner}")
@@ -223,8 +228,6 @@ def resolve_params(params: dict[str, Param], value: dict[str, Any], path: str, o
             problem = param.range.check(v)
             if problem:
                 raise ConfigError(ppath, f"{problem}, got {v!r}")
-        if param.component_of is not None:
-            param.component_of.get(v, ppath)
         resolved[pname] = v
     return resolved
 

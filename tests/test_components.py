@@ -6,6 +6,8 @@ import torch
 from torch import nn
 
 from harness.components import ACTIVATIONS, INITS, LOSSES, NORMS, OPTIMIZERS, REGULARIZERS, SCHEDULES
+from harness.components.activations import init_gain
+from harness.components.inits import InitContext
 from harness.models import MODELS, ModelContext
 
 
@@ -185,7 +187,7 @@ def _deep_relu_variance_ratio(init: str, depth: int = 20, width: int = 512) -> f
     torch.manual_seed(0)
     layers = [nn.Linear(width, width) for _ in range(depth)]
     model = nn.Sequential(*layers)
-    INITS.build(INITS.resolve(init, "i"), model, "relu")
+    INITS.build(INITS.resolve(init, "i"), model, InitContext({"name": "relu"}))
     x = torch.randn(2048, width)
     variances = []
     with torch.no_grad():
@@ -210,9 +212,70 @@ def test_xavier_lets_relu_activations_shrink_with_depth():
 def test_xavier_normal_variance_matches_glorot():
     torch.manual_seed(0)
     layer = nn.Linear(400, 200)
-    INITS.build(INITS.resolve("xavier_normal", "i"), layer, "tanh")
+    INITS.build(INITS.resolve("xavier_normal", "i"), layer, InitContext({"name": "tanh"}))
     assert layer.weight.var().item() == pytest.approx(2 / (400 + 200), rel=0.05)
     assert torch.all(layer.bias == 0)
+
+
+def _tanh_net_std_ratio(init: dict) -> float:
+    """std of the last of 7 tanh layers (4096 wide) over the first, at init."""
+    torch.manual_seed(0)
+    layers = [nn.Linear(4096, 4096) for _ in range(7)]
+    INITS.build(INITS.resolve(init, "i"), nn.Sequential(*layers), InitContext({"name": "tanh"}))
+    x, stds = torch.randn(128, 4096), []
+    with torch.no_grad():
+        for layer in layers:
+            x = torch.tanh(layer(x))
+            stds.append(x.std().item())
+    return stds[-1] / stds[0]
+
+
+def test_small_normal_init_kills_deep_tanh_activations_and_xavier_does_not():
+    # Glorot & Bengio 2010, section 4.2, and the CS231n activation-statistics picture.
+    # std 0.01 x sqrt(4096) = 0.64 per layer: the std shrinks geometrically with depth.
+    small, xavier = _tanh_net_std_ratio({"name": "normal", "std": 0.01}), _tanh_net_std_ratio("xavier_normal")
+    assert small < 0.1 and small < xavier / 5
+    assert 0.2 < xavier < 5
+
+
+def test_uniform_orthogonal_and_kaiming_uniform_have_their_defining_statistics():
+    torch.manual_seed(0)
+    layer = nn.Linear(500, 300)
+    INITS.build({"name": "uniform", "a": 0.3, "bias": 0.5}, layer, InitContext(None))
+    assert layer.weight.var().item() == pytest.approx(0.3 ** 2 / 3, rel=0.03)
+    assert layer.weight.abs().max().item() <= 0.3 and torch.all(layer.bias == 0.5)  # bias as configured
+    INITS.build({"name": "kaiming_uniform", "mode": "fan_in", "bias": 0.0}, layer, InitContext({"name": "relu"}))
+    assert layer.weight.var().item() == pytest.approx(2 / 500, rel=0.03)
+    INITS.build({"name": "orthogonal", "gain": 2.0, "bias": 0.0}, layer, InitContext(None))
+    w = layer.weight
+    assert torch.allclose(w @ w.T, 4 * torch.eye(300), atol=1e-4)
+
+
+def test_zero_init_never_breaks_symmetry():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 3))
+    INITS.build(INITS.resolve({"name": "constant", "value": 0.1}, "i"), model, InitContext({"name": "tanh"}))
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    x, y = torch.randn(64, 8), torch.randint(0, 3, (64,))
+    for _ in range(20):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    w = model[0].weight
+    assert torch.allclose(w, w[:1].expand_as(w))  # every hidden unit still computes the same function
+
+
+def test_lsuv_gives_unit_output_variance_per_layer_on_the_sample():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 10))
+    sample = torch.randn(256, 1, 8, 8) * 4
+    INITS.build(INITS.resolve("lsuv", "i"), model, InitContext({"name": "relu"}, sample))
+    x = sample.flatten(1)
+    with torch.no_grad():
+        for m in model[1:]:
+            x = m(x)
+            if isinstance(m, nn.Linear):
+                assert abs(x.var().item() - 1) < 0.1
 
 
 @pytest.mark.parametrize("name", INITS.names())
@@ -220,7 +283,7 @@ def test_every_init_zeroes_biases_and_changes_weights(name):
     torch.manual_seed(0)
     model = MODELS.build(MODELS.resolve("mlp", "m"), _ctx())
     before = [p.clone() for p in model.parameters()]
-    INITS.build(INITS.resolve(name, "i"), model, "relu")
+    INITS.build(INITS.resolve(name, "i"), model, InitContext({"name": "relu"}, torch.randn(32, 1, 8, 8)))
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     assert all(torch.all(m.bias == 0) for m in linears)
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
@@ -241,20 +304,65 @@ def test_batchnorm_uses_batch_statistics_in_training_and_running_statistics_in_e
 
 
 @pytest.mark.parametrize("name", NORMS.names())
-@pytest.mark.parametrize("dims,shape", [(1, (4, 6)), (2, (4, 6, 5, 5))])
-def test_every_norm_keeps_the_shape(name, dims, shape):
-    layer = NORMS.build(NORMS.resolve(name, "n"), 6, dims)
-    assert layer(torch.randn(*shape)).shape == shape
+@pytest.mark.parametrize("dims,shape", [(1, (4, 64)), (2, (4, 64, 5, 5))])
+def test_every_norm_keeps_the_shape_and_trains(name, dims, shape):
+    layer = NORMS.build(NORMS.resolve(name, "n"), 64, dims)
+    x = (torch.randn(*shape) * 3 + 1).requires_grad_()
+    out = layer(x)
+    assert out.shape == shape and torch.isfinite(out).all()
+    out.square().mean().backward()
+    assert torch.isfinite(x.grad).all()
+
+
+def test_layernorm_and_groupnorm_normalize_each_sample_on_its_own():
+    x = torch.randn(3, 64) * torch.tensor([[1.0], [10.0], [100.0]]) + 5
+    for config in ("layernorm", {"name": "groupnorm", "groups": 4}):
+        layer = NORMS.build(NORMS.resolve(config, "n"), 64, 1)
+        y = layer(x)
+        groups = 1 if config == "layernorm" else 4
+        per_group = y.view(3, groups, -1)
+        assert per_group.mean(-1).abs().max() < 1e-5  # per sample (and group): no batch statistics
+        assert (per_group.var(-1, unbiased=False) - 1).abs().max() < 1e-3
+        assert torch.allclose(layer(x[:1]), y[:1], atol=1e-6)  # independent of the rest of the batch
+
+
+def test_groupnorm_rejects_features_that_do_not_split():
+    with pytest.raises(ValueError, match="do not split"):
+        NORMS.build({"name": "groupnorm", "groups": 32, "eps": 1e-5}, 48, 1)
 
 
 # --- activations, losses, models ------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ACTIVATIONS.names())
-def test_every_activation_is_elementwise_and_has_an_init_gain(name):
+def test_every_activation_maps_features_and_has_an_init_gain(name):
     act = ACTIVATIONS.build(ACTIVATIONS.resolve(name, "a"))
-    x = torch.linspace(-3, 3, 7)
-    assert act(x).shape == x.shape
-    assert nn.init.calculate_gain(ACTIVATIONS.get(name).meta["gain"]) > 0
+    x = torch.linspace(-3, 3, 48).view(4, 12)
+    pieces = getattr(act, "pieces", 1)
+    assert act(x).shape == (4, 12 // pieces)
+    nonlinearity, param = init_gain(ACTIVATIONS.resolve(name, "a"))
+    assert nn.init.calculate_gain(nonlinearity, param) > 0
+
+
+def test_activation_definitions():
+    x = torch.tensor([[-2.0, -0.5, 0.0, 1.5]])
+    leaky = ACTIVATIONS.build({"name": "leaky_relu", "slope": 0.2})
+    assert leaky(x)[0].tolist() == pytest.approx([-0.4, -0.1, 0.0, 1.5])
+    assert init_gain({"name": "leaky_relu", "slope": 0.2}) == ("leaky_relu", 0.2)
+    elu = ACTIVATIONS.build({"name": "elu", "alpha": 1.0})
+    assert elu(x)[0, 0].item() == pytest.approx(math.exp(-2) - 1)
+    maxout = ACTIVATIONS.build({"name": "maxout", "pieces": 3})
+    z = torch.tensor([[1.0, 5.0, 2.0, -1.0, -3.0, -2.0]])  # two units, three pieces each
+    assert maxout(z).tolist() == [[5.0, -1.0]]
+    torch.manual_seed(0)
+    y = ACTIVATIONS.build({"name": "selu"})(torch.randn(200_000))
+    assert abs(y.mean().item()) < 0.01 and abs(y.var().item() - 1) < 0.02  # self-normalizing fixed point
+
+
+def test_mlp_with_maxout_feeds_k_pieces_into_each_unit():
+    model = MODELS.build(MODELS.resolve({"name": "mlp", "depth": 2, "width": 10,
+                                         "activation": {"name": "maxout", "pieces": 3}}, "m"), _ctx())
+    linears = [m for m in model if isinstance(m, nn.Linear)]
+    assert [(l.in_features, l.out_features) for l in linears] == [(64, 30), (10, 30), (10, 10)]
 
 
 def test_label_smoothing_matches_its_definition():

@@ -1,14 +1,24 @@
-"""Activation functions. ``gain`` names the nonlinearity ``torch.nn.init.calculate_gain`` knows."""
+"""Activation functions.
+
+``gain`` metadata names the nonlinearity for ``torch.nn.init.calculate_gain`` (Kaiming/Xavier
+gains); ELU and GELU have no closed-form gain there and use ReLU's, their closest shape.
+``maxout`` (Goodfellow et al. 2013, eq. 1): h_i = max_j z_ij over k linear pieces; a model puts
+k·width units before it (``pieces``) and gets width units out.
+"""
 from __future__ import annotations
 
+from typing import Annotated, Any
+
+import torch
 from torch import nn
 
 from harness.components._registries import ACTIVATIONS
+from harness.registry import Range
 
 
 @ACTIVATIONS.register("relu", gain="relu")
 def relu() -> nn.Module:
-    """Rectified linear unit, max(0, x)."""
+    """Rectified linear unit, max(0, x) (Nair & Hinton 2010)."""
     return nn.ReLU()
 
 
@@ -16,3 +26,60 @@ def relu() -> nn.Module:
 def tanh() -> nn.Module:
     """Hyperbolic tangent."""
     return nn.Tanh()
+
+
+@ACTIVATIONS.register("sigmoid", gain="sigmoid")
+def sigmoid() -> nn.Module:
+    """Logistic sigmoid 1/(1 + e^-x)."""
+    return nn.Sigmoid()
+
+
+@ACTIVATIONS.register("leaky_relu", gain="leaky_relu")
+def leaky_relu(*, slope: Annotated[float, Range(ge=0, lt=1)] = 0.01) -> nn.Module:
+    """Leaky ReLU, max(x, slope*x) (Maas et al. 2013)."""
+    return nn.LeakyReLU(slope)
+
+
+@ACTIVATIONS.register("elu", gain="relu")
+def elu(*, alpha: Annotated[float, Range(gt=0)] = 1.0) -> nn.Module:
+    """ELU, x for x > 0 else alpha(e^x - 1) (Clevert et al. 2016)."""
+    return nn.ELU(alpha)
+
+
+@ACTIVATIONS.register("selu", gain="selu")
+def selu() -> nn.Module:
+    """SELU, the self-normalizing scaled ELU (Klambauer et al. 2017)."""
+    return nn.SELU()
+
+
+@ACTIVATIONS.register("gelu", gain="relu")
+def gelu() -> nn.Module:
+    """GELU, x * Phi(x) (Hendrycks & Gimpel 2016)."""
+    return nn.GELU()
+
+
+class Maxout(nn.Module):
+    def __init__(self, pieces: int) -> None:
+        super().__init__()
+        self.pieces = pieces
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, features = x.shape[0], x.shape[1]
+        return x.view(n, features // self.pieces, self.pieces, *x.shape[2:]).amax(dim=2)
+
+    def extra_repr(self) -> str:
+        return f"pieces={self.pieces}"
+
+
+@ACTIVATIONS.register("maxout", gain="linear")
+def maxout(*, pieces: Annotated[int, Range(ge=2)] = 2) -> nn.Module:
+    """Maxout: the max over `pieces` linear units per output unit (Goodfellow et al. 2013)."""
+    return Maxout(pieces)
+
+
+def init_gain(activation: dict[str, Any] | None) -> tuple[str, float | None]:
+    """(nonlinearity, param) for torch.nn.init of the layers feeding ``activation``."""
+    if activation is None:
+        return "linear", None
+    gain = ACTIVATIONS.get(activation["name"]).meta.get("gain", "linear")
+    return gain, activation.get("slope") if gain == "leaky_relu" else None

@@ -23,6 +23,7 @@ from accelerate.utils import DistributedType
 from torch import nn
 
 from harness.components import INITS, LOSSES, NORMS, OPTIMIZERS, REGULARIZERS, SCHEDULES
+from harness.components.inits import InitContext
 from harness.components.regularizers import Parts
 from harness.components.schedules import Schedule, ScheduleContext
 from harness.data import DataSplits, batches, load
@@ -114,7 +115,8 @@ def build(config: dict[str, Any], seed: int, device: torch.device) -> Trial:
         hidden=tuple(p.hidden for p in parts if p.hidden),
     )
     model = MODELS.build(config["model"], ctx)
-    INITS.build(config["init"], model, config["model"].get("activation", "linear"))
+    sample = data.train[0][: config["batch_size"]]
+    INITS.build(config["init"], model, InitContext(config["model"].get("activation"), sample))
     model.to(device)
     opt_entry = OPTIMIZERS.get(config["optimizer"]["name"])
     if "weight_decay" in opt_entry.params:

@@ -17,15 +17,17 @@ from harness.registry import ComponentOf, Range
 @MODELS.register("mlp")
 def mlp(
     ctx: ModelContext, *, depth: Annotated[int, Range(ge=0)] = 2, width: Annotated[int, Range(gt=0)] = 256,
-    activation: Annotated[str, ComponentOf(ACTIVATIONS)] = "relu",
+    activation: Annotated[str | dict, ComponentOf(ACTIVATIONS)] = "relu",
 ) -> nn.Module:
     """Fully connected network on flattened inputs."""
     layers: list[nn.Module] = [nn.Flatten()]
     fan_in = math.prod(ctx.in_shape)
     for _ in range(depth):
+        act = ACTIVATIONS.build(activation)
+        units = width * getattr(act, "pieces", 1)  # maxout takes k pieces per output unit
         # The norm's own shift makes the Linear bias redundant, but keeping it keeps "none" and
         # "batchnorm" the same architecture otherwise.
-        layers += [nn.Linear(fan_in, width), ctx.norm(width, 1), ACTIVATIONS.build({"name": activation})]
+        layers += [nn.Linear(fan_in, units), ctx.norm(units, 1), act]
         layers = [m for m in layers if not isinstance(m, nn.Identity)]  # "no norm" costs no call
         layers += [make() for make in ctx.hidden]
         fan_in = width
