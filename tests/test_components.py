@@ -8,6 +8,7 @@ from torch import nn
 from harness.components import ACTIVATIONS, INITS, LOSSES, NORMS, OPTIMIZERS, REGULARIZERS, SCHEDULES
 from harness.components.activations import init_gain
 from harness.components.inits import InitContext
+from harness.components.regularizers import RegContext
 from harness.models import MODELS, ModelContext
 
 
@@ -375,7 +376,7 @@ def test_label_smoothing_matches_its_definition():
 
 
 def test_mlp_has_depth_hidden_layers_with_norm_and_regularizer_layers():
-    parts = REGULARIZERS.build(REGULARIZERS.resolve({"name": "dropout", "p": 0.3}, "r"))
+    parts = REGULARIZERS.build(REGULARIZERS.resolve({"name": "dropout", "p": 0.3}, "r"), RegContext(10))
     model = MODELS.build(MODELS.resolve({"name": "mlp", "depth": 3, "width": 20, "activation": "tanh"}, "m"),
                          _ctx("batchnorm", [parts.hidden]))
     kinds = [type(m).__name__ for m in model]
@@ -388,7 +389,7 @@ def test_mlp_has_depth_hidden_layers_with_norm_and_regularizer_layers():
 
 def test_inverted_dropout_keeps_the_expectation_and_is_identity_at_eval():
     torch.manual_seed(0)
-    layer = REGULARIZERS.build({"name": "dropout", "p": 0.4}).hidden()
+    layer = REGULARIZERS.build({"name": "dropout", "p": 0.4, "variant": "inverted"}, RegContext(10)).hidden()
     x = torch.full((200_000,), 2.0)
     layer.train()
     y = layer(x)

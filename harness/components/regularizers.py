@@ -1,36 +1,263 @@
-"""Regularizers. A builder returns ``Parts``: the places where the technique enters a trial.
+"""Regularizers. A builder gets a ``RegContext`` and returns ``Parts``: where the technique enters.
 
-``hidden`` is a module factory the model inserts after each hidden activation (dropout, ...);
-``batch`` is an on-device ``(x, y) -> (x, y)`` transform of each training batch (augmentation,
-mixup, ...); ``penalty`` is a term added to the training loss (L1/L2, ...). The engine composes
-the parts of every regularizer of a trial, so the loop itself has no per-technique branches.
+``hidden``: a module factory the model inserts after each hidden activation (dropout);
+``model``: an in-place change of the built model, before init (DropConnect layers);
+``batch``: an on-device ``(x, y) -> (x, y)`` transform of each training batch, where ``y`` may
+become soft targets (cutout, mixup, CutMix); ``penalty``: a term added to the training loss
+(L1/L2); ``epoch_end``: sees each epoch's validation metrics and may stop training (early
+stopping). The engine composes the parts of a trial's regularizers; the loop has no
+per-technique branches.
 
-``dropout``: Srivastava et al. 2014, in its inverted form (``torch.nn.Dropout``): units are kept
-with probability 1 − p and scaled by 1/(1 − p) in training, so the expected activation equals
-the evaluation-time activation and evaluation uses the network unchanged.
+- ``dropout``: Srivastava et al. 2014. ``inverted`` (``torch.nn.Dropout``): kept units scaled by
+  1/(1 − p) in training, identity at evaluation. ``vanilla``: the paper's form, no scaling in
+  training, activations × (1 − p) at evaluation. Both have the same expectation at evaluation.
+- ``dropconnect``: Wan et al. 2013: a Bernoulli(1 − p) mask on the weights of each hidden Linear
+  layer, one mask per mini-batch (the paper draws one per example), scaled by 1/(1 − p) so the
+  evaluation layer is the dense layer with the mean weights.
+- ``l2``: λ Σ w² over weights (∂/∂w = 2λw), added to the loss; unlike decoupled weight decay
+  it passes through adaptive optimizers' scaling. ``l1``: λ Σ |w|; ``elastic_net``: both
+  (Zou & Hastie 2005). Biases are left out unless ``biases: true``.
+- ``cutout``: DeVries & Taylor 2017: one ``size``×``size`` square per image set to 0 (the mean,
+  after normalization), its centre uniform over the image, so it is clipped at the borders.
+- ``mixup``: Zhang et al. 2018: λ ~ Beta(α, α) per batch, x̃ = λx_i + (1 − λ)x_j,
+  ỹ = λy_i + (1 − λ)y_j with one-hot targets.
+- ``cutmix``: Yun et al. 2019: a box of area (1 − λ) of the image, λ ~ Beta(α, α), pasted from
+  a shuffled batch; the targets are mixed by the box's actual area.
+- ``early_stopping``: stop after ``patience`` epochs without improvement of the validation
+  metric, restoring the best epoch's weights (Prechelt 1998).
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
-from typing import Annotated, Callable
+from typing import Annotated, Any, Callable, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from harness.components._registries import REGULARIZERS
+from harness.components._registries import LOSSES, OPTIMIZERS, REGULARIZERS
 from harness.registry import Range
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+Prob = Annotated[float, Range(ge=0, lt=1)]
+Strength = Annotated[float, Range(ge=0)]
+Alpha = Annotated[float, Range(gt=0)]
+
+
+@dataclass(frozen=True)
+class RegContext:
+    num_classes: int
 
 
 @dataclass(frozen=True)
 class Parts:
     hidden: Callable[[], nn.Module] | None = None
+    model: Callable[[nn.Module], None] | None = None
     batch: Callable[[torch.Tensor, torch.Tensor], Batch] | None = None
     penalty: Callable[[nn.Module], torch.Tensor] | None = None
+    # sees each epoch's metrics; returns None to go on, or {"restored_epoch": k or None} to stop
+    epoch_end: Callable[[nn.Module, dict[str, float]], dict[str, Any] | None] | None = None
+
+
+# --- dropout and DropConnect ---------------------------------------------------------------
+
+class VanillaDropout(nn.Module):
+    """Dropout as first published: no scaling while training, × (1 − p) at evaluation."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.p == 0:
+            return x
+        if self.training:
+            return x * torch.bernoulli(torch.full_like(x, 1 - self.p))
+        return x * (1 - self.p)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
 
 
 @REGULARIZERS.register("dropout")
-def dropout(*, p: Annotated[float, Range(ge=0, lt=1)] = 0.5) -> Parts:
-    """Inverted dropout after every hidden activation: drop with prob p, scale kept units by 1/(1-p)."""
-    return Parts(hidden=lambda: nn.Dropout(p))
+def dropout(ctx: RegContext, *, p: Prob = 0.5, variant: Literal["inverted", "vanilla"] = "inverted") -> Parts:
+    """Dropout after every hidden activation (Srivastava et al. 2014); inverted or the vanilla scale-at-test form."""
+    return Parts(hidden=lambda: nn.Dropout(p) if variant == "inverted" else VanillaDropout(p))
+
+
+class DropConnectLinear(nn.Linear):
+    """A Linear layer whose weights are masked in training; the dense layer at evaluation."""
+
+    p: float = 0.5
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return super().forward(x)
+        mask = torch.bernoulli(torch.full_like(self.weight, 1 - self.p))
+        return F.linear(x, self.weight * mask / (1 - self.p), self.bias)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", dropconnect_p={self.p}"
+
+
+@REGULARIZERS.register("dropconnect")
+def dropconnect(ctx: RegContext, *, p: Prob = 0.5) -> Parts:
+    """DropConnect on the weights of every hidden Linear layer (Wan et al. 2013); dense mean weights at eval."""
+
+    def convert(model: nn.Module) -> None:
+        linears = [m for m in model.modules() if type(m) is nn.Linear]
+        for layer in linears[:-1]:  # the classifier stays dense
+            layer.__class__ = DropConnectLinear
+            layer.p = p
+
+    return Parts(model=convert)
+
+
+# --- penalties -----------------------------------------------------------------------------
+
+def _weights(model: nn.Module, biases: bool) -> list[torch.Tensor]:
+    return [p for name, p in model.named_parameters() if p.requires_grad and (biases or not name.endswith("bias"))]
+
+
+def _penalty(l1: float, l2: float, biases: bool) -> Callable[[nn.Module], torch.Tensor]:
+    def penalty(model: nn.Module) -> torch.Tensor:
+        total = 0.0
+        for w in _weights(model, biases):
+            if l2:
+                total = total + l2 * w.square().sum()
+            if l1:
+                total = total + l1 * w.abs().sum()
+        return total
+
+    return penalty
+
+
+@REGULARIZERS.register("l2")
+def l2(ctx: RegContext, *, strength: Strength = 1e-4, biases: bool = False) -> Parts:
+    """L2 penalty strength * sum(w^2) added to the loss (not decoupled weight decay)."""
+    return Parts(penalty=_penalty(0.0, strength, biases))
+
+
+@REGULARIZERS.register("l1")
+def l1(ctx: RegContext, *, strength: Strength = 1e-5, biases: bool = False) -> Parts:
+    """L1 penalty strength * sum(|w|) added to the loss."""
+    return Parts(penalty=_penalty(strength, 0.0, biases))
+
+
+@REGULARIZERS.register("elastic_net")
+def elastic_net(ctx: RegContext, *, l1: Strength = 1e-5, l2: Strength = 1e-4, biases: bool = False) -> Parts:
+    """Elastic net: l1 * sum(|w|) + l2 * sum(w^2) added to the loss (Zou & Hastie 2005)."""
+    return Parts(penalty=_penalty(l1, l2, biases))
+
+
+# --- batch transforms ----------------------------------------------------------------------
+
+def _soft(y: torch.Tensor, num_classes: int) -> torch.Tensor:
+    return y if y.dim() > 1 else F.one_hot(y, num_classes).float()
+
+
+def _needs_soft_targets(name: str) -> Callable[[dict[str, Any]], str | None]:
+    def check(config: dict[str, Any]) -> str | None:
+        if not LOSSES.get(config["loss"]["name"]).meta.get("soft_targets"):
+            return f"{name} mixes targets and needs a loss that takes soft targets, not {config['loss']['name']!r}"
+        if OPTIMIZERS.get(config["optimizer"]["name"]).meta.get("needs_closure"):
+            return f"{name} draws a new mix per call, so {config['optimizer']['name']!r}'s line search sees a different loss each time"
+        return None
+
+    return check
+
+
+def _images(x: torch.Tensor, name: str) -> None:
+    if x.dim() != 4:
+        raise ValueError(f"{name} needs image batches (N, C, H, W), got shape {tuple(x.shape)}")
+
+
+@REGULARIZERS.register("cutout")
+def cutout(ctx: RegContext, *, size: Annotated[int, Range(gt=0)] = 4) -> Parts:
+    """Cutout: one size x size square per image set to zero, centre anywhere, clipped at borders (DeVries & Taylor 2017)."""
+
+    def apply(x: torch.Tensor, y: torch.Tensor) -> Batch:
+        _images(x, "cutout")
+        n, _, h, w = x.shape
+        cy = torch.randint(0, h, (n, 1), device=x.device)
+        cx = torch.randint(0, w, (n, 1), device=x.device)
+        rows = torch.arange(h, device=x.device).unsqueeze(0)
+        cols = torch.arange(w, device=x.device).unsqueeze(0)
+        top, left = cy - size // 2, cx - size // 2
+        in_rows = (rows >= top) & (rows < top + size)  # (n, h)
+        in_cols = (cols >= left) & (cols < left + size)  # (n, w)
+        hole = in_rows.unsqueeze(2) & in_cols.unsqueeze(1)  # (n, h, w)
+        return x.masked_fill(hole.unsqueeze(1), 0.0), y
+
+    return Parts(batch=apply)
+
+
+def _beta(alpha: float) -> float:
+    return float(torch.distributions.Beta(alpha, alpha).sample())
+
+
+@REGULARIZERS.register("mixup", trial_check=_needs_soft_targets("mixup"))
+def mixup(ctx: RegContext, *, alpha: Alpha = 0.2) -> Parts:
+    """Mixup: convex combinations of input pairs and of their one-hot targets, lambda ~ Beta(alpha, alpha) (Zhang et al. 2018)."""
+
+    def apply(x: torch.Tensor, y: torch.Tensor) -> Batch:
+        lam = _beta(alpha)
+        perm = torch.randperm(len(x), device=x.device)
+        soft = _soft(y, ctx.num_classes)
+        return lam * x + (1 - lam) * x[perm], lam * soft + (1 - lam) * soft[perm]
+
+    return Parts(batch=apply)
+
+
+@REGULARIZERS.register("cutmix", trial_check=_needs_soft_targets("cutmix"))
+def cutmix(ctx: RegContext, *, alpha: Alpha = 1.0) -> Parts:
+    """CutMix: a box from a shuffled image pasted in, targets mixed by area (Yun et al. 2019)."""
+
+    def apply(x: torch.Tensor, y: torch.Tensor) -> Batch:
+        _images(x, "cutmix")
+        _, _, h, w = x.shape
+        lam = _beta(alpha)
+        cut_h, cut_w = int(h * (1 - lam) ** 0.5), int(w * (1 - lam) ** 0.5)
+        cy, cx = int(torch.randint(0, h, ())), int(torch.randint(0, w, ()))
+        y0, y1 = max(cy - cut_h // 2, 0), min(cy + cut_h // 2 + cut_h % 2, h)
+        x0, x1 = max(cx - cut_w // 2, 0), min(cx + cut_w // 2 + cut_w % 2, w)
+        perm = torch.randperm(len(x), device=x.device)
+        mixed = x.clone()
+        mixed[:, :, y0:y1, x0:x1] = x[perm, :, y0:y1, x0:x1]
+        kept = 1 - (y1 - y0) * (x1 - x0) / (h * w)  # lambda from the box actually pasted
+        soft = _soft(y, ctx.num_classes)
+        return mixed, kept * soft + (1 - kept) * soft[perm]
+
+    return Parts(batch=apply)
+
+
+# --- early stopping ------------------------------------------------------------------------
+
+@REGULARIZERS.register("early_stopping")
+def early_stopping(
+    ctx: RegContext, *, metric: Literal["val_loss", "val_acc"] = "val_loss",
+    patience: Annotated[int, Range(ge=0)] = 5, min_delta: Strength = 0.0, restore_best: bool = True,
+) -> Parts:
+    """Stop when the validation metric has not improved for `patience` epochs; restore the best weights."""
+    state: dict[str, Any] = {"best": None, "epoch": None, "bad": 0, "weights": None}
+    maximize = metric.endswith("acc")
+
+    def epoch_end(model: nn.Module, metrics: dict[str, float]) -> dict[str, Any] | None:
+        value = metrics[metric]
+        better = state["best"] is None or (value > state["best"] + min_delta if maximize
+                                           else value < state["best"] - min_delta)
+        if better:
+            state["best"], state["epoch"], state["bad"] = value, metrics["epoch"], 0
+            if restore_best:
+                state["weights"] = copy.deepcopy(model.state_dict())
+            return None
+        state["bad"] += 1
+        if state["bad"] <= patience:
+            return None
+        if restore_best and state["weights"] is not None:
+            model.load_state_dict(state["weights"])
+            return {"restored_epoch": state["epoch"]}
+        return {"restored_epoch": None}
+
+    return Parts(epoch_end=epoch_end)

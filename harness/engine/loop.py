@@ -24,7 +24,7 @@ from torch import nn
 
 from harness.components import INITS, LOSSES, NORMS, OPTIMIZERS, REGULARIZERS, SCHEDULES
 from harness.components.inits import InitContext
-from harness.components.regularizers import Parts
+from harness.components.regularizers import Parts, RegContext
 from harness.components.schedules import Schedule, ScheduleContext
 from harness.data import DataSplits, batches, load
 from harness.engine.environment import environment
@@ -81,6 +81,7 @@ class Trial:
     total_steps: int
     batch_size: int  # the whole training split for full-batch optimizers
     needs_closure: bool  # the optimizer re-evaluates the loss within a step (L-BFGS)
+    epoch_end: list[Callable[[nn.Module, dict[str, float]], dict[str, Any] | None]]  # may stop training
 
 
 _NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
@@ -107,7 +108,7 @@ def build(config: dict[str, Any], seed: int, device: torch.device) -> Trial:
     """Data, model, init, optimizer, schedule and regularizers from a resolved config."""
     data = load(config["dataset"]).to(device)
     seed_everything(seed)  # after loading, so cached and fresh data give the same init
-    parts: list[Parts] = [REGULARIZERS.build(r) for r in config["regularizers"]]
+    parts: list[Parts] = [REGULARIZERS.build(r, RegContext(data.num_classes)) for r in config["regularizers"]]
     norm = config["norm"]
     ctx = ModelContext(
         in_shape=data.in_shape, num_classes=data.num_classes,
@@ -115,6 +116,9 @@ def build(config: dict[str, Any], seed: int, device: torch.device) -> Trial:
         hidden=tuple(p.hidden for p in parts if p.hidden),
     )
     model = MODELS.build(config["model"], ctx)
+    for part in parts:
+        if part.model is not None:
+            part.model(model)  # before init, so the init sees the final layers
     sample = data.train[0][: config["batch_size"]]
     INITS.build(config["init"], model, InitContext(config["model"].get("activation"), sample))
     model.to(device)
@@ -143,7 +147,7 @@ def build(config: dict[str, Any], seed: int, device: torch.device) -> Trial:
     return Trial(
         model, optimizer, _warmed(schedule, config["warmup"]["epochs"] * steps_per_epoch), schedule.observe,
         LOSSES.build(config["loss"]), transform, penalty, data, total, batch_size,
-        bool(opt_entry.meta.get("needs_closure")),
+        bool(opt_entry.meta.get("needs_closure")), [p.epoch_end for p in parts if p.epoch_end],
     )
 
 
@@ -311,8 +315,9 @@ def _train(spec: TrialSpec, record: Record, accelerator: Accelerator) -> None:
         test_loss, test_acc = evaluate(model, *t.data.test, eval_batch)
         epoch_eval = _sync(device) - start
         eval_time += epoch_eval
+        metrics = {"epoch": epoch, "val_loss": val_loss, "val_acc": val_acc}
         if t.observe is not None:
-            t.observe({"val_loss": val_loss, "val_acc": val_acc})
+            t.observe(metrics)
         record.history.append({
             "epoch": epoch, "step": step, "lr": base_lrs[0] * t.schedule(step),  # the next step's lr
             "train_loss": loss_sum / max(step - epoch_first_step, 1),  # mean of the batch losses
@@ -321,10 +326,18 @@ def _train(spec: TrialSpec, record: Record, accelerator: Accelerator) -> None:
             "grad_norm": torch.stack(norms).mean().item() if norms else None,
             "train_time": epoch_train, "eval_time": epoch_eval,
         })
+        stops = [s for s in (hook(model, metrics) for hook in t.epoch_end) if s is not None]
+        if stops:
+            record.diagnostics["early_stopping"] = {"stopped_after_epoch": epoch, **stops[0]}
+            break
         if step >= t.total_steps:
             break
 
-    record.final = {k: v for k, v in record.history[-1].items() if k not in ("train_time", "eval_time")}
+    final = record.history[-1]
+    restored = record.diagnostics.get("early_stopping", {}).get("restored_epoch")
+    if restored is not None:  # the model now holds that epoch's weights, so its metrics are final
+        final = record.history[restored - 1]
+    record.final = {k: v for k, v in final.items() if k not in ("train_time", "eval_time")}
     best = max(record.history, key=lambda h: (h["val_acc"], -h["epoch"]))
     record.best = {k: best[k] for k in ("epoch", "val_acc", "val_loss", "test_acc", "test_loss")}
     record.timing = {"train_s": train_time, "eval_s": eval_time, "steps": step,
