@@ -22,7 +22,7 @@ def _parts(config):
 def test_every_regularizer_trains_a_tiny_trial(name):
     raw = {
         "dataset": {"name": "digits", "val_size": 100, "train_subset": 200},
-        "model": {"name": "mlp", "depth": 2, "width": 32},
+        "model": {"name": "resnet", "depth": 8} if name == "stochastic_depth" else {"name": "mlp", "depth": 2, "width": 32},
         "optimizer": {"name": "sgd", "lr": 0.1}, "budget": {"epochs": 2}, "batch_size": 50,
         "regularizers": [name],
     }
@@ -151,3 +151,57 @@ def test_early_stopping_in_a_trial_reports_the_restored_epoch():
     assert r.status == COMPLETED and len(r.history) == 2
     assert r.diagnostics["early_stopping"] == {"stopped_after_epoch": 2, "restored_epoch": 1}
     assert r.final["val_acc"] == r.history[0]["val_acc"] and r.final["epoch"] == 1
+
+
+def _augment(**params):
+    return REGULARIZERS.build(REGULARIZERS.resolve({"name": "augment", **params}, "r"),
+                              RegContext(10, torch.randn(50, 3, 6, 6) * torch.tensor([1.0, 2.0, 3.0]).view(1, 3, 1, 1)))
+
+
+def test_random_crop_with_padding_translates_each_image_on_its_own():
+    torch.manual_seed(0)
+    x = torch.arange(2 * 36, dtype=torch.float32).view(1, 2, 6, 6).expand(64, 2, 6, 6) + 1
+    out, _ = _augment(crop_padding=2).batch(x, torch.zeros(64, dtype=torch.long))
+    padded = nn.functional.pad(x[:1], (2, 2, 2, 2))[0]
+    shifts = set()
+    for img in out:
+        match = [(dy, dx) for dy in range(5) for dx in range(5) if torch.equal(img, padded[:, dy:dy + 6, dx:dx + 6])]
+        assert len(match) == 1  # a window of the zero-padded image
+        shifts.add(match[0])
+    assert len(shifts) > 10  # per-sample offsets, not one draw per batch
+
+
+def test_flip_brightness_and_contrast_act_per_sample():
+    torch.manual_seed(0)
+    x = torch.randn(200, 3, 6, 6)
+    y = torch.zeros(200, dtype=torch.long)
+    flipped, _ = _augment(flip=True).batch(x, y)
+    same = torch.all((flipped == x).flatten(1), 1)
+    mirrored = torch.all((flipped == x.flip(3)).flatten(1), 1)
+    assert torch.all(same | mirrored) and 60 < mirrored.sum() < 140
+    bright, _ = _augment(brightness=0.5).batch(x, y)
+    offset = (bright - x).flatten(1)
+    assert torch.allclose(offset, offset[:, :1].expand_as(offset), atol=1e-6) and offset.abs().max() <= 0.5
+    assert offset[:, 0].std() > 0.1
+    contrasted, _ = _augment(contrast=0.4).batch(x, y)
+    mean = x.mean((1, 2, 3), keepdim=True)
+    ratio = ((contrasted - mean) / (x - mean)).flatten(1)
+    assert torch.allclose(ratio, ratio[:, :1].expand_as(ratio), atol=1e-3)
+    assert ratio.min() >= 0.6 - 1e-4 and ratio.max() <= 1.4 + 1e-4
+
+
+def test_affine_identity_and_pca_lighting_adds_a_colour_shift_along_the_eigenvectors():
+    from harness.components.regularizers import _affine, _pca_basis
+
+    torch.manual_seed(0)
+    x = torch.randn(8, 3, 6, 6)
+    assert torch.allclose(_affine(x, 0.0, 0.0, 0.0, 0.0), x, atol=1e-5)
+    warped = _affine(x, 30.0, 0.1, 0.1, 5.0)
+    assert not torch.allclose(warped, x) and warped.shape == x.shape
+    lit, _ = _augment(pca_lighting=0.1).batch(x, torch.zeros(8, dtype=torch.long))
+    shift = (lit - x).flatten(2)  # (n, channel, pixel): one colour per image
+    assert torch.allclose(shift, shift[:, :, :1].expand_as(shift), atol=1e-5)
+    values, vectors = _pca_basis(torch.randn(50, 3, 6, 6) * torch.tensor([1.0, 2.0, 3.0]).view(1, 3, 1, 1))
+    assert values.tolist() == pytest.approx([1.0, 4.0, 9.0], rel=0.15)  # per-channel variances
+    coords = shift[:, :, 0] @ vectors  # in the eigenbasis: alpha_i * lambda_i
+    assert coords.abs().max(0).values[2] > coords.abs().max(0).values[0]  # larger along larger variance

@@ -23,6 +23,15 @@ per-technique branches.
   ỹ = λy_i + (1 − λ)y_j with one-hot targets.
 - ``cutmix``: Yun et al. 2019: a box of area (1 − λ) of the image, λ ~ Beta(α, α), pasted from
   a shuffled batch; the targets are mixed by the box's actual area.
+- ``augment``: per-sample, on-device data augmentation of normalized images: random crop with
+  zero padding (translation), horizontal flip, brightness (an offset in units of the data's std)
+  and contrast (scaling around each image's mean) jitter, a small random affine warp
+  (rotation/translation/scale/shear), and PCA colour lighting (Krizhevsky et al. 2012, section
+  4.1: add Σᵢ αᵢλᵢpᵢ with αᵢ ~ N(0, σ²), λᵢ, pᵢ the eigen-pairs of the training set's RGB
+  covariance).
+- ``stochastic_depth``: Huang et al. 2016: block l of L drops its residual branch with
+  probability (l/L)·p (the linear decay rule) in training; every block is used at evaluation
+  (see ``harness/models/convnets.py``).
 - ``early_stopping``: stop after ``patience`` epochs without improvement of the validation
   metric, restoring the best epoch's weights (Prechelt 1998).
 """
@@ -48,6 +57,7 @@ Alpha = Annotated[float, Range(gt=0)]
 @dataclass(frozen=True)
 class RegContext:
     num_classes: int
+    train_x: torch.Tensor | None = None  # normalized training inputs, for data statistics (PCA lighting)
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,7 @@ class Parts:
     model: Callable[[nn.Module], None] | None = None
     batch: Callable[[torch.Tensor, torch.Tensor], Batch] | None = None
     penalty: Callable[[nn.Module], torch.Tensor] | None = None
+    drop_path: float | None = None  # stochastic depth rate of the last residual block
     # sees each epoch's metrics; returns None to go on, or {"restored_epoch": k or None} to stop
     epoch_end: Callable[[nn.Module, dict[str, float]], dict[str, Any] | None] | None = None
 
@@ -230,6 +241,97 @@ def cutmix(ctx: RegContext, *, alpha: Alpha = 1.0) -> Parts:
         return mixed, kept * soft + (1 - kept) * soft[perm]
 
     return Parts(batch=apply)
+
+
+# --- data augmentation ----------------------------------------------------------------------
+
+def _random_crop(x: torch.Tensor, pad: int) -> torch.Tensor:
+    """Per-sample translation: zero-pad by `pad` and crop back at a random offset."""
+    n, c, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad))
+    oy = torch.randint(0, 2 * pad + 1, (n, 1), device=x.device)
+    ox = torch.randint(0, 2 * pad + 1, (n, 1), device=x.device)
+    rows = (oy + torch.arange(h, device=x.device)).view(n, 1, h, 1).expand(n, c, h, w)
+    cols = (ox + torch.arange(w, device=x.device)).view(n, 1, 1, w).expand(n, c, h, w)
+    batch = torch.arange(n, device=x.device).view(n, 1, 1, 1)
+    channel = torch.arange(c, device=x.device).view(1, c, 1, 1)
+    return padded[batch, channel, rows, cols]
+
+
+def _affine(x: torch.Tensor, rotate: float, translate: float, scale: float, shear: float) -> torch.Tensor:
+    """Per-sample random affine warp (degrees, fraction of the size, scale range, degrees)."""
+    n = x.shape[0]
+    u = lambda lo, hi: torch.empty(n, device=x.device).uniform_(lo, hi)  # noqa: E731
+    angle = torch.deg2rad(u(-rotate, rotate))
+    sh = torch.deg2rad(u(-shear, shear))
+    s = u(1 - scale, 1 + scale)
+    tx, ty = u(-translate, translate) * 2, u(-translate, translate) * 2  # grid units span [-1, 1]
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    theta = torch.stack([
+        torch.stack([cos / s, (-sin + torch.tan(sh) * cos) / s, tx], 1),
+        torch.stack([sin / s, (cos + torch.tan(sh) * sin) / s, ty], 1),
+    ], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, padding_mode="zeros", align_corners=False)
+
+
+def _pca_basis(train_x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eigenvalues and eigenvectors of the covariance of pixel colours over the training set."""
+    pixels = train_x[:2000].permute(0, 2, 3, 1).reshape(-1, train_x.shape[1]).double()
+    values, vectors = torch.linalg.eigh(torch.cov(pixels.T))
+    return values.clamp_min(0).float(), vectors.float()
+
+
+@REGULARIZERS.register("augment")
+def augment(
+    ctx: RegContext, *, crop_padding: Annotated[int, Range(ge=0)] = 0, flip: bool = False,
+    brightness: Strength = 0.0, contrast: Annotated[float, Range(ge=0, lt=1)] = 0.0,
+    rotate: Annotated[float, Range(ge=0, le=180)] = 0.0, translate: Annotated[float, Range(ge=0, lt=1)] = 0.0,
+    scale: Annotated[float, Range(ge=0, lt=1)] = 0.0, shear: Annotated[float, Range(ge=0, lt=90)] = 0.0,
+    pca_lighting: Strength = 0.0,
+) -> Parts:
+    """Per-sample data augmentation on the device: crop with padding, flip, brightness/contrast, affine, PCA lighting."""
+    basis = _pca_basis(ctx.train_x) if pca_lighting > 0 and ctx.train_x is not None else None
+    if pca_lighting > 0 and basis is None:
+        raise ValueError("pca_lighting needs the training inputs")
+
+    def apply(x: torch.Tensor, y: torch.Tensor) -> Batch:
+        _images(x, "augment")
+        n = x.shape[0]
+        if crop_padding:
+            x = _random_crop(x, crop_padding)
+        if flip:
+            x = torch.where(torch.rand(n, 1, 1, 1, device=x.device) < 0.5, x.flip(3), x)
+        if rotate or translate or scale or shear:
+            x = _affine(x, rotate, translate, scale, shear)
+        if contrast:
+            mean = x.mean((1, 2, 3), keepdim=True)
+            x = (x - mean) * torch.empty(n, 1, 1, 1, device=x.device).uniform_(1 - contrast, 1 + contrast) + mean
+        if brightness:
+            x = x + torch.empty(n, 1, 1, 1, device=x.device).uniform_(-brightness, brightness)
+        if basis is not None:
+            values, vectors = basis[0].to(x.device), basis[1].to(x.device)
+            alpha = torch.randn(n, len(values), device=x.device) * pca_lighting
+            x = x + ((alpha * values) @ vectors.T).view(n, -1, 1, 1)  # sum_i alpha_i lambda_i p_i per image
+        return x, y
+
+    return Parts(batch=apply)
+
+
+# --- stochastic depth -----------------------------------------------------------------------
+
+def _needs_residual(config: dict[str, Any]) -> str | None:
+    from harness.models import MODELS
+
+    if not MODELS.get(config["model"]["name"]).meta.get("residual"):
+        return f"stochastic_depth drops residual branches; model {config['model']['name']!r} has none"
+    return None
+
+
+@REGULARIZERS.register("stochastic_depth", trial_check=_needs_residual)
+def stochastic_depth(ctx: RegContext, *, p: Prob = 0.5) -> Parts:
+    """Stochastic depth: residual branches dropped in training, linear decay to p at the last block (Huang et al. 2016)."""
+    return Parts(drop_path=p)
 
 
 # --- early stopping ------------------------------------------------------------------------

@@ -108,12 +108,14 @@ def build(config: dict[str, Any], seed: int, device: torch.device) -> Trial:
     """Data, model, init, optimizer, schedule and regularizers from a resolved config."""
     data = load(config["dataset"]).to(device)
     seed_everything(seed)  # after loading, so cached and fresh data give the same init
-    parts: list[Parts] = [REGULARIZERS.build(r, RegContext(data.num_classes)) for r in config["regularizers"]]
+    reg_ctx = RegContext(data.num_classes, data.train[0])
+    parts: list[Parts] = [REGULARIZERS.build(r, reg_ctx) for r in config["regularizers"]]
     norm = config["norm"]
     ctx = ModelContext(
         in_shape=data.in_shape, num_classes=data.num_classes,
         norm=lambda features, dims: NORMS.build(norm, features, dims),
         hidden=tuple(p.hidden for p in parts if p.hidden),
+        drop_path=max([p.drop_path for p in parts if p.drop_path is not None], default=0.0),
     )
     model = MODELS.build(config["model"], ctx)
     for part in parts:
@@ -121,6 +123,9 @@ def build(config: dict[str, Any], seed: int, device: torch.device) -> Trial:
             part.model(model)  # before init, so the init sees the final layers
     sample = data.train[0][: config["batch_size"]]
     INITS.build(config["init"], model, InitContext(config["model"].get("activation"), sample))
+    after_init = getattr(model, "after_init", None)
+    if after_init is not None:
+        after_init()  # e.g. zero-init of each residual block's last norm scale
     model.to(device)
     opt_entry = OPTIMIZERS.get(config["optimizer"]["name"])
     if "weight_decay" in opt_entry.params:

@@ -19,3 +19,4 @@ class ModelContext:
     num_classes: int
     norm: Callable[[int, int], nn.Module]  # (num_features, dims) -> layer
     hidden: tuple[Callable[[], nn.Module], ...] = field(default_factory=tuple)  # after each activation
+    drop_path: float = 0.0  # stochastic depth: drop rate of the last residual block
