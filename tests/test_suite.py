@@ -3,11 +3,11 @@ import json
 
 import pytest
 
-from conftest import harness_cli, write_suite
+from conftest import REPO, harness_cli, write_suite
 from harness.cli import main
 from harness.errors import ConfigError
 from harness.spec import TrialSpec, trial_id_of
-from harness.suite import load_suite
+from harness.suite import load_suite, resolve_trial
 
 GRID = """
 name: g
@@ -153,3 +153,15 @@ def test_bad_usage_exits_2(tmp_path):
 def test_config_error_message_format():
     e = ConfigError("base.optimizer.lr", "must be > 0, got -1.0").in_file("s.yaml")
     assert str(e) == "s.yaml: base.optimizer.lr: must be > 0, got -1.0"
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "suites").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_suite_loads_and_documents_itself(path):
+    suite = load_suite(path)
+    assert suite.trials and suite.description
+    assert path.read_text().startswith("#") or path.stem in ("smoke", "mnist-optimizers")
+
+
+def test_dropout_on_a_model_without_hidden_dense_layers_is_rejected():
+    with pytest.raises(ConfigError, match="has none"):
+        resolve_trial({"model": "resnet", "regularizers": ["dropout"]}, "base")

@@ -91,7 +91,19 @@ class VanillaDropout(nn.Module):
         return f"p={self.p}"
 
 
-@REGULARIZERS.register("dropout")
+def _needs_hidden(name: str) -> Callable[[dict[str, Any]], str | None]:
+    def check(config: dict[str, Any]) -> str | None:
+        from harness.models import MODELS
+
+        if not MODELS.get(config["model"]["name"]).meta.get("hidden_layers"):
+            return (f"{name} acts on hidden fully connected layers; model {config['model']['name']!r} has none "
+                    f"(wrn has its own dropout parameter)")
+        return None
+
+    return check
+
+
+@REGULARIZERS.register("dropout", trial_check=_needs_hidden("dropout"))
 def dropout(ctx: RegContext, *, p: Prob = 0.5, variant: Literal["inverted", "vanilla"] = "inverted") -> Parts:
     """Dropout after every hidden activation (Srivastava et al. 2014); inverted or the vanilla scale-at-test form."""
     return Parts(hidden=lambda: nn.Dropout(p) if variant == "inverted" else VanillaDropout(p))
@@ -112,7 +124,7 @@ class DropConnectLinear(nn.Linear):
         return super().extra_repr() + f", dropconnect_p={self.p}"
 
 
-@REGULARIZERS.register("dropconnect")
+@REGULARIZERS.register("dropconnect", trial_check=_needs_hidden("dropconnect"))
 def dropconnect(ctx: RegContext, *, p: Prob = 0.5) -> Parts:
     """DropConnect on the weights of every hidden Linear layer (Wan et al. 2013); dense mean weights at eval."""
 

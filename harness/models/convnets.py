@@ -187,14 +187,14 @@ def _cnn(ctx: ModelContext, convs: list[tuple[int, int, int]], pool: tuple[int, 
     return nn.Sequential(*layers)
 
 
-@MODELS.register("cnn_2c2d")
+@MODELS.register("cnn_2c2d", hidden_layers=True)
 def cnn_2c2d(ctx: ModelContext, *, activation: Activation = "relu") -> nn.Module:
     """DeepOBS 2c2d: conv 32 5x5, conv 64 5x5 (2x2 max-pool each), dense 1024, classifier (Schneider et al. 2019)."""
     _image(ctx, "cnn_2c2d")
     return _cnn(ctx, [(32, 5, 2), (64, 5, 2)], (2, 2), [1024], activation)
 
 
-@MODELS.register("cnn_3c3d")
+@MODELS.register("cnn_3c3d", hidden_layers=True)
 def cnn_3c3d(ctx: ModelContext, *, activation: Activation = "relu") -> nn.Module:
     """DeepOBS 3c3d: conv 64 5x5, 96 3x3, 128 3x3 (3x3/2 max-pool each), dense 512, 256, classifier."""
     _image(ctx, "cnn_3c3d")

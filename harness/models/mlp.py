@@ -14,7 +14,7 @@ from harness.models.base import MODELS, ModelContext
 from harness.registry import ComponentOf, Range
 
 
-@MODELS.register("mlp")
+@MODELS.register("mlp", hidden_layers=True)
 def mlp(
     ctx: ModelContext, *, depth: Annotated[int, Range(ge=0)] = 2, width: Annotated[int, Range(gt=0)] = 256,
     activation: Annotated[str | dict, ComponentOf(ACTIVATIONS)] = "relu",
