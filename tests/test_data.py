@@ -54,3 +54,36 @@ def test_data_root_comes_from_the_environment_when_the_suite_has_none(tmp_path, 
     monkeypatch.setenv("HARNESS_DATA_ROOT", str(tmp_path / "from-env"))
     with pytest.raises(DataMissing, match="from-env"):
         DATASETS.build(DATASETS.resolve("mnist", "d"))
+
+
+def _correlated(n=3000, d=12, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    mix = torch.randn(d, d, generator=g)
+    return (torch.randn(n, d, generator=g) @ mix + 3).view(n, 1, 3, 4)
+
+
+def test_preprocessing_is_fitted_on_train_and_does_what_it_says():
+    from harness.data.base import fit_preprocess
+
+    train = _correlated()
+    flat = lambda t: t.reshape(len(t), -1)  # noqa: E731
+    for kind in ("zca", "pca_whiten"):
+        out = flat(fit_preprocess(train, kind, 1e-6)(train))
+        assert torch.allclose(torch.cov(out.T), torch.eye(12), atol=1e-3), kind  # whitened
+    zca = flat(fit_preprocess(train, "zca", 1e-6)(train))
+    pca = flat(fit_preprocess(train, "pca_whiten", 1e-6)(train))
+    centred = flat(train) - flat(train).mean(0)
+    # ZCA is the whitening closest to the input (Bell & Sejnowski 1997): it stays in pixel space
+    assert (zca * centred).sum() > (pca * centred).sum()
+    mean_image = fit_preprocess(train, "mean_image", 0.1)(train)
+    assert mean_image.mean(0).abs().max() < 1e-4
+    minmax = fit_preprocess(train, "minmax", 0.1)(train)
+    assert minmax.min().item() == pytest.approx(0.0, abs=1e-6) and minmax.max().item() == pytest.approx(1.0)
+    shifted = train[:100] + 5  # val/test use the train statistics, not their own
+    assert fit_preprocess(train, "mean_image", 0.1)(shifted).mean().item() == pytest.approx(5, abs=0.3)
+
+
+def test_digits_with_zca_trains():
+    d = DATASETS.build(DATASETS.resolve({"name": "digits", "preprocess": "zca"}, "d"))
+    assert d.meta["preprocess"] == "zca" and d.train[0].shape[1:] == (1, 8, 8)
+    assert torch.isfinite(d.test[0]).all()

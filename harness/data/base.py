@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -72,9 +72,43 @@ def stratified_split(y: torch.Tensor, size: int, seed: int) -> tuple[torch.Tenso
     return torch.nonzero(mask).squeeze(1), held_idx
 
 
+PREPROCESS = ("standardize", "mean_image", "minmax", "pca_whiten", "zca")
+
+
+def fit_preprocess(train: torch.Tensor, kind: str, eps: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A transform fitted on the training split only, then applied to every split.
+
+    standardize: per-channel (x − μ_c)/σ_c. mean_image: x − the mean training image.
+    minmax: per-channel (x − min_c)/(max_c − min_c). pca_whiten: rotate the centred, flattened
+    input onto the covariance's eigenvectors and divide by √(λ + eps) (the shape is kept, its
+    axes are no longer pixels: for MLPs). zca: the same whitening rotated back,
+    U diag(1/√(λ + eps)) Uᵀ, so images stay images (Bell & Sejnowski 1997; Krizhevsky 2009).
+    """
+    if kind == "standardize":
+        dims = [0] + list(range(2, train.dim()))  # per channel
+        mean, std = train.mean(dims, keepdim=True), train.std(dims, keepdim=True).clamp_min(1e-8)
+        return lambda t: (t - mean) / std
+    if kind == "mean_image":
+        mean = train.mean(0, keepdim=True)
+        return lambda t: t - mean
+    if kind == "minmax":
+        flat = train.transpose(0, 1).reshape(train.shape[1], -1)
+        shape = (1, -1) + (1,) * (train.dim() - 2)
+        low, high = flat.min(1).values.view(shape), flat.max(1).values.view(shape)
+        return lambda t: (t - low) / (high - low).clamp_min(1e-8)
+    flat = train.reshape(len(train), -1).double()
+    mu = flat.mean(0, keepdim=True)
+    values, vectors = torch.linalg.eigh(torch.cov((flat - mu).T))
+    scale = (values.clamp_min(0) + eps).rsqrt()
+    w = vectors * scale if kind == "pca_whiten" else (vectors * scale) @ vectors.T
+    w, mu = w.float(), mu.float()
+    return lambda t: ((t.reshape(len(t), -1) - mu) @ w).reshape(t.shape)
+
+
 def make_splits(
     name: str, x: torch.Tensor, y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor, *,
     val_size: int, split_seed: int, train_subset: int | None, scale: float, classes: list[str],
+    preprocess: str = "standardize", whiten_eps: float = 0.1,
 ) -> DataSplits:
     """``x`` is (N, C, H, W) or (N, C, L) raw values; ``scale`` maps them to [0, 1]."""
     if val_size >= len(y):
@@ -85,19 +119,16 @@ def make_splits(
         train_idx = train_idx[keep]
     xf = x.float() / scale
     train_x = xf[train_idx]
-    dims = [0] + list(range(2, train_x.dim()))  # per channel
-    mean = train_x.mean(dim=dims, keepdim=True)
-    std = train_x.std(dim=dims, keepdim=True).clamp_min(1e-8)
-    norm = lambda t: ((t.float() / scale - mean) / std).contiguous()  # noqa: E731
+    dims = [0] + list(range(2, train_x.dim()))
+    transform = fit_preprocess(train_x, preprocess, whiten_eps)
     meta = {
         "name": name, "num_classes": len(classes), "classes": classes, "shape": list(x.shape[1:]),
         "n_train": len(train_idx), "n_val": len(val_idx), "n_test": len(test_y),
-        "mean": mean.flatten().tolist(), "std": std.flatten().tolist(),
+        "mean": train_x.mean(dims).tolist(), "std": train_x.std(dims).tolist(), "preprocess": preprocess,
     }
     return DataSplits(
-        ((train_x - mean) / std, y[train_idx].long()),
-        (norm(x[val_idx]), y[val_idx].long()),
-        (norm(test_x), test_y.long()),
+        (transform(train_x).contiguous(), y[train_idx].long()),
+        (transform(xf[val_idx]).contiguous(), y[val_idx].long()),
+        (transform(test_x.float() / scale).contiguous(), test_y.long()),
         meta,
     )
-

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import torch
 
@@ -18,6 +18,8 @@ from harness.data.base import DATASETS, ROOT_ENV, DataMissing, DataSplits, make_
 from harness.registry import Range
 
 ValSize = Annotated[int, Range(gt=0)]
+Preprocess = Literal["standardize", "mean_image", "minmax", "pca_whiten", "zca"]
+WhitenEps = Annotated[float, Range(gt=0)]
 Subset = Annotated[int, Range(gt=0)] | None
 _DIGITS_TEST_SEED = 20240  # fixed: the test set is the same for every trial and every split_seed
 
@@ -33,7 +35,8 @@ def _digits_fits(config: dict[str, Any]) -> str | None:
 
 @DATASETS.register("digits", check=_digits_fits)
 def digits(
-    *, val_size: ValSize = 300, split_seed: int = 0, train_subset: Subset = None
+    *, val_size: ValSize = 300, split_seed: int = 0, train_subset: Subset = None,
+    preprocess: Preprocess = "standardize", whiten_eps: WhitenEps = 0.1,
 ) -> DataSplits:
     """scikit-learn's 8x8 digits (1,797 images, 10 classes), embedded and offline."""
     from sklearn.datasets import load_digits
@@ -47,6 +50,7 @@ def digits(
     return make_splits(
         "digits", x[rest], y[rest], x[test], y[test], val_size=val_size, split_seed=split_seed,
         train_subset=train_subset, scale=16.0, classes=[str(i) for i in range(10)],
+        preprocess=preprocess, whiten_eps=whiten_eps,
     )
 
 
@@ -90,6 +94,7 @@ def _mnist_fits(config: dict[str, Any]) -> str | None:
 @DATASETS.register("mnist", preflight=_mnist_preflight, check=_mnist_fits)
 def mnist(
     *, val_size: ValSize = 5000, split_seed: int = 0, train_subset: Subset = None,
+    preprocess: Preprocess = "standardize", whiten_eps: WhitenEps = 0.1,
     root: str | None = None, download: bool = False,
 ) -> DataSplits:
     """MNIST handwritten digits (60,000 train / 10,000 test, 28x28) via torchvision."""
@@ -102,7 +107,7 @@ def mnist(
     return make_splits(
         "mnist", train.data.unsqueeze(1), train.targets, test.data.unsqueeze(1), test.targets,
         val_size=val_size, split_seed=split_seed, train_subset=train_subset, scale=255.0,
-        classes=[str(i) for i in range(10)],
+        classes=[str(i) for i in range(10)], preprocess=preprocess, whiten_eps=whiten_eps,
     )
 
 
