@@ -65,9 +65,13 @@ def _clip(*, norm: Positive = None, value: Positive = None):
     """Gradient clipping before each step: by global L2 norm and/or by value (null: off)."""
 
 
+def _ensemble(*, members: Annotated[int, Range(ge=1)] = 1):
+    """Train `members` independently seeded models and report their averaged probabilities."""
+
+
 SECTIONS = {
     "budget": params_of(_budget), "divergence": params_of(_divergence), "warmup": params_of(_warmup),
-    "decay": params_of(_decay), "clip": params_of(_clip),
+    "decay": params_of(_decay), "clip": params_of(_clip), "ensemble": params_of(_ensemble),
 }
 SCALARS = params_of(_scalars)
 TRIAL_KEYS = [*COMPONENTS, *LISTS, *SECTIONS, *SCALARS]
@@ -105,6 +109,9 @@ def resolve_trial(raw: dict[str, Any], path: str) -> dict[str, Any]:
     for key, params in SECTIONS.items():
         config[key] = resolve_params(params, raw.get(key) or {}, f"{path}.{key}", key)
     config.update(resolve_params(SCALARS, {k: raw[k] for k in SCALARS if k in raw}, path, "trial"))
+    if config["ensemble"]["members"] > 1 and any(r["name"] == "early_stopping" for r in config["regularizers"]):
+        raise ConfigError(f"{path}.ensemble", "early_stopping would stop members at different epochs; "
+                                              "an ensemble's members train for the same budget")
     for key in (*COMPONENTS, *LISTS):
         entries = config[key] if key in LISTS else [config[key]]
         registry = LISTS[key] if key in LISTS else COMPONENTS[key][0]
@@ -325,6 +332,10 @@ def _index(values: list[Any], value: Any) -> int:
 
 def _labels(axis: str, values: list[Any]) -> list[Any]:
     """Short, unique names for the values of an axis: the component name where that is enough."""
+    unique = [v for i, v in enumerate(values) if v not in values[:i]]
+    if len(unique) < len(values):  # zip axes repeat values: name each distinct value once
+        names = _labels(axis, unique)
+        return [names[unique.index(v)] for v in values]
     if all(isinstance(v, list) and all(_name_of(c) for c in v) for v in values):  # lists of components
         parts = [_labels(axis, [c for v in values for c in v]) if any(values) else []]
         flat, i, out = parts[0], 0, []

@@ -129,3 +129,24 @@ def test_plateau_schedule_reads_the_validation_metric_each_epoch():
                                   "threshold": 10.0}, budget={"epochs": 3}))
     # with an impossible threshold nothing counts as improvement: halved after epochs 2 and 3
     assert [h["lr"] for h in r.history] == pytest.approx([0.1, 0.05, 0.025])
+
+
+def test_ensemble_averages_member_probabilities():
+    single = run_trial(_spec(seed=3))
+    r = run_trial(_spec(seed=3, ensemble={"members": 3}))
+    assert r.status == COMPLETED, r.reason
+    members = r.diagnostics["members"]
+    assert [m["seed"] for m in members] == [3, 10_003, 20_003]
+    assert members[0]["final"] == single.final  # member 0 is the single model of the same seed
+    for h in r.history:
+        # Jensen: the NLL of averaged probabilities is at most the members' mean NLL
+        assert h["test_loss"] <= h["member_test_loss"] + 1e-9 and h["val_loss"] <= h["member_val_loss"] + 1e-9
+    assert r.final["member_test_acc"] == pytest.approx(sum(m["final"]["test_acc"] for m in members) / 3)
+    assert r.timing["steps"] == 3 * single.timing["steps"]
+
+
+def test_ensemble_with_early_stopping_is_rejected_at_load_time():
+    from harness.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="members"):
+        resolve_trial({"ensemble": {"members": 2}, "regularizers": ["early_stopping"]}, "base")

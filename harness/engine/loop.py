@@ -168,15 +168,22 @@ def _grad_norm(model: nn.Module) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[float, float]:
-    """Mean cross-entropy (unsmoothed, so losses compare across configs) and accuracy."""
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
+             probs: list[torch.Tensor] | None = None) -> tuple[float, float]:
+    """Mean cross-entropy (unsmoothed, so losses compare across configs) and accuracy.
+    With ``probs``, the softmax probabilities of all samples are appended to it (on the CPU)."""
     model.eval()
     loss_sum = torch.zeros((), device=x.device)
     correct = torch.zeros((), device=x.device, dtype=torch.long)
+    kept = []
     for xb, yb in batches(x, y, batch_size, shuffle=False):
         out = model(xb)
         loss_sum += F.cross_entropy(out.float(), yb, reduction="sum")
         correct += (out.argmax(1) == yb).sum()
+        if probs is not None:
+            kept.append(out.float().softmax(1))
+    if probs is not None:
+        probs.append(torch.cat(kept).cpu())
     n = max(len(y), 1)
     return loss_sum.item() / n, correct.item() / n
 
@@ -241,7 +248,18 @@ def _set_lr(optimizer: torch.optim.Optimizer, base_lrs: list[float], factor: flo
 
 
 def _train(spec: TrialSpec, record: Record, accelerator: Accelerator) -> None:
-    config = spec.config
+    members = spec.config["ensemble"]["members"]
+    if members == 1:
+        _fit(spec.config, spec.seed, record, accelerator)
+        return
+    from harness.engine.ensemble import train_ensemble
+
+    train_ensemble(spec, record, members, lambda seed, member, probs: _fit(spec.config, seed, member, accelerator, probs))
+
+
+def _fit(config: dict[str, Any], seed: int, record: Record, accelerator: Accelerator,
+         probs: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> None:
+    """Train one model into ``record``; with ``probs``, collect (val, test) probabilities per epoch."""
     device = accelerator.device
     if device.type == "cpu":
         # Denormal floats (below ~1e-38) slow x86 CPU arithmetic several-fold; gradients of a
@@ -251,7 +269,7 @@ def _train(spec: TrialSpec, record: Record, accelerator: Accelerator) -> None:
         torch.set_flush_denormal(True)
     record.environment = environment(device)
     record.environment["flush_denormal"] = device.type == "cpu"
-    t = build(config, spec.seed, device)
+    t = build(config, seed, device)
     record.dataset = t.data.meta
     if _plain_optimizer_ok(accelerator):
         model, optimizer = accelerator.prepare(t.model), t.optimizer
@@ -262,7 +280,7 @@ def _train(spec: TrialSpec, record: Record, accelerator: Accelerator) -> None:
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     probe = max(len(t.data.val[1]), 1)
     train_probe = (t.data.train[0][:probe], t.data.train[1][:probe])
-    order = torch.Generator().manual_seed(spec.seed)  # data order depends on the seed alone
+    order = torch.Generator().manual_seed(seed)  # data order depends on the seed alone
     guard = _Guard(config["divergence"]["loss_ratio"])
     eval_batch = config["eval_batch_size"]
     clip = _clipper(accelerator, model, config["clip"])
@@ -316,8 +334,12 @@ def _train(spec: TrialSpec, record: Record, accelerator: Accelerator) -> None:
         # Train accuracy in eval mode on a fixed slice of the training set (as large as the
         # validation set): the model as it stands, without dropout noise, and no per-step cost.
         _, train_acc = evaluate(model, *train_probe, eval_batch)
-        val_loss, val_acc = evaluate(model, *t.data.val, eval_batch)
-        test_loss, test_acc = evaluate(model, *t.data.test, eval_batch)
+        val_probs: list[torch.Tensor] | None = [] if probs is not None else None
+        test_probs: list[torch.Tensor] | None = [] if probs is not None else None
+        val_loss, val_acc = evaluate(model, *t.data.val, eval_batch, val_probs)
+        test_loss, test_acc = evaluate(model, *t.data.test, eval_batch, test_probs)
+        if probs is not None:
+            probs.append((val_probs[0], test_probs[0]))
         epoch_eval = _sync(device) - start
         eval_time += epoch_eval
         metrics = {"epoch": epoch, "val_loss": val_loss, "val_acc": val_acc}

@@ -37,6 +37,7 @@ def _row(record: Record, axes: list[str]) -> dict[str, Any]:
                            "reason": record.reason}
     row.update({a: record.axes.get(a) for a in axes})
     row.update({m: record.final.get(m) for m in METRICS})
+    row["member_test_acc"] = record.final.get("member_test_acc")  # ensembles: the members' mean
     row.update({f"best_{k}": record.best.get(k) for k in ("epoch", "val_acc", "val_loss", "test_acc", "test_loss")})
     row["epochs"] = len(record.history)
     row["train_s"] = record.timing.get("train_s")

@@ -70,11 +70,14 @@ def _problems(c: Collected) -> list[str]:
 
 def _all_groups(c: Collected) -> str:
     metrics = ["test_acc", "best_val_acc", "train_loss", "train_s"]
+    names = ["test_acc (final)", "val_acc (best epoch)", "train_loss (final)", "train time (s)"]
+    if "member_test_acc" in c.runs and c.runs["member_test_acc"].notna().any():
+        metrics.insert(1, "member_test_acc")
+        names.insert(1, "members' mean test_acc")
     summaries = {m: summarize(c.runs.assign(**{m: pd.to_numeric(c.runs[m], errors="coerce")}), c.axes, m)
                  for m in metrics}
     base = summaries[metrics[0]]
     rows = []
     for i in range(len(base)):
-        rows.append([str(base.iloc[i][a]) for a in c.axes] + [cell(summaries[m].iloc[i]) for m in metrics])
-    header = [*c.axes, "test_acc (final)", "val_acc (best epoch)", "train_loss (final)", "train time (s)"]
-    return markdown(header, rows)
+        rows.append([str(base[a].iloc[i]) for a in c.axes] + [cell(summaries[m].iloc[i]) for m in metrics])
+    return markdown([*c.axes, *names], rows)
