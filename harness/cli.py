@@ -158,10 +158,11 @@ def cmd_list(args: argparse.Namespace) -> int:
         registries = [kinds[kind]]
     for registry in registries:
         _say(f"{registry.kind}s:")
+        width = max(len(n) for n in registry.names()) + 2
         for entry in registry:
-            _say(f"  {entry.name:<16}{entry.description}")
+            _say(f"  {entry.name:<{width}}{entry.description}")
             for param in entry.params.values():
-                _say(f"  {'':<18}{param.describe()}")
+                _say(f"  {'':<{width + 2}}{param.describe()}")
     return EXIT_OK
 
 

@@ -24,13 +24,13 @@ def relu() -> nn.Module:
 
 @ACTIVATIONS.register("tanh", gain="tanh")
 def tanh() -> nn.Module:
-    """Hyperbolic tangent."""
+    """Hyperbolic tangent (LeCun et al. 1998, Efficient BackProp)."""
     return nn.Tanh()
 
 
 @ACTIVATIONS.register("sigmoid", gain="sigmoid")
 def sigmoid() -> nn.Module:
-    """Logistic sigmoid 1/(1 + e^-x)."""
+    """Logistic sigmoid 1/(1 + e^-x) (LeCun et al. 1998, Efficient BackProp)."""
     return nn.Sigmoid()
 
 

@@ -35,7 +35,7 @@ def none(num_features: int, dims: int) -> nn.Module:
 def batchnorm(
     num_features: int, dims: int, *, momentum: Annotated[float, Range(gt=0, le=1)] = 0.1, eps: Eps = 1e-5,
 ) -> nn.Module:
-    """Batch normalization: batch statistics in training, running statistics in evaluation."""
+    """Batch normalization: batch statistics in training, running ones at eval (Ioffe & Szegedy 2015)."""
     cls = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d}[dims]
     return cls(num_features, eps=eps, momentum=momentum)
 

@@ -25,7 +25,7 @@ Momentum = Annotated[float, Range(ge=0, lt=1)]
 
 @OPTIMIZERS.register("sgd")
 def sgd(params: Params, *, lr: LR = 0.01, weight_decay: Decay = 0.0) -> torch.optim.Optimizer:
-    """Plain minibatch stochastic gradient descent, θ ← θ − η∇L."""
+    """Minibatch stochastic gradient descent, θ ← θ − η∇L (Robbins & Monro 1951)."""
     return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
 
 
@@ -34,7 +34,7 @@ def momentum(
     params: Params, *, lr: LR = 0.01, momentum: Momentum = 0.9, dampening: Annotated[float, Range(ge=0, le=1)] = 0.0,
     weight_decay: Decay = 0.0,
 ) -> torch.optim.Optimizer:
-    """SGD with Polyak (heavy-ball) momentum."""
+    """SGD with heavy-ball momentum (Polyak 1964)."""
     return torch.optim.SGD(params, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay)
 
 
@@ -42,7 +42,7 @@ def momentum(
 def nesterov(
     params: Params, *, lr: LR = 0.01, momentum: Annotated[float, Range(gt=0, lt=1)] = 0.9, weight_decay: Decay = 0.0
 ) -> torch.optim.Optimizer:
-    """SGD with Nesterov accelerated momentum."""
+    """SGD with Nesterov momentum (Nesterov 1983; Sutskever et al. 2013)."""
     return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=True, weight_decay=weight_decay)
 
 
@@ -52,7 +52,7 @@ def adam(
     beta2: Annotated[float, Range(ge=0, lt=1)] = 0.999, eps: Annotated[float, Range(gt=0)] = 1e-8,
     weight_decay: Decay = 0.0,
 ) -> torch.optim.Optimizer:
-    """Adam with bias correction; weight_decay is the L2 form coupled into the gradient."""
+    """Adam with bias correction (Kingma & Ba 2015); weight_decay is coupled L2."""
     return torch.optim.Adam(params, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay)
 
 

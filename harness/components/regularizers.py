@@ -164,7 +164,7 @@ def l2(ctx: RegContext, *, strength: Strength = 1e-4, biases: bool = False) -> P
 
 @REGULARIZERS.register("l1")
 def l1(ctx: RegContext, *, strength: Strength = 1e-5, biases: bool = False) -> Parts:
-    """L1 penalty strength * sum(|w|) added to the loss."""
+    """L1 penalty strength * sum(|w|) added to the loss (Tibshirani 1996)."""
     return Parts(penalty=_penalty(strength, 0.0, biases))
 
 
@@ -302,7 +302,7 @@ def augment(
     scale: Annotated[float, Range(ge=0, lt=1)] = 0.0, shear: Annotated[float, Range(ge=0, lt=90)] = 0.0,
     pca_lighting: Strength = 0.0,
 ) -> Parts:
-    """Per-sample data augmentation on the device: crop with padding, flip, brightness/contrast, affine, PCA lighting."""
+    """Per-sample on-device augmentation: crop+pad, flip, brightness/contrast, affine, PCA lighting (Krizhevsky et al. 2012)."""
     basis = _pca_basis(ctx.train_x) if pca_lighting > 0 and ctx.train_x is not None else None
     if pca_lighting > 0 and basis is None:
         raise ValueError("pca_lighting needs the training inputs")
@@ -353,7 +353,7 @@ def early_stopping(
     ctx: RegContext, *, metric: Literal["val_loss", "val_acc"] = "val_loss",
     patience: Annotated[int, Range(ge=0)] = 5, min_delta: Strength = 0.0, restore_best: bool = True,
 ) -> Parts:
-    """Stop when the validation metric has not improved for `patience` epochs; restore the best weights."""
+    """Stop when the validation metric stalls for `patience` epochs; restore the best weights (Prechelt 1998)."""
     state: dict[str, Any] = {"best": None, "epoch": None, "bad": 0, "weights": None}
     maximize = metric.endswith("acc")
 

@@ -61,13 +61,13 @@ def cosine(ctx: ScheduleContext, *, min_ratio: Ratio = 0.0) -> Schedule:
 
 @SCHEDULES.register("step")
 def step_decay(ctx: ScheduleContext, *, every: Annotated[int, Range(gt=0)] = 30, gamma: Ratio = 0.1) -> Schedule:
-    """Step decay: multiply by gamma every `every` epochs."""
+    """Step decay: multiply by gamma every `every` epochs (as Krizhevsky et al. 2012)."""
     return Schedule(lambda step: gamma ** (step // ctx.steps_per_epoch // every))
 
 
 @SCHEDULES.register("multistep")
 def multistep(ctx: ScheduleContext, *, milestones: list[int] = (30, 60, 90), gamma: Ratio = 0.1) -> Schedule:
-    """Multiply by gamma at each milestone epoch."""
+    """Multiply by gamma at each milestone epoch (as He et al. 2016)."""
     marks = sorted(milestones)
     return Schedule(lambda step: gamma ** sum(1 for m in marks if step // ctx.steps_per_epoch >= m))
 
@@ -80,7 +80,7 @@ def exponential(ctx: ScheduleContext, *, k: Rate = 0.1) -> Schedule:
 
 @SCHEDULES.register("inverse_time")
 def inverse_time(ctx: ScheduleContext, *, k: Rate = 0.5) -> Schedule:
-    """1/t decay lr0 / (1 + k t), t in epochs."""
+    """1/t decay lr0 / (1 + k t), t in epochs (Bottou 2012, SGD tricks)."""
     return Schedule(lambda step: 1.0 / (1.0 + k * step / ctx.steps_per_epoch))
 
 

@@ -38,7 +38,7 @@ def digits(
     *, val_size: ValSize = 300, split_seed: int = 0, train_subset: Subset = None,
     preprocess: Preprocess = "standardize", whiten_eps: WhitenEps = 0.1,
 ) -> DataSplits:
-    """scikit-learn's 8x8 digits (1,797 images, 10 classes), embedded and offline."""
+    """UCI 8x8 digits via scikit-learn (1,797 images; Alpaydin & Kaynak 1998), embedded and offline."""
     from sklearn.datasets import load_digits
 
     from harness.data.base import stratified_split
@@ -97,7 +97,7 @@ def mnist(
     preprocess: Preprocess = "standardize", whiten_eps: WhitenEps = 0.1,
     root: str | None = None, download: bool = False,
 ) -> DataSplits:
-    """MNIST handwritten digits (60,000 train / 10,000 test, 28x28) via torchvision."""
+    """MNIST (60,000 train / 10,000 test, 28x28; LeCun et al. 1998) via torchvision."""
     from torchvision.datasets import MNIST
 
     base = resolve_root(root)

@@ -19,7 +19,7 @@ def mlp(
     ctx: ModelContext, *, depth: Annotated[int, Range(ge=0)] = 2, width: Annotated[int, Range(gt=0)] = 256,
     activation: Annotated[str | dict, ComponentOf(ACTIVATIONS)] = "relu",
 ) -> nn.Module:
-    """Fully connected network on flattened inputs."""
+    """Fully connected network on flattened inputs (Rumelhart et al. 1986)."""
     layers: list[nn.Module] = [nn.Flatten()]
     fan_in = math.prod(ctx.in_shape)
     for _ in range(depth):
