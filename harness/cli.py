@@ -30,9 +30,7 @@ def _load(args: argparse.Namespace):
 def _plugins(args: argparse.Namespace) -> None:
     from harness.plugins import load_plugins
 
-    if not getattr(args, "_plugins_loaded", False):
-        load_plugins(getattr(args, "plugin", None))
-        args._plugins_loaded = True
+    load_plugins(getattr(args, "plugin", None))  # each plugin is imported once per process
 
 
 def _preflight(suite) -> None:

@@ -106,7 +106,8 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def _params_of(builder: Callable[..., Any]) -> dict[str, Param]:
+def params_of(builder: Callable[..., Any]) -> dict[str, Param]:
+    """The keyword-only parameters of ``builder``: a component's (or a config section's) settings."""
     hints = typing.get_type_hints(builder, include_extras=True)
     params: dict[str, Param] = {}
     for p in inspect.signature(builder).parameters.values():
@@ -200,11 +201,6 @@ def near_miss(word: str, options: list[str]) -> str:
     return f"expected one of {', '.join(sorted(options))}"
 
 
-def params_of(fn: Callable[..., Any]) -> dict[str, Param]:
-    """The keyword-only parameters of ``fn``: a config section declared as a signature."""
-    return _params_of(fn)
-
-
 def resolve_params(params: dict[str, Param], value: dict[str, Any], path: str, owner: str) -> dict[str, Any]:
     """Check ``value`` against ``params``: no unknown keys, right types, in range; fill defaults."""
     if not isinstance(value, dict):
@@ -245,7 +241,7 @@ class Registry:
                 raise ValueError(f"{self.kind} {name!r} is already registered")
             doc = inspect.getdoc(builder) or ""
             self._entries[name] = Entry(
-                self.kind, name, builder, _params_of(builder), doc.split("\n")[0], meta
+                self.kind, name, builder, params_of(builder), doc.split("\n")[0], meta
             )
             return builder
 

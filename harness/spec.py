@@ -8,6 +8,7 @@ needed to report on a trial without the code that made it.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
@@ -59,8 +60,9 @@ class TrialSpec:
         """A fresh copy each time: the spec itself never changes."""
         return json.loads(self.config_json)
 
-    @property
+    @functools.cached_property
     def trial_id(self) -> str:
+        """Derived from the config and seed; cached, as sweeps look it up for every trial often."""
         return trial_id_of(self.config, self.seed)
 
     def label(self) -> str:

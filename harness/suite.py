@@ -332,16 +332,15 @@ def _index(values: list[Any], value: Any) -> int:
 
 def _labels(axis: str, values: list[Any]) -> list[Any]:
     """Short, unique names for the values of an axis: the component name where that is enough."""
+    if not values:
+        return []
     unique = [v for i, v in enumerate(values) if v not in values[:i]]
     if len(unique) < len(values):  # zip axes repeat values: name each distinct value once
         names = _labels(axis, unique)
         return [names[unique.index(v)] for v in values]
     if all(isinstance(v, list) and all(_name_of(c) for c in v) for v in values):  # lists of components
-        parts = [_labels(axis, [c for v in values for c in v]) if any(values) else []]
-        flat, i, out = parts[0], 0, []
-        for v in values:
-            out.append("+".join(str(x) for x in flat[i:i + len(v)]) or "none")
-            i += len(v)
+        flat = iter(_labels(axis, [c for v in values for c in v]))
+        out = ["+".join(str(next(flat)) for _ in v) or "none" for v in values]
         return out if len(set(out)) == len(out) else [str(v) for v in values]
     if not all(isinstance(v, (str, dict)) and _name_of(v) for v in values):
         return [v if isinstance(v, (int, float, str, bool)) or v is None else str(v) for v in values]

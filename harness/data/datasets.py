@@ -14,7 +14,9 @@ from typing import Annotated, Any, Literal
 
 import torch
 
-from harness.data.base import DATASETS, ROOT_ENV, DataMissing, DataSplits, make_splits, resolve_root
+from harness.data.base import (
+    DATASETS, ROOT_ENV, DataMissing, DataSplits, make_splits, resolve_root, stratified_split,
+)
 from harness.registry import Range
 
 ValSize = Annotated[int, Range(gt=0)]
@@ -40,8 +42,6 @@ def digits(
 ) -> DataSplits:
     """UCI 8x8 digits via scikit-learn (1,797 images; Alpaydin & Kaynak 1998), embedded and offline."""
     from sklearn.datasets import load_digits
-
-    from harness.data.base import stratified_split
 
     bunch = load_digits()
     x = torch.as_tensor(bunch.images, dtype=torch.float32).unsqueeze(1)  # (N, 1, 8, 8), values 0..16

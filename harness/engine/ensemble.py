@@ -29,7 +29,7 @@ def _metrics(probs: list[torch.Tensor], y: torch.Tensor) -> tuple[float, float]:
 def train_ensemble(spec: TrialSpec, record: Record, members: int, fit: Fit) -> None:
     """Train every member with ``fit(seed, member_record, probs)``; combine into ``record``."""
     from harness.data import load
-    from harness.engine.loop import Diverged
+    from harness.engine.loop import Diverged, summarize_history
 
     runs: list[tuple[Record, list[tuple[torch.Tensor, torch.Tensor]]]] = []
     for m in range(members):
@@ -57,10 +57,5 @@ def train_ensemble(spec: TrialSpec, record: Record, members: int, fit: Fit) -> N
         row["train_time"] = sum(r.history[e]["train_time"] for r, _ in runs)
         row["eval_time"] = sum(r.history[e]["eval_time"] for r, _ in runs)
         record.history.append(row)
-    record.final = {k: v for k, v in record.history[-1].items() if k not in ("train_time", "eval_time")}
-    best = max(record.history, key=lambda h: (h["val_acc"], -h["epoch"]))
-    record.best = {k: best[k] for k in ("epoch", "val_acc", "val_loss", "test_acc", "test_loss")}
-    train_s = sum(r.timing["train_s"] for r, _ in runs)
-    steps = sum(r.timing["steps"] for r, _ in runs)
-    record.timing = {"train_s": train_s, "eval_s": sum(r.timing["eval_s"] for r, _ in runs), "steps": steps,
-                     "train_step_ms": 1000 * train_s / max(steps, 1)}
+    summarize_history(record, len(record.history), sum(r.timing["train_s"] for r, _ in runs),
+                      sum(r.timing["eval_s"] for r, _ in runs), sum(r.timing["steps"] for r, _ in runs))

@@ -167,11 +167,16 @@ def _grad_norm(model: nn.Module) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
 
 
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[float, float]:
+    """Mean cross-entropy (unsmoothed, so losses compare across configs) and accuracy."""
+    loss, acc, _ = _evaluate(model, x, y, batch_size, keep_probs=False)
+    return loss, acc
+
+
 @torch.inference_mode()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
-             probs: list[torch.Tensor] | None = None) -> tuple[float, float]:
-    """Mean cross-entropy (unsmoothed, so losses compare across configs) and accuracy.
-    With ``probs``, the softmax probabilities of all samples are appended to it (on the CPU)."""
+def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
+              keep_probs: bool) -> tuple[float, float, torch.Tensor | None]:
+    """``evaluate``, plus the softmax probabilities of every sample (on the CPU) when asked."""
     model.eval()
     loss_sum = torch.zeros((), device=x.device)
     correct = torch.zeros((), device=x.device, dtype=torch.long)
@@ -180,12 +185,10 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
         out = model(xb)
         loss_sum += F.cross_entropy(out.float(), yb, reduction="sum")
         correct += (out.argmax(1) == yb).sum()
-        if probs is not None:
+        if keep_probs:
             kept.append(out.float().softmax(1))
-    if probs is not None:
-        probs.append(torch.cat(kept).cpu())
     n = max(len(y), 1)
-    return loss_sum.item() / n, correct.item() / n
+    return loss_sum.item() / n, correct.item() / n, torch.cat(kept).cpu() if keep_probs else None
 
 
 class _Guard:
@@ -334,12 +337,11 @@ def _fit(config: dict[str, Any], seed: int, record: Record, accelerator: Acceler
         # Train accuracy in eval mode on a fixed slice of the training set (as large as the
         # validation set): the model as it stands, without dropout noise, and no per-step cost.
         _, train_acc = evaluate(model, *train_probe, eval_batch)
-        val_probs: list[torch.Tensor] | None = [] if probs is not None else None
-        test_probs: list[torch.Tensor] | None = [] if probs is not None else None
-        val_loss, val_acc = evaluate(model, *t.data.val, eval_batch, val_probs)
-        test_loss, test_acc = evaluate(model, *t.data.test, eval_batch, test_probs)
-        if probs is not None:
-            probs.append((val_probs[0], test_probs[0]))
+        keep = probs is not None
+        val_loss, val_acc, val_probs = _evaluate(model, *t.data.val, eval_batch, keep)
+        test_loss, test_acc, test_probs = _evaluate(model, *t.data.test, eval_batch, keep)
+        if keep:
+            probs.append((val_probs, test_probs))
         epoch_eval = _sync(device) - start
         eval_time += epoch_eval
         metrics = {"epoch": epoch, "val_loss": val_loss, "val_acc": val_acc}
@@ -360,12 +362,16 @@ def _fit(config: dict[str, Any], seed: int, record: Record, accelerator: Acceler
         if step >= t.total_steps:
             break
 
-    final = record.history[-1]
     restored = record.diagnostics.get("early_stopping", {}).get("restored_epoch")
-    if restored is not None:  # the model now holds that epoch's weights, so its metrics are final
-        final = record.history[restored - 1]
+    # after a restore the model holds that epoch's weights, so its metrics are the final ones
+    summarize_history(record, restored or len(record.history), train_time, eval_time, step)
+
+
+def summarize_history(record: Record, final_epoch: int, train_s: float, eval_s: float, steps: int) -> None:
+    """Fill ``final`` (metrics of ``final_epoch``), ``best`` (the best-validation epoch) and ``timing``."""
+    final = record.history[final_epoch - 1]
     record.final = {k: v for k, v in final.items() if k not in ("train_time", "eval_time")}
     best = max(record.history, key=lambda h: (h["val_acc"], -h["epoch"]))
     record.best = {k: best[k] for k in ("epoch", "val_acc", "val_loss", "test_acc", "test_loss")}
-    record.timing = {"train_s": train_time, "eval_s": eval_time, "steps": step,
-                     "train_step_ms": 1000 * train_time / max(step, 1)}
+    record.timing = {"train_s": train_s, "eval_s": eval_s, "steps": steps,
+                     "train_step_ms": 1000 * train_s / max(steps, 1)}
