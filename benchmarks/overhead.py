@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.data import load
+from harness.data import load, make_loader
 from harness.engine import evaluate, run_trial
 from harness.spec import TrialSpec
 from harness.suite import resolve_trial
@@ -33,7 +33,7 @@ def hand_loop(data, width: int, depth: int, batch_size: int, lr: float, epochs: 
     after every epoch, outside the timed region: that keeps the cache state the steps see the same
     on both sides, which matters for a dataset of 9 steps per epoch."""
     torch.manual_seed(seed)
-    x, y = data.train
+    x, y = data.inputs("train").to(device), data.train[1].to(device)  # normalized once, as by hand
     layers: list[nn.Module] = [nn.Flatten()]
     fan_in = x[0].numel()
     for _ in range(depth):
@@ -59,8 +59,8 @@ def hand_loop(data, width: int, depth: int, batch_size: int, lr: float, epochs: 
             opt.step()
             steps += 1
         elapsed += _sync(device) - start
-        evaluate(model, *data.val, 1000)
-        evaluate(model, *data.test, 1000)
+        for split in ("val", "test"):
+            evaluate(model, make_loader(data, split, 1000, "device", device))
     return elapsed / steps
 
 

@@ -21,8 +21,9 @@ STATUSES = (COMPLETED, DIVERGED, FAILED, INTERRUPTED)
 # A rerun would give the same outcome for these; failed and interrupted trials run again.
 FINAL_STATUSES = (COMPLETED, DIVERGED)
 
-# Where the data lives differs between machines and does not change the trial.
-_NOT_IDENTITY = (("dataset", "root"), ("dataset", "download"))
+# Where the data lives and how batches reach the device differ between machines and do not change
+# the trial (both loader paths give identical batches: tests/test_pipeline.py).
+_NOT_IDENTITY = (("dataset", "root"), ("dataset", "download"), ("dataset", "checksum"), ("loader", None))
 
 
 def canonical_json(obj: Any) -> str:
@@ -32,7 +33,9 @@ def canonical_json(obj: Any) -> str:
 def _identity(config: dict[str, Any]) -> dict[str, Any]:
     ident = copy.deepcopy(config)
     for section, key in _NOT_IDENTITY:
-        if isinstance(ident.get(section), dict):
+        if key is None:
+            ident.pop(section, None)
+        elif isinstance(ident.get(section), dict):
             ident[section].pop(key, None)
     return ident
 

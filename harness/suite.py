@@ -12,7 +12,7 @@ import itertools
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 
@@ -69,9 +69,18 @@ def _ensemble(*, members: Annotated[int, Range(ge=1)] = 1):
     """Train `members` independently seeded models and report their averaged probabilities."""
 
 
+def _loader(
+    *, mode: Literal["auto", "device", "dataloader"] = "auto", workers: Annotated[int, Range(ge=0)] = 0,
+    device_fraction: Annotated[float, Range(gt=0, le=1)] = 0.5,
+):
+    """Where batches come from: the data held on the device, or a DataLoader from host memory (auto: the
+    device unless the data takes more than device_fraction of its free memory). Same batches either way."""
+
+
 SECTIONS = {
     "budget": params_of(_budget), "divergence": params_of(_divergence), "warmup": params_of(_warmup),
     "decay": params_of(_decay), "clip": params_of(_clip), "ensemble": params_of(_ensemble),
+    "loader": params_of(_loader),
 }
 SCALARS = params_of(_scalars)
 TRIAL_KEYS = [*COMPONENTS, *LISTS, *SECTIONS, *SCALARS]

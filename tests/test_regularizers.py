@@ -6,6 +6,7 @@ from torch import nn
 
 from harness.components import REGULARIZERS
 from harness.components.regularizers import RegContext
+from harness.data import Rng
 from harness.engine import run_trial
 from harness.errors import ConfigError
 from harness.spec import COMPLETED, TrialSpec
@@ -79,7 +80,7 @@ def test_cutout_zeroes_exactly_one_square_clipped_at_the_border():
     torch.manual_seed(0)
     apply = _parts({"name": "cutout", "size": 4}).batch
     x = torch.ones(500, 2, 10, 10)
-    out, _ = apply(x, torch.zeros(500, dtype=torch.long))
+    out, _ = apply(x, torch.zeros(500, dtype=torch.long), Rng.seeded(0))
     holes = out[:, 0] == 0
     assert torch.equal(holes, out[:, 1] == 0)  # the same square in every channel
     rows, cols = holes.any(2), holes.any(1)
@@ -93,10 +94,10 @@ def test_cutout_zeroes_exactly_one_square_clipped_at_the_border():
 def test_mixup_targets_sum_to_one_and_lambda_follows_beta():
     torch.manual_seed(0)
     apply = _parts({"name": "mixup", "alpha": 0.4}).batch
-    lams = []
+    lams, rng = [], Rng.seeded(0)
     for _ in range(400):
         x, y = torch.arange(10.0).view(10, 1), torch.arange(10)
-        mx, my = apply(x, y)
+        mx, my = apply(x, y, rng)
         assert torch.allclose(my.sum(1), torch.ones(10))
         for i in range(10):  # row i holds its own class i with weight lambda and a partner j with 1 - lambda
             nonzero = torch.nonzero(my[i]).flatten().tolist()
@@ -113,9 +114,10 @@ def test_mixup_targets_sum_to_one_and_lambda_follows_beta():
 def test_cutmix_mixes_targets_by_the_pasted_area():
     torch.manual_seed(0)
     apply = _parts({"name": "cutmix", "alpha": 1.0}).batch
+    rng = Rng.seeded(0)
     for _ in range(50):
         x = torch.arange(8.0).view(8, 1, 1, 1).expand(8, 1, 12, 12).clone()
-        mx, my = apply(x, torch.arange(8))
+        mx, my = apply(x, torch.arange(8), rng)
         assert torch.allclose(my.sum(1), torch.ones(8))
         own = (mx[:, 0] == torch.arange(8.0).view(8, 1, 1)).float().mean((1, 2))
         assert torch.allclose(my[torch.arange(8), torch.arange(8)], own)
@@ -161,7 +163,7 @@ def _augment(**params):
 def test_random_crop_with_padding_translates_each_image_on_its_own():
     torch.manual_seed(0)
     x = torch.arange(2 * 36, dtype=torch.float32).view(1, 2, 6, 6).expand(64, 2, 6, 6) + 1
-    out, _ = _augment(crop_padding=2).batch(x, torch.zeros(64, dtype=torch.long))
+    out, _ = _augment(crop_padding=2).batch(x, torch.zeros(64, dtype=torch.long), Rng.seeded(0))
     padded = nn.functional.pad(x[:1], (2, 2, 2, 2))[0]
     shifts = set()
     for img in out:
@@ -175,15 +177,15 @@ def test_flip_brightness_and_contrast_act_per_sample():
     torch.manual_seed(0)
     x = torch.randn(200, 3, 6, 6)
     y = torch.zeros(200, dtype=torch.long)
-    flipped, _ = _augment(flip=True).batch(x, y)
+    flipped, _ = _augment(flip=True).batch(x, y, Rng.seeded(0))
     same = torch.all((flipped == x).flatten(1), 1)
     mirrored = torch.all((flipped == x.flip(3)).flatten(1), 1)
     assert torch.all(same | mirrored) and 60 < mirrored.sum() < 140
-    bright, _ = _augment(brightness=0.5).batch(x, y)
+    bright, _ = _augment(brightness=0.5).batch(x, y, Rng.seeded(0))
     offset = (bright - x).flatten(1)
     assert torch.allclose(offset, offset[:, :1].expand_as(offset), atol=1e-6) and offset.abs().max() <= 0.5
     assert offset[:, 0].std() > 0.1
-    contrasted, _ = _augment(contrast=0.4).batch(x, y)
+    contrasted, _ = _augment(contrast=0.4).batch(x, y, Rng.seeded(0))
     mean = x.mean((1, 2, 3), keepdim=True)
     ratio = ((contrasted - mean) / (x - mean)).flatten(1)
     assert torch.allclose(ratio, ratio[:, :1].expand_as(ratio), atol=1e-3)
@@ -191,14 +193,14 @@ def test_flip_brightness_and_contrast_act_per_sample():
 
 
 def test_affine_identity_and_pca_lighting_adds_a_colour_shift_along_the_eigenvectors():
-    from harness.components.regularizers import _affine, _pca_basis
+    from harness.data.augment import affine as _affine, pca_basis as _pca_basis
 
     torch.manual_seed(0)
     x = torch.randn(8, 3, 6, 6)
-    assert torch.allclose(_affine(x, 0.0, 0.0, 0.0, 0.0), x, atol=1e-5)
-    warped = _affine(x, 30.0, 0.1, 0.1, 5.0)
+    assert torch.allclose(_affine(x, 0.0, 0.0, 0.0, 0.0, Rng.seeded(0)), x, atol=1e-5)
+    warped = _affine(x, 30.0, 0.1, 0.1, 5.0, Rng.seeded(0))
     assert not torch.allclose(warped, x) and warped.shape == x.shape
-    lit, _ = _augment(pca_lighting=0.1).batch(x, torch.zeros(8, dtype=torch.long))
+    lit, _ = _augment(pca_lighting=0.1).batch(x, torch.zeros(8, dtype=torch.long), Rng.seeded(0))
     shift = (lit - x).flatten(2)  # (n, channel, pixel): one colour per image
     assert torch.allclose(shift, shift[:, :, :1].expand_as(shift), atol=1e-5)
     values, vectors = _pca_basis(torch.randn(50, 3, 6, 6) * torch.tensor([1.0, 2.0, 3.0]).view(1, 3, 1, 1))

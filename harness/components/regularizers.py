@@ -2,7 +2,7 @@
 
 ``hidden``: a module factory the model inserts after each hidden activation (dropout);
 ``model``: an in-place change of the built model, before init (DropConnect layers);
-``batch``: an on-device ``(x, y) -> (x, y)`` transform of each training batch, where ``y`` may
+``batch``: an on-device ``(x, y, rng) -> (x, y)`` transform of each training batch, where ``y`` may
 become soft targets (cutout, mixup, CutMix); ``penalty``: a term added to the training loss
 (L1/L2); ``epoch_end``: sees each epoch's validation metrics and may stop training (early
 stopping). The engine composes the parts of a trial's regularizers; the loop has no
@@ -46,6 +46,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.components._registries import LOSSES, OPTIMIZERS, REGULARIZERS
+from harness.data import augment as augment_ops
+from harness.data.augment import Rng
 from harness.registry import Range
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -64,7 +66,7 @@ class RegContext:
 class Parts:
     hidden: Callable[[], nn.Module] | None = None
     model: Callable[[nn.Module], None] | None = None
-    batch: Callable[[torch.Tensor, torch.Tensor], Batch] | None = None
+    batch: Callable[[torch.Tensor, torch.Tensor, Rng], Batch] | None = None  # draws from the pipeline's Rng
     penalty: Callable[[nn.Module], torch.Tensor] | None = None
     drop_path: float | None = None  # stochastic depth rate of the last residual block
     # sees each epoch's metrics; returns None to go on, or {"restored_epoch": k or None} to stop
@@ -176,10 +178,6 @@ def elastic_net(ctx: RegContext, *, l1: Strength = 1e-5, l2: Strength = 1e-4, bi
 
 # --- batch transforms ----------------------------------------------------------------------
 
-def _soft(y: torch.Tensor, num_classes: int) -> torch.Tensor:
-    return y if y.dim() > 1 else F.one_hot(y, num_classes).float()
-
-
 def _needs_soft_targets(name: str) -> Callable[[dict[str, Any]], str | None]:
     def check(config: dict[str, Any]) -> str | None:
         if not LOSSES.get(config["loss"]["name"]).meta.get("soft_targets"):
@@ -191,108 +189,25 @@ def _needs_soft_targets(name: str) -> Callable[[dict[str, Any]], str | None]:
     return check
 
 
-def _images(x: torch.Tensor, name: str) -> None:
-    if x.dim() != 4:
-        raise ValueError(f"{name} needs image batches (N, C, H, W), got shape {tuple(x.shape)}")
-
-
 @REGULARIZERS.register("cutout")
 def cutout(ctx: RegContext, *, size: Annotated[int, Range(gt=0)] = 4) -> Parts:
     """Cutout: one size x size square per image set to zero, centre anywhere, clipped at borders (DeVries & Taylor 2017)."""
-
-    def apply(x: torch.Tensor, y: torch.Tensor) -> Batch:
-        _images(x, "cutout")
-        n, _, h, w = x.shape
-        cy = torch.randint(0, h, (n, 1), device=x.device)
-        cx = torch.randint(0, w, (n, 1), device=x.device)
-        rows = torch.arange(h, device=x.device).unsqueeze(0)
-        cols = torch.arange(w, device=x.device).unsqueeze(0)
-        top, left = cy - size // 2, cx - size // 2
-        in_rows = (rows >= top) & (rows < top + size)  # (n, h)
-        in_cols = (cols >= left) & (cols < left + size)  # (n, w)
-        hole = in_rows.unsqueeze(2) & in_cols.unsqueeze(1)  # (n, h, w)
-        return x.masked_fill(hole.unsqueeze(1), 0.0), y
-
-    return Parts(batch=apply)
-
-
-def _beta(alpha: float) -> float:
-    return float(torch.distributions.Beta(alpha, alpha).sample())
+    return Parts(batch=lambda x, y, rng: (augment_ops.cutout(x, size, rng), y))
 
 
 @REGULARIZERS.register("mixup", trial_check=_needs_soft_targets("mixup"))
 def mixup(ctx: RegContext, *, alpha: Alpha = 0.2) -> Parts:
     """Mixup: convex combinations of input pairs and of their one-hot targets, lambda ~ Beta(alpha, alpha) (Zhang et al. 2018)."""
-
-    def apply(x: torch.Tensor, y: torch.Tensor) -> Batch:
-        lam = _beta(alpha)
-        perm = torch.randperm(len(x), device=x.device)
-        soft = _soft(y, ctx.num_classes)
-        return lam * x + (1 - lam) * x[perm], lam * soft + (1 - lam) * soft[perm]
-
-    return Parts(batch=apply)
+    return Parts(batch=lambda x, y, rng: augment_ops.mixup(x, y, alpha, ctx.num_classes, rng))
 
 
 @REGULARIZERS.register("cutmix", trial_check=_needs_soft_targets("cutmix"))
 def cutmix(ctx: RegContext, *, alpha: Alpha = 1.0) -> Parts:
     """CutMix: a box from a shuffled image pasted in, targets mixed by area (Yun et al. 2019)."""
-
-    def apply(x: torch.Tensor, y: torch.Tensor) -> Batch:
-        _images(x, "cutmix")
-        _, _, h, w = x.shape
-        lam = _beta(alpha)
-        cut_h, cut_w = int(h * (1 - lam) ** 0.5), int(w * (1 - lam) ** 0.5)
-        cy, cx = int(torch.randint(0, h, ())), int(torch.randint(0, w, ()))
-        y0, y1 = max(cy - cut_h // 2, 0), min(cy + cut_h // 2 + cut_h % 2, h)
-        x0, x1 = max(cx - cut_w // 2, 0), min(cx + cut_w // 2 + cut_w % 2, w)
-        perm = torch.randperm(len(x), device=x.device)
-        mixed = x.clone()
-        mixed[:, :, y0:y1, x0:x1] = x[perm, :, y0:y1, x0:x1]
-        kept = 1 - (y1 - y0) * (x1 - x0) / (h * w)  # lambda from the box actually pasted
-        soft = _soft(y, ctx.num_classes)
-        return mixed, kept * soft + (1 - kept) * soft[perm]
-
-    return Parts(batch=apply)
+    return Parts(batch=lambda x, y, rng: augment_ops.cutmix(x, y, alpha, ctx.num_classes, rng))
 
 
 # --- data augmentation ----------------------------------------------------------------------
-
-def _random_crop(x: torch.Tensor, pad: int) -> torch.Tensor:
-    """Per-sample translation: zero-pad by `pad` and crop back at a random offset."""
-    n, c, h, w = x.shape
-    padded = F.pad(x, (pad, pad, pad, pad))
-    oy = torch.randint(0, 2 * pad + 1, (n, 1), device=x.device)
-    ox = torch.randint(0, 2 * pad + 1, (n, 1), device=x.device)
-    rows = (oy + torch.arange(h, device=x.device)).view(n, 1, h, 1).expand(n, c, h, w)
-    cols = (ox + torch.arange(w, device=x.device)).view(n, 1, 1, w).expand(n, c, h, w)
-    batch = torch.arange(n, device=x.device).view(n, 1, 1, 1)
-    channel = torch.arange(c, device=x.device).view(1, c, 1, 1)
-    return padded[batch, channel, rows, cols]
-
-
-def _affine(x: torch.Tensor, rotate: float, translate: float, scale: float, shear: float) -> torch.Tensor:
-    """Per-sample random affine warp (degrees, fraction of the size, scale range, degrees)."""
-    n = x.shape[0]
-    u = lambda lo, hi: torch.empty(n, device=x.device).uniform_(lo, hi)  # noqa: E731
-    angle = torch.deg2rad(u(-rotate, rotate))
-    sh = torch.deg2rad(u(-shear, shear))
-    s = u(1 - scale, 1 + scale)
-    tx, ty = u(-translate, translate) * 2, u(-translate, translate) * 2  # grid units span [-1, 1]
-    cos, sin = torch.cos(angle), torch.sin(angle)
-    theta = torch.stack([
-        torch.stack([cos / s, (-sin + torch.tan(sh) * cos) / s, tx], 1),
-        torch.stack([sin / s, (cos + torch.tan(sh) * sin) / s, ty], 1),
-    ], 1)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, padding_mode="zeros", align_corners=False)
-
-
-def _pca_basis(train_x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eigenvalues and eigenvectors of the covariance of pixel colours over the training set."""
-    pixels = train_x[:2000].permute(0, 2, 3, 1).reshape(-1, train_x.shape[1]).double()
-    values, vectors = torch.linalg.eigh(torch.cov(pixels.T))
-    return values.clamp_min(0).float(), vectors.float()
-
 
 @REGULARIZERS.register("augment")
 def augment(
@@ -303,28 +218,25 @@ def augment(
     pca_lighting: Strength = 0.0,
 ) -> Parts:
     """Per-sample on-device augmentation: crop+pad, flip, brightness/contrast, affine, PCA lighting (Krizhevsky et al. 2012)."""
-    basis = _pca_basis(ctx.train_x) if pca_lighting > 0 and ctx.train_x is not None else None
+    basis = augment_ops.pca_basis(ctx.train_x) if pca_lighting > 0 and ctx.train_x is not None else None
     if pca_lighting > 0 and basis is None:
         raise ValueError("pca_lighting needs the training inputs")
 
-    def apply(x: torch.Tensor, y: torch.Tensor) -> Batch:
-        _images(x, "augment")
-        n = x.shape[0]
+    def apply(x: torch.Tensor, y: torch.Tensor, rng: Rng) -> Batch:
+        if x.dim() != 4:
+            raise ValueError(f"augment needs image batches (N, C, H, W), got shape {tuple(x.shape)}")
         if crop_padding:
-            x = _random_crop(x, crop_padding)
+            x = augment_ops.random_crop(x, crop_padding, rng)
         if flip:
-            x = torch.where(torch.rand(n, 1, 1, 1, device=x.device) < 0.5, x.flip(3), x)
+            x = augment_ops.random_flip(x, rng)
         if rotate or translate or scale or shear:
-            x = _affine(x, rotate, translate, scale, shear)
+            x = augment_ops.affine(x, rotate, translate, scale, shear, rng)
         if contrast:
-            mean = x.mean((1, 2, 3), keepdim=True)
-            x = (x - mean) * torch.empty(n, 1, 1, 1, device=x.device).uniform_(1 - contrast, 1 + contrast) + mean
+            x = augment_ops.contrast(x, contrast, rng)
         if brightness:
-            x = x + torch.empty(n, 1, 1, 1, device=x.device).uniform_(-brightness, brightness)
+            x = augment_ops.brightness(x, brightness, rng)
         if basis is not None:
-            values, vectors = basis[0].to(x.device), basis[1].to(x.device)
-            alpha = torch.randn(n, len(values), device=x.device) * pca_lighting
-            x = x + ((alpha * values) @ vectors.T).view(n, -1, 1, 1)  # sum_i alpha_i lambda_i p_i per image
+            x = augment_ops.pca_lighting(x, basis, pca_lighting, rng)
         return x, y
 
     return Parts(batch=apply)

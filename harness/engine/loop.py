@@ -26,7 +26,8 @@ from harness.components import INITS, LOSSES, NORMS, OPTIMIZERS, REGULARIZERS, S
 from harness.components.inits import InitContext
 from harness.components.regularizers import Parts, RegContext
 from harness.components.schedules import Schedule, ScheduleContext
-from harness.data import DataSplits, batches, load
+from harness.data import DataSplits, Rng, Shard, load, make_loader, place
+from harness.data.loader import Loader, count_batches
 from harness.engine.environment import environment
 from harness.models import MODELS, ModelContext
 from harness.spec import COMPLETED, DIVERGED, FAILED, Record, TrialSpec
@@ -75,9 +76,11 @@ class Trial:
     schedule: Callable[[int], float]  # lr factor of an optimizer step
     observe: Callable[[dict[str, Any]], None] | None  # the schedule's view of each epoch's metrics
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-    transform: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+    transform: Callable[[torch.Tensor, torch.Tensor, Rng], tuple[torch.Tensor, torch.Tensor]]
     penalty: Callable[[nn.Module], torch.Tensor] | None
-    data: DataSplits
+    data: DataSplits  # placed: on the device, or in host memory for the DataLoader path
+    pipeline: str  # "device" or "dataloader"
+    pipeline_reason: str | None  # why auto chose the DataLoader path
     total_steps: int
     batch_size: int  # the whole training split for full-batch optimizers
     needs_closure: bool  # the optimizer re-evaluates the loss within a step (L-BFGS)
@@ -104,11 +107,12 @@ def _warmed(schedule: Schedule, warmup_steps: float) -> Callable[[int], float]:
     return lambda step: min(1.0, (step + 1) / warmup_steps) * schedule.factor(step)
 
 
-def build(config: dict[str, Any], seed: int, device: torch.device) -> Trial:
+def build(config: dict[str, Any], seed: int, device: torch.device, shard: Shard = Shard()) -> Trial:
     """Data, model, init, optimizer, schedule and regularizers from a resolved config."""
-    data = load(config["dataset"]).to(device)
+    stored = load(config["dataset"])
     seed_everything(seed)  # after loading, so cached and fresh data give the same init
-    reg_ctx = RegContext(data.num_classes, data.train[0])
+    reg_ctx = RegContext(stored.num_classes, stored.inputs("train", 2000))
+    data = stored
     parts: list[Parts] = [REGULARIZERS.build(r, reg_ctx) for r in config["regularizers"]]
     norm = config["norm"]
     ctx = ModelContext(
@@ -121,7 +125,7 @@ def build(config: dict[str, Any], seed: int, device: torch.device) -> Trial:
     for part in parts:
         if part.model is not None:
             part.model(model)  # before init, so the init sees the final layers
-    sample = data.train[0][: config["batch_size"]]
+    sample = stored.inputs("train", config["batch_size"])  # on the CPU, like the model at init
     INITS.build(config["init"], model, InitContext(config["model"].get("activation"), sample))
     after_init = getattr(model, "after_init", None)
     if after_init is not None:
@@ -135,7 +139,7 @@ def build(config: dict[str, Any], seed: int, device: torch.device) -> Trial:
     optimizer = OPTIMIZERS.build(config["optimizer"], params)
     n_train = len(data.train[1])
     batch_size = n_train if opt_entry.meta.get("full_batch") else config["batch_size"]
-    steps_per_epoch = math.ceil(n_train / batch_size)
+    steps_per_epoch = count_batches(n_train, batch_size, shard.world)
     total = config["budget"]["epochs"] * steps_per_epoch
     if config["budget"]["max_steps"] is not None:
         total = min(total, config["budget"]["max_steps"])
@@ -143,15 +147,16 @@ def build(config: dict[str, Any], seed: int, device: torch.device) -> Trial:
     transforms = [p.batch for p in parts if p.batch]
     penalties = [p.penalty for p in parts if p.penalty]
 
-    def transform(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def transform(x: torch.Tensor, y: torch.Tensor, rng: Rng) -> tuple[torch.Tensor, torch.Tensor]:
         for t in transforms:
-            x, y = t(x, y)
+            x, y = t(x, y, rng)
         return x, y
 
     penalty = (lambda m: sum(p(m) for p in penalties)) if penalties else None
     return Trial(
         model, optimizer, _warmed(schedule, config["warmup"]["epochs"] * steps_per_epoch), schedule.observe,
-        LOSSES.build(config["loss"]), transform, penalty, data, total, batch_size,
+        LOSSES.build(config["loss"]), transform, penalty, *place(data, device, config["loader"]["mode"],
+                                                                config["loader"]["device_fraction"]), total, batch_size,
         bool(opt_entry.meta.get("needs_closure")), [p.epoch_end for p in parts if p.epoch_end],
     )
 
@@ -167,28 +172,27 @@ def _grad_norm(model: nn.Module) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
 
 
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[float, float]:
+def evaluate(model: nn.Module, loader: Loader) -> tuple[float, float]:
     """Mean cross-entropy (unsmoothed, so losses compare across configs) and accuracy."""
-    loss, acc, _ = _evaluate(model, x, y, batch_size, keep_probs=False)
+    loss, acc, _ = _evaluate(model, loader, keep_probs=False)
     return loss, acc
 
 
 @torch.inference_mode()
-def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
-              keep_probs: bool) -> tuple[float, float, torch.Tensor | None]:
+def _evaluate(model: nn.Module, loader: Loader, keep_probs: bool) -> tuple[float, float, torch.Tensor | None]:
     """``evaluate``, plus the softmax probabilities of every sample (on the CPU) when asked."""
     model.eval()
-    loss_sum = torch.zeros((), device=x.device)
-    correct = torch.zeros((), device=x.device, dtype=torch.long)
+    loss_sum, correct, n = 0.0, 0, 0
     kept = []
-    for xb, yb in batches(x, y, batch_size, shuffle=False):
+    for xb, yb in loader:
         out = model(xb)
-        loss_sum += F.cross_entropy(out.float(), yb, reduction="sum")
-        correct += (out.argmax(1) == yb).sum()
+        loss_sum = loss_sum + F.cross_entropy(out.float(), yb, reduction="sum")  # stays on the device
+        correct = correct + (out.argmax(1) == yb).sum()
+        n += len(yb)
         if keep_probs:
             kept.append(out.float().softmax(1))
-    n = max(len(y), 1)
-    return loss_sum.item() / n, correct.item() / n, torch.cat(kept).cpu() if keep_probs else None
+    n = max(n, 1)
+    return float(loss_sum) / n, int(correct) / n, torch.cat(kept).cpu() if keep_probs else None
 
 
 class _Guard:
@@ -272,8 +276,11 @@ def _fit(config: dict[str, Any], seed: int, record: Record, accelerator: Acceler
         torch.set_flush_denormal(True)
     record.environment = environment(device)
     record.environment["flush_denormal"] = device.type == "cpu"
-    t = build(config, seed, device)
-    record.dataset = t.data.meta
+    shard = Shard(accelerator.process_index, accelerator.num_processes)
+    t = build(config, seed, device, shard)
+    record.dataset = {**t.data.meta, "pipeline": t.pipeline, "stored_mib": round(t.data.nbytes / 2**20, 3)}
+    if t.pipeline_reason:
+        record.dataset["pipeline_reason"] = t.pipeline_reason
     if _plain_optimizer_ok(accelerator):
         model, optimizer = accelerator.prepare(t.model), t.optimizer
         backward = torch.Tensor.backward
@@ -281,11 +288,17 @@ def _fit(config: dict[str, Any], seed: int, record: Record, accelerator: Acceler
         model, optimizer = accelerator.prepare(t.model, t.optimizer)
         backward = accelerator.backward
     base_lrs = [g["lr"] for g in optimizer.param_groups]
-    probe = max(len(t.data.val[1]), 1)
-    train_probe = (t.data.train[0][:probe], t.data.train[1][:probe])
-    order = torch.Generator().manual_seed(seed)  # data order depends on the seed alone
-    guard = _Guard(config["divergence"]["loss_ratio"])
+    # Data order and augmentation depend on the seed alone (and the process's rank).
+    order = torch.Generator().manual_seed(seed)
+    rng = Rng.seeded(seed, device, stream=shard.rank)
+    loaders = dict(mode=t.pipeline, device=device, workers=config["loader"]["workers"])
+    train_loader = make_loader(t.data, "train", t.batch_size, generator=order, shard=shard, **loaders)
     eval_batch = config["eval_batch_size"]
+    # Train accuracy in eval mode on a fixed slice of the training set (as large as the
+    # validation set): the model as it stands, without dropout noise, and no per-step cost.
+    probe = make_loader(t.data, "train", eval_batch, limit=max(len(t.data.val[1]), 1), **loaders)
+    val, test = (make_loader(t.data, split, eval_batch, **loaders) for split in ("val", "test"))
+    guard = _Guard(config["divergence"]["loss_ratio"])
     clip = _clipper(accelerator, model, config["clip"])
     step, train_time, eval_time = 0, 0.0, 0.0
     record.diagnostics["parameters"] = sum(p.numel() for p in model.parameters())
@@ -297,8 +310,8 @@ def _fit(config: dict[str, Any], seed: int, record: Record, accelerator: Acceler
         losses: list[torch.Tensor] = []
         norms: list[torch.Tensor] = []
         loss_sum, window_start, epoch_first_step = 0.0, step, step
-        for x, y in batches(*t.data.train, t.batch_size, order):
-            x, y = t.transform(x, y)
+        for x, y in train_loader:
+            x, y = t.transform(x, y, rng)
             sample_norm = step % GRAD_NORM_EVERY == 0 or not norms  # at least one sample per epoch
 
             def closure() -> torch.Tensor:
@@ -334,12 +347,10 @@ def _fit(config: dict[str, Any], seed: int, record: Record, accelerator: Acceler
         train_time += epoch_train
 
         start = _sync(device)
-        # Train accuracy in eval mode on a fixed slice of the training set (as large as the
-        # validation set): the model as it stands, without dropout noise, and no per-step cost.
-        _, train_acc = evaluate(model, *train_probe, eval_batch)
+        _, train_acc = evaluate(model, probe)
         keep = probs is not None
-        val_loss, val_acc, val_probs = _evaluate(model, *t.data.val, eval_batch, keep)
-        test_loss, test_acc, test_probs = _evaluate(model, *t.data.test, eval_batch, keep)
+        val_loss, val_acc, val_probs = _evaluate(model, val, keep)
+        test_loss, test_acc, test_probs = _evaluate(model, test, keep)
         if keep:
             probs.append((val_probs, test_probs))
         epoch_eval = _sync(device) - start
