@@ -1,5 +1,7 @@
 """The batch pipeline: identical batches on both paths, shards that partition each epoch,
 seeded per-sample augmentation, and the automatic choice of path."""
+import json
+
 import pytest
 import torch
 
@@ -130,3 +132,15 @@ def test_auto_falls_back_to_the_dataloader_when_the_data_does_not_fit(digits, mo
     assert place(digits, CPU, "auto")[1] == "device"
     monkeypatch.setattr(loader_mod, "_free_device_bytes", lambda device: 1000)
     assert place(digits, CPU, "device")[1] == "device"  # explicit choices are kept
+
+
+def test_pool_workers_can_run_dataloader_workers_of_their_own(tmp_path):
+    from conftest import TINY, harness_cli
+
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(TINY.replace("base:\n", "base:\n  loader: {mode: dataloader, workers: 2}\n"))
+    out = harness_cli("run", suite, "--results", tmp_path / "res", "--workers", "2")
+    assert out.returncode == 0, out.stderr
+    records = [json.loads(p.read_text()) for p in (tmp_path / "res" / "tiny" / "trials").glob("*.json")]
+    assert len(records) == 4 and all(r["status"] == COMPLETED for r in records)
+    assert all(r["dataset"]["pipeline"] == "dataloader" for r in records)

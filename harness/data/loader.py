@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import multiprocessing
 import sys
 from dataclasses import dataclass
 from typing import Iterator, Literal
@@ -99,6 +100,9 @@ class _Rows(Dataset):
         return self.x.index_select(0, idx), self.y.index_select(0, idx)
 
 
+_FORK = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
+
+
 def _as_is(batch: Batch) -> Batch:
     return batch
 
@@ -129,6 +133,10 @@ class HostLoader:
         self.loader = DataLoader(
             _Rows(x, y), batch_sampler=_ShardSampler(len(y), batch_size, generator, shard), collate_fn=_as_is,
             num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=workers > 0,
+            # Fork even inside a spawned pool worker (whose default is spawn, which re-imports
+            # torch in every loader worker: seconds per trial). Loader workers only index host
+            # tensors, never CUDA, so forking them is safe.
+            multiprocessing_context=_FORK if workers > 0 else None,
         )
 
     def __len__(self) -> int:

@@ -291,8 +291,9 @@ def _fit(config: dict[str, Any], seed: int, record: Record, accelerator: Acceler
     # Data order and augmentation depend on the seed alone (and the process's rank).
     order = torch.Generator().manual_seed(seed)
     rng = Rng.seeded(seed, device, stream=shard.rank)
-    loaders = dict(mode=t.pipeline, device=device, workers=config["loader"]["workers"])
-    train_loader = make_loader(t.data, "train", t.batch_size, generator=order, shard=shard, **loaders)
+    loaders = dict(mode=t.pipeline, device=device)  # evaluation reads in-process; only training overlaps
+    train_loader = make_loader(t.data, "train", t.batch_size, generator=order, shard=shard,
+                               workers=config["loader"]["workers"], **loaders)
     eval_batch = config["eval_batch_size"]
     # Train accuracy in eval mode on a fixed slice of the training set (as large as the
     # validation set): the model as it stands, without dropout noise, and no per-step cost.

@@ -137,7 +137,10 @@ def _run_pool(specs: list[TrialSpec], results: Path, workers: int, progress: Pro
     threads = max(1, cpu_count() // workers)
 
     def spawn() -> Any:
-        p = ctx.Process(target=_worker, args=(tasks, events, str(results), threads, plugins), daemon=True)
+        # Not daemonic: a trial may start DataLoader worker processes of its own (loader.workers),
+        # which daemonic processes cannot. Workers still end with the runner (PR_SET_PDEATHSIG)
+        # and are killed below if the runner leaves early.
+        p = ctx.Process(target=_worker, args=(tasks, events, str(results), threads, plugins))
         p.start()
         return p
 
@@ -187,9 +190,11 @@ def _run_pool(specs: list[TrialSpec], results: Path, workers: int, progress: Pro
     except KeyboardInterrupt:
         for pid, index in running.items():
             write_record(results, _failed(specs[index], "interrupted before the trial finished", INTERRUPTED))
-        for p in procs.values():
-            p.kill()
         raise
+    finally:
+        for p in procs.values():
+            if p.is_alive():
+                p.kill()
     for spec in specs:
         if spec.trial_id not in statuses:  # a worker died between taking a trial and announcing it
             record = _failed(spec, "a worker took this trial and exited before reporting it")
