@@ -128,15 +128,49 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _results_dir(path: str) -> Path:
+    results = Path(path)
+    if not (results / "trials").is_dir():
+        raise UsageError(f"{results}: no trials/ folder of records here")
+    return results
+
+
+def _split(values: list[str] | None) -> list[str]:
+    """Repeatable and comma-separated options alike: --by a --by b, --by a,b."""
+    return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from harness.report import write_report
 
-    results = Path(args.dir)
-    if not (results / "trials").is_dir():
-        raise UsageError(f"{results}: no trials/ folder of records here")
-    files = write_report(results, compare=args.compare, metric=args.metric)
+    results = _results_dir(args.dir)
+    files = write_report(results, _split(args.compare) or None, args.metric, by=_split(args.by),
+                         baseline=args.baseline, formats=tuple(_split([args.format])), bootstrap=args.bootstrap,
+                         target=args.target, target_metric=args.target_metric)
     for f in files:
         _say(str(f))
+    return EXIT_OK
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from harness.report import collect
+
+    results = _results_dir(args.dir)
+    c = collect(results)
+    runs = c.runs.drop(columns=["reason"]).assign(reason=c.runs["reason"])  # long text last
+    for axis in c.axes:  # parquet columns have one type: labels of mixed types become text
+        if not pd.api.types.is_numeric_dtype(runs[axis]):
+            runs[axis] = runs[axis].map(lambda v: None if v is None else str(v))
+    out = Path(args.output) if args.output else results / ("collected.csv" if args.csv else "collected.parquet")
+    tmp = out.with_name(f".{out.name}.tmp")
+    if args.csv or out.suffix == ".csv":
+        runs.to_csv(tmp, index=False)
+    else:
+        runs.to_parquet(tmp, index=False)
+    tmp.replace(out)  # atomic: a reader never sees half a table
+    _say(f"{out}  ({len(runs)} trials, {len(runs.columns)} columns)")
     return EXIT_OK
 
 
@@ -188,11 +222,23 @@ def parser() -> argparse.ArgumentParser:
     status.add_argument("dir")
     status.set_defaults(func=cmd_status)
 
-    report = sub.add_parser("report", help="write the Markdown report and plots of a results folder")
+    report = sub.add_parser("report", help="write tables, statistics and plots of a results folder")
     report.add_argument("dir")
-    report.add_argument("--compare", action="append", help="axis to compare (repeatable)")
+    report.add_argument("--compare", action="append", help="axis whose values are the table rows (repeatable)")
+    report.add_argument("--by", action="append", help="axes to split into separate tables (repeatable or a,b)")
     report.add_argument("--metric", help="headline metric (default: the suite's, else test_acc)")
+    report.add_argument("--baseline", metavar="AXIS=VALUE", help="test every other row against this one")
+    report.add_argument("--format", default="md,html", help="any of md,html,latex,csv (default md,html)")
+    report.add_argument("--bootstrap", action="store_true", help="percentile bootstrap intervals instead of t")
+    report.add_argument("--target", type=float, help="time-to-target: first epoch reaching this value")
+    report.add_argument("--target-metric", default="val_acc", help="metric for --target (default val_acc)")
     report.set_defaults(func=cmd_report)
+
+    coll = sub.add_parser("collect", help="one tidy table of all records (parquet; --csv for CSV)")
+    coll.add_argument("dir")
+    coll.add_argument("--csv", action="store_true", help="write CSV instead of parquet")
+    coll.add_argument("-o", "--output", help="file to write (default DIR/collected.parquet or .csv)")
+    coll.set_defaults(func=cmd_collect)
 
     lst = sub.add_parser("list", help="list registered components and their parameters")
     lst.add_argument("kind", nargs="?")

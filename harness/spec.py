@@ -102,6 +102,7 @@ class Record:
     reason: str | None = None  # why a trial diverged or failed
     diverged_step: int | None = None
     history: list[dict[str, Any]] = field(default_factory=list)  # one dict per epoch
+    steps: list[list[float]] = field(default_factory=list)  # [step, mean train loss of the window ending there]
     final: dict[str, Any] = field(default_factory=dict)
     best: dict[str, Any] = field(default_factory=dict)  # metrics at the epoch of best val_acc
     diagnostics: dict[str, Any] = field(default_factory=dict)

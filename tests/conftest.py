@@ -52,3 +52,29 @@ base:
 grid:
   optimizer: [{name: sgd, lr: 0.1}, {name: adam, lr: 0.003}]
 """
+
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="session")
+def chromium(tmp_path_factory):
+    """Run headless Chromium (Debian's package) on a page: returns a function(url, *flags) -> stdout."""
+    import shutil
+
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing; CI installs Debian's chromium package (.ci/run)")
+        pytest.skip("chromium not installed (apt-get install chromium)")
+    profiles = tmp_path_factory.mktemp("chromium")
+
+    def run(url: str, *flags: str) -> str:
+        profile = profiles / f"profile{len(list(profiles.iterdir()))}"  # a fresh profile per run
+        out = subprocess.run([exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *flags, url],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return out.stdout
+
+    return run

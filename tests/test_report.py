@@ -5,21 +5,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from harness.report import summarize, t_interval
-from harness.report.tables import cell, comparison_table
-
-
-def test_t_interval_matches_scipy_and_hand_computation():
-    values = [0.90, 0.92, 0.94]
-    low, high = t_interval(values)
-    # mean 0.92, s = 0.02, t(0.975, 2) = 4.302653, half-width = 4.302653 * 0.02 / sqrt(3)
-    assert (high - low) / 2 == pytest.approx(4.302653 * 0.02 / math.sqrt(3), rel=1e-5)
-    assert (low, high) == pytest.approx(stats.t.interval(0.95, 2, loc=0.92, scale=stats.sem(values)))
-
-
-def test_one_seed_has_no_interval_and_identical_values_have_zero_width():
-    assert all(math.isnan(v) for v in t_interval([0.5]))
-    assert t_interval([0.5, 0.5, 0.5]) == (0.5, 0.5)
+from harness.report import summarize
+from harness.report.tables import cell, compare, to_latex, to_markdown
 
 
 def _runs():
@@ -42,14 +29,59 @@ def test_summary_counts_only_completed_seeds_and_shows_the_others():
 
 
 def test_comparison_table_bolds_the_best_mean_per_column():
-    s = summarize(_runs(), ["optimizer", "norm"], "test_acc")
-    table = comparison_table(s, "optimizer", ["norm"], "test_acc")
+    table = to_markdown(compare(_runs().assign(column="norm=none"), "optimizer", "test_acc").table)
     lines = table.splitlines()
     assert lines[0] == "| optimizer | norm=none |"
     assert lines[2].startswith("| sgd | 0.9100 ± ") and "**" not in lines[2]
-    assert lines[3].startswith("| adam | **0.9500 (n=1)")
-    loss = summarize(_runs().assign(test_loss=[0.3, 0.2, None, 0.1, None]), ["optimizer", "norm"], "test_loss")
-    assert "**" in comparison_table(loss, "optimizer", ["norm"], "test_loss").splitlines()[3]  # lower is better
+    assert lines[3].startswith("| adam | **0.9500 (n=1) [1 failed]**")
+    loss = _runs().assign(test_loss=[0.3, 0.2, None, 0.1, None], column="norm=none")
+    assert "**" in to_markdown(compare(loss, "optimizer", "test_loss").table).splitlines()[3]  # lower is better
+
+
+def _seeded(seeds=range(5)):
+    """sgd and adam on two workloads, seed effects shared by both: on a/mlp adam is no different,
+    on b/mlp it is better by 0.02, with small per-seed jitter."""
+    noise = [0.0, 0.03, -0.02, 0.05, -0.04]
+    jitter = {"a/mlp": [0.001, -0.002, 0.0015, -0.001, 0.0005], "b/mlp": [0.021, 0.019, 0.022, 0.020, 0.018]}
+    rows = []
+    for s in seeds:
+        for workload, delta in jitter.items():
+            rows.append({"optimizer": "sgd", "seed": s, "status": "completed", "test_acc": 0.8 + noise[s],
+                         "column": workload})
+            rows.append({"optimizer": "adam", "seed": s, "status": "completed", "test_acc": 0.8 + noise[s] + delta[s],
+                         "column": workload})
+    return pd.DataFrame(rows)
+
+
+def test_significance_marks_follow_holm_and_pairing():
+    comp = compare(_seeded(), "optimizer", "test_acc", baseline="sgd")
+    d = comp.differences.set_index("column")
+    assert list(d["test"]) == ["paired t", "paired t"]
+    pa, pb = d.loc["a/mlp", "p"], d.loc["b/mlp", "p"]
+    assert pb < pa
+    assert d.loc["b/mlp", "p_holm"] == pytest.approx(2 * pb) and d.loc["a/mlp", "p_holm"] == pytest.approx(pa)
+    assert d.loc["b/mlp", "p_holm"] < 0.05 < d.loc["a/mlp", "p_holm"]
+    row = [r for r in to_markdown(comp.table).splitlines() if r.startswith("| adam")][0]
+    assert row.count("▲") == 1 and "▼" not in row and row.split("|")[-2].strip().endswith("▲")  # on b/mlp only
+    b = _seeded().query("column == 'b/mlp'")
+    adam, sgd = b[b.optimizer == "adam"].test_acc.to_numpy(), b[b.optimizer == "sgd"].test_acc.to_numpy()
+    assert d.loc["b/mlp", "p_improve"] == pytest.approx((adam[:, None] > sgd[None, :]).mean())  # over all pairs
+    # without pairing (Welch) the shared seed effects swamp the same difference
+    unpaired = _seeded().assign(seed=lambda f: f["seed"] + (f["optimizer"] == "adam") * 100)
+    w = compare(unpaired, "optimizer", "test_acc", baseline="sgd").differences.set_index("column")
+    assert list(w["test"]) == ["Welch t", "Welch t"] and w.loc["b/mlp", "p"] > 0.05
+    # one seed: the difference is shown but nothing is tested or marked
+    one = compare(_seeded(seeds=[0]), "optimizer", "test_acc", baseline="sgd")
+    assert one.differences["test"].isna().all()
+    assert "▲" not in [r for r in to_markdown(one.table).splitlines() if r.startswith("| adam")][0]
+    assert "over the 0 tested comparisons" in to_markdown(one.table)
+
+
+def test_latex_is_booktabs_with_escaped_text():
+    comp = compare(_runs().assign(column="w_1 & 50%"), "optimizer", "test_acc", baseline="sgd")
+    tex = to_latex(comp.table)
+    assert r"\toprule" in tex and r"\midrule" in tex and r"\bottomrule" in tex
+    assert r"w\_1 \& 50\%" in tex and r"$\pm$" in tex and r"\textbf{0.9500 (n=1) [1 failed]}" in tex
 
 
 def test_report_of_a_sweep_where_nothing_completed_lists_the_failures(tmp_path):

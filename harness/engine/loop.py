@@ -336,12 +336,16 @@ def _fit(config: dict[str, Any], seed: int, record: Record, accelerator: Acceler
             losses.append(loss.detach())
             step += 1
             if len(losses) == CHECK_EVERY:
-                loss_sum += guard.check(losses, window_start)
+                window_sum = guard.check(losses, window_start)
+                loss_sum += window_sum
+                record.steps.append([step, window_sum / len(losses)])
                 losses, window_start = [], step
             if step >= t.total_steps:
                 break
         if losses:
-            loss_sum += guard.check(losses, window_start)
+            window_sum = guard.check(losses, window_start)
+            loss_sum += window_sum
+            record.steps.append([step, window_sum / len(losses)])
         if guard.first is not None and "initial_loss" not in record.diagnostics:
             record.diagnostics["initial_loss"] = guard.first
         epoch_train = _sync(device) - start

@@ -1,22 +1,25 @@
 """Records → tidy pandas tables → statistics over seeds.
 
-``collect`` gives one row per trial (``runs``) and one row per trial-epoch (``curves``).
-``summarize`` groups runs by the axes (every axis but the seed) and gives n, mean, std, a 95%
-t-interval and the median of a metric over the completed seeds, and counts the diverged and
-failed seeds of each group, so they are shown rather than silently dropped.
+``collect`` gives one row per trial (``runs``: the varying axes as columns, the workload
+(dataset/model), final and best metrics, timing, status), one row per trial-epoch (``curves``)
+and one per logged step window (``steps``). ``summarize`` groups runs (every axis but the seed)
+and gives n, mean, std, an interval (t or bootstrap) and the median of a metric over the
+completed seeds, and counts the diverged and failed seeds of each group, so they are shown
+rather than silently dropped.
 """
 from __future__ import annotations
 
-import math
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
-from scipy import stats
-
+from harness.report.stats import describe_groups
 from harness.spec import COMPLETED, DIVERGED, FAILED, INTERRUPTED, Record
-from harness.store import read_plan, scan
+from harness.store import scan
+from harness.store.records import PLAN_FILE
 
 METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
 
@@ -27,14 +30,28 @@ class Collected:
     curves: pd.DataFrame
     axes: list[str]
     suite: dict[str, Any] = field(default_factory=dict)
+    steps: pd.DataFrame = field(default_factory=pd.DataFrame)
+    environments: list[dict[str, Any]] = field(default_factory=list)  # distinct environments, with counts
     missing: list[str] = field(default_factory=list)  # planned trials with no record yet
     corrupt: dict[str, str] = field(default_factory=dict)  # record file -> why it did not parse
     outside_plan: int = 0  # records of trials no longer in the suite's plan
 
 
+def workload(config: dict[str, Any]) -> str:
+    """``dataset/model``, e.g. ``cifar10/resnet20``: what a trial trains on what."""
+    model = config.get("model", {})
+    name = model.get("name", "?")
+    if name in ("resnet", "wrn") and "depth" in model:
+        name = f"{name}{model['depth']}" + (f"-{model['widen']}" if "widen" in model else "")
+    return f"{config.get('dataset', {}).get('name', '?')}/{name}"
+
+
+ENVIRONMENT_KEYS = ("device", "torch", "python", "host", "git_sha", "accelerate")
+
+
 def _row(record: Record, axes: list[str]) -> dict[str, Any]:
     row: dict[str, Any] = {"trial_id": record.trial_id, "seed": record.seed, "status": record.status,
-                           "reason": record.reason}
+                           "reason": record.reason, "workload": workload(record.config)}
     row.update({a: record.axes.get(a) for a in axes})
     row.update({m: record.final.get(m) for m in METRICS})
     row["member_test_acc"] = record.final.get("member_test_acc")  # ensembles: the members' mean
@@ -42,66 +59,72 @@ def _row(record: Record, axes: list[str]) -> dict[str, Any]:
     row["epochs"] = len(record.history)
     row["train_s"] = record.timing.get("train_s")
     row["eval_s"] = record.timing.get("eval_s")
+    row["steps"] = record.timing.get("steps")
+    row["diverged_step"] = record.diverged_step
     return row
+
+
+def _per_trial(records: list[Record], axes: list[str], rows_of) -> pd.DataFrame:
+    """Rows of every record (its history, its step windows) with the trial's identity columns,
+    built column-wise: a dict per row would cost seconds for 10,000 trials."""
+    rows, counts = [], []
+    for r in records:
+        own = rows_of(r)
+        rows.extend(own)
+        counts.append(len(own))
+    frame = pd.DataFrame.from_records(rows) if rows else pd.DataFrame()
+    if frame.empty:
+        return frame
+    repeat = lambda values: np.repeat(np.asarray(values, dtype=object), counts)  # noqa: E731
+    ident = {"trial_id": repeat([r.trial_id for r in records]), "seed": np.repeat([r.seed for r in records], counts),
+             "workload": repeat([workload(r.config) for r in records]),
+             **{a: repeat([r.axes.get(a) for r in records]) for a in axes}}
+    return pd.concat([pd.DataFrame(ident), frame], axis=1)
 
 
 def collect(results: Path) -> Collected:
     results = Path(results)
     found = scan(results)
-    plan = read_plan(results)
+    plan_file = results / PLAN_FILE
     records = found.records
     suite: dict[str, Any] = {}
     missing: list[str] = []
     outside = 0
-    if plan is not None:
-        suite, specs = plan
-        planned = {s.trial_id for s in specs}
-        missing = [s.trial_id for s in specs if s.trial_id not in records]
+    if plan_file.exists():
+        # The ids as planned; the runner verified them against their configs when it wrote them.
+        plan = json.loads(plan_file.read_text())
+        suite, ids = plan["suite"], [t["trial_id"] for t in plan["trials"]]
+        planned = set(ids)
+        missing = [tid for tid in ids if tid not in records]
         outside = sum(1 for tid in records if tid not in planned)
-        records = {s.trial_id: records[s.trial_id] for s in specs if s.trial_id in records}  # plan order
+        records = {tid: records[tid] for tid in ids if tid in records}  # plan order
         axes = list(suite.get("axes", []))
     else:
         axes = sorted({a for r in records.values() for a in r.axes})
     rows = [_row(r, axes) for r in records.values()]
-    curve_rows = [
-        {"trial_id": r.trial_id, "seed": r.seed, **{a: r.axes.get(a) for a in axes}, **h}
-        for r in records.values() for h in r.history
-    ]
-    runs = pd.DataFrame(rows) if rows else pd.DataFrame(columns=["trial_id", "seed", "status", "reason", *axes, *METRICS])
-    curves = pd.DataFrame(curve_rows)
+    curves = _per_trial(list(records.values()), axes, lambda r: r.history)
+    steps = _per_trial(list(records.values()), axes,
+                       lambda r: [{"step": s, "loss": loss} for s, loss in r.steps])
+    runs = pd.DataFrame(rows) if rows else pd.DataFrame(
+        columns=["trial_id", "seed", "status", "reason", "workload", *axes, *METRICS])
+    environments: dict[tuple, int] = {}
+    for r in records.values():
+        key = tuple((k, str(r.environment.get(k))) for k in ENVIRONMENT_KEYS if r.environment.get(k) is not None)
+        environments[key] = environments.get(key, 0) + 1
+    envs = [{**dict(k), "trials": n} for k, n in environments.items()]
     corrupt = {str(p): why for p, why in found.corrupt.items()}
-    return Collected(runs, curves, axes, suite, missing, corrupt, outside)
+    return Collected(runs, curves, axes, suite, steps, envs, missing, corrupt, outside)
 
 
-def t_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float]:
-    """(low, high) of the two-sided t-interval for the mean; NaN for fewer than 2 values."""
-    n = len(values)
-    if n < 2:
-        return math.nan, math.nan
-    mean = sum(values) / n
-    sem = stats.sem(values)
-    if sem == 0:
-        return mean, mean
-    half = stats.t.ppf(0.5 + confidence / 2, n - 1) * sem
-    return mean - half, mean + half
-
-
-def summarize(runs: pd.DataFrame, by: list[str], metric: str) -> pd.DataFrame:
+def summarize(runs: pd.DataFrame, by: list[str], metric: str, bootstrap: bool = False,
+              confidence: float = 0.95) -> pd.DataFrame:
     """One row per group of ``by``: n (completed seeds), mean, std, CI, median, diverged, failed."""
-    out = []
-    groups = runs.groupby(by, sort=False, dropna=False) if by else [((), runs)]
-    for key, group in groups:
-        key = key if isinstance(key, tuple) else (key,)
-        done = group[group["status"] == COMPLETED][metric].dropna().astype(float).tolist()
-        low, high = t_interval(done)
-        out.append({
-            **dict(zip(by, key)),
-            "n": len(done),
-            "mean": sum(done) / len(done) if done else math.nan,
-            "std": pd.Series(done).std() if len(done) > 1 else math.nan,
-            "ci_low": low, "ci_high": high,
-            "median": pd.Series(done).median() if done else math.nan,
-            "diverged": int((group["status"] == DIVERGED).sum()),
-            "failed": int(group["status"].isin([FAILED, INTERRUPTED]).sum()),
-        })
-    return pd.DataFrame(out)
+    if not by:
+        runs, by = runs.assign(_all=""), ["_all"]
+    flags = runs.assign(diverged=runs["status"] == DIVERGED, failed=runs["status"].isin([FAILED, INTERRUPTED]))
+    counts = flags.groupby(by, sort=False, dropna=False)[["diverged", "failed"]].sum().reset_index()
+    stats = describe_groups(runs[runs["status"] == COMPLETED], by, metric, confidence, bootstrap)
+    out = counts.merge(stats, on=by, how="left", sort=False)
+    out["n"] = out["n"].fillna(0).astype(int)
+    columns = [*by, "n", "mean", "std", "ci_low", "ci_high", "median", "diverged", "failed"]
+    return out[columns].drop(columns=["_all"], errors="ignore")

@@ -1,12 +1,26 @@
-"""Markdown tables of summaries: ``mean ± half-width (n)`` cells, the best mean in bold."""
+"""Comparison tables: built once as plain data, rendered to Markdown, HTML and LaTeX (booktabs).
+
+Rows are the values of the compared axis, columns the workloads (dataset/model) × the other
+varying axes; a cell is ``mean ± half-width (n)``, the best mean of a column in bold. Against a
+baseline row, each other cell is tested (``stats.difference``), the p-values of the table are
+Holm-corrected together, and a cell whose difference is significant after correction gets ▲
+(better) or ▼ (worse).
+"""
 from __future__ import annotations
 
+import html
 import math
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
-LOWER_IS_BETTER = ("loss",)
+from harness.report.aggregate import summarize
+from harness.report.stats import difference, holm
+from harness.spec import COMPLETED
+
+LOWER_IS_BETTER = ("loss", "error", "time", "_s")
+ALPHA = 0.05
 
 
 def lower_is_better(metric: str) -> bool:
@@ -27,37 +41,157 @@ def cell(row: pd.Series | dict[str, Any], digits: int = 4) -> str:
     return text + (f" [{', '.join(bad)}]" if bad else "")
 
 
-def markdown(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
+@dataclass
+class Cell:
+    text: str
+    bold: bool = False
+    mark: str = ""  # "▲" significantly better than the baseline, "▼" worse
+
+
+@dataclass
+class Table:
+    title: str
+    header: list[str]
+    rows: list[list[Cell]]
+    notes: list[str] = field(default_factory=list)
+
+
+def to_markdown(t: Table) -> str:
+    def fmt(c: Cell) -> str:
+        text = c.text.replace("|", "\\|")
+        return (f"**{text}**" if c.bold else text) + (f" {c.mark}" if c.mark else "")
+
+    lines = ["| " + " | ".join(t.header) + " |", "|" + "|".join("---" for _ in t.header) + "|"]
+    lines += ["| " + " | ".join(fmt(c) for c in row) + " |" for row in t.rows]
+    return "\n".join(lines + ([""] + [f"_{n}_" for n in t.notes] if t.notes else []))
+
+
+def to_html(t: Table) -> str:
+    def fmt(c: Cell) -> str:
+        text = html.escape(c.text)
+        text = f"<strong>{text}</strong>" if c.bold else text
+        mark = f' <span class="mark">{c.mark}</span>' if c.mark else ""
+        return f"<td>{text}{mark}</td>"
+
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in t.header)
+    body = "\n".join("<tr>" + "".join(fmt(c) for c in row) + "</tr>" for row in t.rows)
+    notes = "".join(f'<p class="note">{html.escape(n)}</p>' for n in t.notes)
+    return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>{notes}"
+
+
+_LATEX_SPECIAL = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+                  "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}"}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
+
+
+def to_latex(t: Table) -> str:
+    """A booktabs table (\\usepackage{booktabs}); ± and the marks as math."""
+    def fmt(c: Cell) -> str:
+        text = latex_escape(c.text).replace("±", r"$\pm$").replace("—", "--")
+        text = rf"\textbf{{{text}}}" if c.bold else text
+        mark = {"▲": r"$^{\uparrow}$", "▼": r"$^{\downarrow}$"}.get(c.mark, "")
+        return text + mark
+
+    cols = "l" + "r" * (len(t.header) - 1)
+    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{latex_escape(t.title)}}}",
+             rf"\begin{{tabular}}{{{cols}}}", r"\toprule",
+             " & ".join(latex_escape(h) for h in t.header) + r" \\", r"\midrule"]
+    lines += [" & ".join(fmt(c) for c in row) + r" \\" for row in t.rows]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    lines += [rf"\par\smallskip\footnotesize {latex_escape(n)}" for n in t.notes]
+    lines += [r"\end{table}"]
     return "\n".join(lines)
 
 
-def comparison_table(summary: pd.DataFrame, compare: str, columns: list[str], metric: str) -> str:
-    """Rows: the values of ``compare``; columns: each combination of ``columns`` (or one column)."""
-    if columns:
-        labels = summary[columns].astype(str).apply(lambda r: ", ".join(f"{c}={r[c]}" for c in columns), axis=1)
-    else:
-        labels = pd.Series([metric] * len(summary), index=summary.index)
-    keys = list(dict.fromkeys(labels))
-    table = summary.assign(_col=labels.values)
-    best = {}
-    for key in keys:
-        means = table.loc[(table["_col"] == key) & (table["n"] > 0), "mean"]
-        if len(means):
-            best[key] = means.min() if lower_is_better(metric) else means.max()
-    rows = []
-    for value in dict.fromkeys(table[compare].astype(str)):
-        row = [value]
-        for key in keys:
-            match = table[(table[compare].astype(str) == value) & (table["_col"] == key)]
-            if match.empty:
-                row.append("")
+def markdown(header: list[str], rows: list[list[str]]) -> str:
+    return to_markdown(Table("", header, [[Cell(c) for c in r] for r in rows]))
+
+
+@dataclass
+class Comparison:
+    """A comparison table and the numbers behind it."""
+
+    table: Table
+    summary: pd.DataFrame  # one row per (compare value, column)
+    differences: pd.DataFrame  # one row per tested cell (empty without a baseline)
+
+
+def _by_seed(runs: pd.DataFrame, metric: str) -> dict[tuple[str, str], dict[int, float]]:
+    """{(row, column): {seed: value}} over the completed trials, in one pass."""
+    done = runs[runs["status"] == COMPLETED]
+    values = pd.to_numeric(done[metric], errors="coerce")
+    out: dict[tuple[str, str], dict[int, float]] = {}
+    for row, col, seed, v in zip(done["_row"].tolist(), done["column"].tolist(), done["seed"].tolist(), values.tolist()):
+        if not math.isnan(v):
+            out.setdefault((row, col), {})[int(seed)] = float(v)
+    return out
+
+
+def compare(runs: pd.DataFrame, compare_axis: str, metric: str, *, baseline: str | None = None,
+            bootstrap: bool = False, confidence: float = 0.95, title: str = "") -> Comparison:
+    """``runs`` has a ``column`` label per trial (workload × other axes); see ``write.py``."""
+    lower = lower_is_better(metric)
+    runs = runs.assign(_row=runs[compare_axis].astype(str))
+    rows, columns = list(dict.fromkeys(runs["_row"])), list(dict.fromkeys(runs["column"]))
+    summary_df = summarize(runs, ["_row", "column"], metric, bootstrap, confidence)
+    summary_df = summary_df.drop(columns=[compare_axis], errors="ignore").rename(columns={"_row": compare_axis})
+    summary = summary_df.to_dict("records")
+    diffs = []
+    if baseline is not None:
+        seeds = _by_seed(runs, metric)
+        groups = dict.fromkeys(zip(runs["_row"].tolist(), runs["column"].tolist()))
+        for row, col in groups:
+            if row == baseline or (baseline, col) not in groups:
                 continue
-            r = match.iloc[0]
-            text = cell(r)
-            if r["n"] > 0 and r["mean"] == best.get(key):
-                text = f"**{text}**"
-            row.append(text)
-        rows.append(row)
-    return markdown([compare, *keys], rows)
+            d = difference(seeds.get((row, col), {}), seeds.get((baseline, col), {}), confidence, not lower)
+            diffs.append({compare_axis: row, "column": col, "baseline": baseline, **d.as_dict()})
+    diff_df = pd.DataFrame(diffs)
+    if not diff_df.empty:
+        diff_df["p_holm"] = holm(diff_df["p"].tolist())
+    marks: dict[tuple[str, str], str] = {}
+    for d in diffs if diff_df.empty else diff_df.to_dict("records"):
+        if not math.isnan(d["p_holm"]) and d["p_holm"] < 1 - confidence:
+            better = d["diff"] < 0 if lower else d["diff"] > 0
+            marks[(d[compare_axis], d["column"])] = "▲" if better else "▼"
+    by_key = {(r[compare_axis], r["column"]): r for r in summary}
+    best = {}
+    for col in columns:
+        means = [r["mean"] for (row, c), r in by_key.items() if c == col and r["n"] > 0]
+        if means:
+            best[col] = min(means) if lower else max(means)
+    table_rows = []
+    for row in rows:
+        cells = [Cell(row + (" (baseline)" if row == baseline else ""))]
+        for col in columns:
+            r = by_key.get((row, col))
+            if r is None:
+                cells.append(Cell(""))
+                continue
+            cells.append(Cell(cell(r), bold=r["n"] > 0 and r["mean"] == best.get(col), mark=marks.get((row, col), "")))
+        table_rows.append(cells)
+    interval = "percentile bootstrap" if bootstrap else "t"
+    notes = [f"mean ± half-width of the {confidence:.0%} {interval} interval over seeds (n = completed seeds); "
+             f"{'lower' if lower else 'higher'} is better; best per column in bold."]
+    if baseline is not None:
+        tested = 0 if diff_df.empty else int(diff_df["p"].notna().sum())
+        notes.append(f"▲/▼: significantly better/worse than {compare_axis}={baseline} at level "
+                     f"{1 - confidence:.2g} after Holm correction over the {tested} tested comparisons "
+                     f"(paired t where the seeds match, Welch t otherwise).")
+    return Comparison(Table(title or f"{metric} by {compare_axis}", [compare_axis, *columns], table_rows, notes),
+                      summary_df, diff_df)
+
+
+def differences_table(d: pd.DataFrame, compare_axis: str, metric: str) -> Table:
+    rows = []
+    for r in d.to_dict("records"):
+        ci = "—" if math.isnan(r["ci_low"]) else f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]"
+        p = lambda v: "—" if math.isnan(v) else f"{v:.3g}"  # noqa: E731
+        rows.append([Cell(str(r[compare_axis])), Cell(str(r["column"])), Cell(f"{r['diff']:+.4f}"), Cell(ci),
+                     Cell(r["test"] if isinstance(r["test"], str) else "too few seeds"), Cell(p(r["p"])), Cell(p(r["p_holm"])),
+                     Cell(p(r["p_improve"])), Cell(f"{r['n']} vs {r['n_baseline']}")])
+    return Table(f"{metric}: difference to the baseline",
+                 [compare_axis, "column", "difference", "95% CI", "test", "p", "p (Holm)", "P(improvement)", "seeds"],
+                 rows)

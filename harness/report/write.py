@@ -1,83 +1,308 @@
-"""``write_report(results)``: ``report/report.md`` and one ``curves_<axis>.png`` per compared axis."""
+"""``write_report(results, ...)``: tables, statistics and plots of a results folder, in Markdown,
+self-contained HTML, LaTeX and CSV, under ``<results>/report/``."""
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from harness.errors import UsageError
+from harness.report import plots
 from harness.report.aggregate import Collected, collect, summarize
-from harness.report.plots import learning_curves
-from harness.report.tables import cell, comparison_table, markdown
+from harness.report.html import render_html
+from harness.report.stats import performance_profile, time_to_target
+from harness.report.tables import (
+    Cell, Table, cell, compare, differences_table, latex_escape, lower_is_better, to_latex, to_markdown,
+)
 from harness.spec import COMPLETED
 
 REPORT_DIR = "report"
+FORMATS = ("md", "html", "latex", "csv")
+MAX_HEATMAPS = 4
 
 
-def write_report(results: Path, compare: list[str] | None = None, metric: str | None = None) -> list[Path]:
-    """Write the report of the records under ``results``; returns the files written."""
+@dataclass
+class Section:
+    """A titled part of the report: text, tables and figures, rendered by every format."""
+
+    title: str
+    text: list[str] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
+    figures: list[tuple[Path, str]] = field(default_factory=list)  # (png, caption)
+
+
+def _parse_baseline(baseline: str | None) -> tuple[str, str] | None:
+    if baseline is None:
+        return None
+    axis, sep, value = baseline.partition("=")
+    if not sep or not axis or not value:
+        raise UsageError(f"--baseline takes AXIS=VALUE, got {baseline!r}")
+    return axis, value
+
+
+def _columns(runs: pd.DataFrame, axis: str, others: list[str]) -> pd.Series:
+    """A table column per workload (dataset/model) × the other varying axes; the workload part is
+    left out when the compared axis is the model or dataset itself."""
+    parts = [] if axis.startswith(("model", "dataset")) else [runs["workload"].astype(str)]
+    parts += [f"{a}=" + runs[a].astype(str) for a in others]
+    if not parts:
+        return pd.Series(["all"] * len(runs), index=runs.index)
+    label = parts[0]
+    for p in parts[1:]:
+        label = label + ", " + p
+    return label
+
+
+def _slug(axis: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in axis)
+
+
+def _numeric(values: pd.Series) -> bool:
+    return pd.to_numeric(values, errors="coerce").notna().all() and values.nunique() >= 3
+
+
+def write_report(results: Path, compare_axes: list[str] | None = None, metric: str | None = None, *,
+                 by: list[str] | None = None, baseline: str | None = None, formats: tuple[str, ...] = ("md", "html"),
+                 bootstrap: bool = False, target: float | None = None, target_metric: str = "val_acc",
+                 confidence: float = 0.95, collected: Collected | None = None) -> list[Path]:
+    """Write the report of the records under ``results`` (already ``collected`` if given);
+    returns the files written."""
     results = Path(results)
-    c = collect(results)
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise UsageError(f"unknown report format {unknown[0]!r}; choose from {', '.join(FORMATS)}")
+    c = collected if collected is not None else collect(results)
     settings = c.suite.get("report", {})
     metric = metric or settings.get("metric") or "test_acc"
-    compare = compare or settings.get("compare") or list(c.axes)
+    axes = list(c.axes)
+    chosen = compare_axes or settings.get("compare") or axes or ["workload"]
+    chosen = [chosen] if isinstance(chosen, str) else list(chosen)
+    by = list(by or [])
+    base = _parse_baseline(baseline or settings.get("baseline"))
+    known = set(axes) | {"workload"}
+    for a in [*chosen, *by, *([base[0]] if base else [])]:
+        if a not in known:
+            raise UsageError(f"{results}: no axis {a!r}; the varying axes are {', '.join(sorted(known))}")
+    if not c.runs.empty and metric not in c.runs:
+        raise UsageError(f"{results}: no metric {metric!r} in the records")
     out = results / REPORT_DIR
     out.mkdir(parents=True, exist_ok=True)
-    files: list[Path] = []
     name = c.suite.get("name", results.name)
-    lines = [f"# {name}", ""]
-    if c.suite.get("description"):
-        lines += [c.suite["description"].strip(), ""]
-    lines += [f"{len(c.runs)} trials with records; headline metric `{metric}` at the final epoch. "
-              "Cells are mean ± half-width of the 95% t-interval over seeds, with n the completed "
-              "seeds; diverged and failed seeds are counted beside them, not averaged in.", ""]
-    lines += _problems(c)
+    sections: list[Section] = []
+    csv: dict[str, pd.DataFrame] = {}
     if c.runs.empty:
-        lines += ["No records yet."]
-    else:
-        for axis in compare:
-            others = [a for a in c.axes if a != axis]
-            summary = summarize(c.runs, [axis, *others], metric)
-            lines += [f"## {metric} by {axis}", "", comparison_table(summary, axis, others, metric), ""]
-            plot = learning_curves(c.curves, axis, others, out / f"curves_{axis}.png")
-            if plot is not None:
-                files.append(plot)
-                lines += [f"![learning curves by {axis}]({plot.name})", ""]
-        lines += ["## All groups", "", _all_groups(c), ""]
-    lines += [f"_Written {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC from {results}._", ""]
-    md = out / "report.md"
-    md.write_text("\n".join(lines))
-    files.insert(0, md)
+        sections.append(Section("No records yet", ["Run the suite to produce records."]))
+    for axis in ([] if c.runs.empty else chosen):
+        sections += _axis_sections(c, axis, [a for a in axes if a != axis and a not in by], by, metric,
+                                   base[1] if base and base[0] == axis else None, bootstrap, confidence, out, csv)
+        if target is not None:
+            sections.append(_time_to_target(c, axis, [a for a in axes if a != axis], target, target_metric, out))
+    if not c.runs.empty:
+        sections += _extra_plots(c, chosen, metric, out)
+        sections.append(Section("All groups", tables=[_all_groups(c)]))
+    sections.append(_problems(c))
+    sections.append(_environment(c))
+    intro = _intro(c, metric, name)
+    stamp = f"Written {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC from {results}."
+    files: list[Path] = []
+    if "md" in formats:
+        files.append(_write(out / "report.md", _markdown(name, intro, sections, stamp)))
+    if "html" in formats:
+        files.append(_write(out / "report.html", render_html(name, intro, sections, stamp)))
+    if "latex" in formats:
+        files.append(_write(out / "report.tex", _latex(sections)))
+    if "csv" in formats:
+        for key, frame in csv.items():
+            path = out / f"{key}.csv"
+            frame.to_csv(path, index=False)
+            files.append(path)
+    files += sorted({f for s in sections for f, _ in s.figures})
     return files
 
 
-def _problems(c: Collected) -> list[str]:
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def _intro(c: Collected, metric: str, name: str) -> list[str]:
     lines = []
-    bad = c.runs[c.runs["status"] != COMPLETED] if not c.runs.empty else c.runs
-    if len(bad):
-        lines += ["## Trials that did not complete", ""]
-        rows = [[r["trial_id"], r["status"], ", ".join(f"{a}={r[a]}" for a in c.axes), str(r["seed"]),
-                 str(r["reason"] or "").replace("|", "\\|")[:200]] for _, r in bad.iterrows()]
-        lines += [markdown(["trial", "status", "axes", "seed", "reason"], rows), ""]
-    if c.missing:
-        lines += [f"**{len(c.missing)} planned trials have no record yet** (run the suite again to finish them).", ""]
-    for path, why in c.corrupt.items():
-        lines += [f"**Unreadable record left out:** `{path}` ({why}); running the suite again replaces it.", ""]
-    if c.outside_plan:
-        lines += [f"{c.outside_plan} records of trials no longer in the suite's plan are left out.", ""]
+    if c.suite.get("description"):
+        lines.append(c.suite["description"].strip())
+    status = c.runs["status"].value_counts().to_dict() if not c.runs.empty else {}
+    counts = ", ".join(f"{n} {s}" for s, n in status.items()) or "none"
+    lines.append(f"{len(c.runs)} trials with records ({counts}); headline metric `{metric}` at the final epoch. "
+                 "Cells are the mean ± half-width of the 95% interval over seeds, with n the completed seeds; "
+                 "diverged and failed seeds are counted beside them, never averaged in.")
     return lines
 
 
-def _all_groups(c: Collected) -> str:
+def _axis_sections(c: Collected, axis: str, others: list[str], by: list[str], metric: str, baseline: str | None,
+                   bootstrap: bool, confidence: float, out: Path, csv: dict[str, pd.DataFrame]) -> list[Section]:
+    runs = c.runs.assign(column=_columns(c.runs, axis, others))
+    if baseline is not None and baseline not in set(runs[axis].astype(str)):
+        raise UsageError(f"--baseline: {axis} has no value {baseline!r}; it has "
+                         f"{', '.join(dict.fromkeys(runs[axis].astype(str)))}")
+    sections = []
+    facets = runs.groupby(by, sort=False) if by else [((), runs)]
+    summaries, differences = [], []
+    for key, part in facets:
+        key = key if isinstance(key, tuple) else (key,)
+        facet = ", ".join(f"{a}={v}" for a, v in zip(by, key))
+        title = f"{metric} by {axis}" + (f" ({facet})" if facet else "")
+        comp = compare(part, axis, metric, baseline=baseline, bootstrap=bootstrap, confidence=confidence, title=title)
+        section = Section(title, tables=[comp.table])
+        if not comp.differences.empty:
+            section.tables.append(differences_table(comp.differences, axis, metric))
+        summaries.append(comp.summary.assign(**dict(zip(by, key)), metric=metric))
+        differences.append(comp.differences.assign(**dict(zip(by, key)), metric=metric))
+        sections.append(section)
+    csv[f"summary_{axis}"] = pd.concat(summaries, ignore_index=True)
+    if any(not d.empty for d in differences):
+        csv[f"differences_{axis}"] = pd.concat(differences, ignore_index=True)
+    figures = sections[0].figures
+    slug = _slug(axis)
+    curves = c.curves.assign(column=_columns(c.curves, axis, others)) if not c.curves.empty else c.curves
+    for path, caption in (
+        (plots.learning_curves(curves, axis, out / f"curves_{slug}.png"),
+         f"Learning curves by {axis}: mean over seeds with a 95% band, each seed faint."),
+        (plots.step_losses(c.steps.assign(column=_columns(c.steps, axis, others)) if not c.steps.empty else c.steps,
+                           axis, out / f"steps_{slug}.png"),
+         f"Training loss every 16 steps by {axis}, moving average of 10 points, 95% band over seeds."),
+        (plots.final_metric(runs[runs["status"] == COMPLETED], axis, metric, out / f"final_{slug}.png"),
+         f"Final {metric} per group: every completed seed is a dot."),
+    ):
+        if path is not None:
+            figures.append((path, caption))
+    summary = csv[f"summary_{axis}"]
+    if summary["column"].nunique() >= 2 and summary[axis].nunique() >= 2:
+        cost = summary.pivot_table(index=axis, columns="column", values="mean", sort=False)
+        if not lower_is_better(metric):
+            cost = 1 - cost if ((cost >= 0) & (cost <= 1)).all().all() else -cost + cost.max().max() + 1e-12
+        path = plots.profiles(performance_profile(cost), f"performance profile of {axis} on {metric} "
+                              f"({'cost' if lower_is_better(metric) else 'error = 1 - ' + metric})",
+                              out / f"profile_{slug}.png")
+        if path is not None:
+            figures.append((path, f"Performance profiles (Dolan & Moré 2002) of {axis} over the "
+                                  f"{cost.shape[1]} table columns."))
+    return sections
+
+
+def _time_to_target(c: Collected, axis: str, others: list[str], target: float, metric: str, out: Path) -> Section:
+    higher = not lower_is_better(metric)
+    if not c.curves.empty and metric in c.curves:
+        tt = c.runs.merge(time_to_target(c.curves, metric, target, higher), on="trial_id", how="left")
+    else:
+        tt = c.runs.assign(epoch=float("nan"), seconds=float("nan"))
+    tt = tt.assign(column=_columns(tt, axis, others), _row=tt[axis].astype(str))
+    g = tt.groupby(["_row", "column"], sort=False)
+    cells = g.agg(trials=("trial_id", "size"), reached=("epoch", "count"), epoch=("epoch", "median"),
+                  seconds=("seconds", "median"))
+    columns = list(dict.fromkeys(tt["column"]))
+    table_rows = []
+    for row in dict.fromkeys(tt["_row"]):
+        row_cells = [Cell(row)]
+        for col in columns:
+            if (row, col) not in cells.index:
+                row_cells.append(Cell(""))
+                continue
+            r = cells.loc[(row, col)]
+            row_cells.append(Cell(f"not reached (0/{r['trials']})" if r["reached"] == 0 else
+                                  f"epoch {r['epoch']:g}, {r['seconds']:.1f} s ({r['reached']}/{r['trials']})"))
+        table_rows.append(row_cells)
+    note = (f"median over the seeds that reached it of the first epoch with {metric} "
+            f"{'≥' if higher else '≤'} {target:g}, and of the training seconds until then; (reached/seeds).")
+    return Section(f"Time to {metric} {'≥' if higher else '≤'} {target:g} by {axis}",
+                   tables=[Table(f"time to target by {axis}", [axis, *columns], table_rows, [note])])
+
+
+def _extra_plots(c: Collected, chosen: list[str], metric: str, out: Path) -> list[Section]:
+    done = c.runs[c.runs["status"] == COMPLETED]
+    section = Section("Sensitivity and interactions")
+    count = 0
+    for axis in chosen:
+        for other in [a for a in c.axes if a != axis]:
+            if count >= MAX_HEATMAPS or c.runs[axis].nunique() < 2 or c.runs[other].nunique() < 2:
+                continue
+            summary = summarize(done.assign(**{axis: done[axis].astype(str), other: done[other].astype(str)}),
+                                [axis, other], metric)
+            path = plots.heatmap(summary, axis, other, metric, out / f"heatmap_{_slug(axis)}_{_slug(other)}.png")
+            if path is not None:
+                section.figures.append((path, f"Mean {metric} over {axis} × {other} (averaged over the other axes)."))
+                count += 1
+    for axis in c.axes:
+        if _numeric(c.runs[axis]):
+            hue = next((a for a in c.axes if a != axis and c.runs[a].nunique() <= 8), None)
+            path = plots.sensitivity(done, axis, hue, metric, out / f"sensitivity_{_slug(axis)}.png")
+            if path is not None:
+                section.figures.append((path, f"Sensitivity of {metric} to {axis} (log axis), mean and 95% band."))
+    return [section] if section.figures else []
+
+
+def _all_groups(c: Collected) -> Table:
     metrics = ["test_acc", "best_val_acc", "train_loss", "train_s"]
     names = ["test_acc (final)", "val_acc (best epoch)", "train_loss (final)", "train time (s)"]
     if "member_test_acc" in c.runs and c.runs["member_test_acc"].notna().any():
         metrics.insert(1, "member_test_acc")
         names.insert(1, "members' mean test_acc")
-    summaries = {m: summarize(c.runs.assign(**{m: pd.to_numeric(c.runs[m], errors="coerce")}), c.axes, m)
+    keys = list(dict.fromkeys(["workload", *c.axes] if c.runs["workload"].nunique() > 1 else c.axes))
+    summaries = {m: summarize(c.runs.assign(**{m: pd.to_numeric(c.runs[m], errors="coerce")}), keys, m)
                  for m in metrics}
-    base = summaries[metrics[0]]
-    rows = []
-    for i in range(len(base)):
-        rows.append([str(base[a].iloc[i]) for a in c.axes] + [cell(summaries[m].iloc[i]) for m in metrics])
-    return markdown([*c.axes, *names], rows)
+    columns = {m: summaries[m].to_dict("records") for m in metrics}
+    base = columns[metrics[0]]
+    rows = [[Cell(str(base[i][a])) for a in keys] + [Cell(cell(columns[m][i])) for m in metrics]
+            for i in range(len(base))]
+    return Table("all groups", [*keys, *names], rows)
+
+
+def _problems(c: Collected) -> Section:
+    section = Section("Trials that did not complete")
+    bad = c.runs[c.runs["status"] != COMPLETED] if not c.runs.empty else c.runs
+    if len(bad):
+        rows = [[Cell(r["trial_id"]), Cell(r["status"]), Cell(", ".join(f"{a}={r[a]}" for a in c.axes)),
+                 Cell(str(r["seed"])), Cell(str(r["reason"] or "")[:200])] for _, r in bad.iterrows()]
+        section.tables.append(Table("trials that did not complete", ["trial", "status", "axes", "seed", "reason"], rows))
+    else:
+        section.text.append("Every trial with a record completed.")
+    if c.missing:
+        section.text.append(f"{len(c.missing)} planned trials have no record yet (run the suite again to finish them).")
+    for path, why in c.corrupt.items():
+        section.text.append(f"Unreadable record left out: {path} ({why}); running the suite again replaces it.")
+    if c.outside_plan:
+        section.text.append(f"{c.outside_plan} records of trials no longer in the suite's plan are left out.")
+    return section
+
+
+def _environment(c: Collected) -> Section:
+    if not c.environments:
+        return Section("Environment", ["No environment recorded."])
+    keys = list(dict.fromkeys(k for e in c.environments for k in e))
+    rows = [[Cell(str(e.get(k, ""))) for k in keys] for e in c.environments]
+    return Section("Environment", tables=[Table("environments of the runs", keys, rows)])
+
+
+def _markdown(name: str, intro: list[str], sections: list[Section], stamp: str) -> str:
+    lines = [f"# {name}", ""] + [p + "\n" for p in intro]
+    for s in sections:
+        lines += [f"## {s.title}", ""]
+        lines += [p + "\n" for p in s.text]
+        for t in s.tables:
+            lines += [to_markdown(t), ""]
+        lines += [f"![{caption}]({path.name})\n" for path, caption in s.figures]
+    return "\n".join(lines + [f"_{stamp}_", ""])
+
+
+def _latex(sections: list[Section]) -> str:
+    """Tables (booktabs) and figures to \\input into a paper; images next to this file."""
+    parts = [r"% \usepackage{booktabs,graphicx} in the preamble"]
+    for s in sections:
+        parts += [to_latex(t) for t in s.tables if t.title not in ("environments of the runs",)]
+        for path, caption in s.figures:
+            parts.append("\n".join([r"\begin{figure}[t]", r"\centering",
+                                    rf"\includegraphics[width=\linewidth]{{{path.name}}}",
+                                    rf"\caption{{{latex_escape(caption)}}}",
+                                    r"\end{figure}"]))
+    return "\n\n".join(parts) + "\n"
+
