@@ -21,9 +21,10 @@ STATUSES = (COMPLETED, DIVERGED, FAILED, INTERRUPTED)
 # A rerun would give the same outcome for these; failed and interrupted trials run again.
 FINAL_STATUSES = (COMPLETED, DIVERGED)
 
-# Where the data lives and how batches reach the device differ between machines and do not change
-# the trial (both loader paths give identical batches: tests/test_pipeline.py).
-_NOT_IDENTITY = (("dataset", "root"), ("dataset", "download"), ("dataset", "checksum"), ("loader", None))
+# Where the data lives, how batches reach the device and where curves are logged differ between
+# machines and do not change the trial (both loader paths give identical batches: tests/test_pipeline.py).
+_NOT_IDENTITY = (("dataset", "root"), ("dataset", "download"), ("dataset", "checksum"), ("loader", None),
+                 ("trackers", None))
 
 
 def canonical_json(obj: Any) -> str:

@@ -22,6 +22,7 @@ from harness.errors import ConfigError
 from harness.models import MODELS
 from harness.registry import Range, Registry, check_keys, check_value, near_miss, params_of, resolve_params
 from harness.spec import TrialSpec
+from harness.tracking import tracker_missing
 
 # Trial keys that name a component, with the default used when the suite leaves them out.
 COMPONENTS: dict[str, tuple[Registry, str]] = {
@@ -46,8 +47,9 @@ def _divergence(*, loss_ratio: Annotated[float, Range(gt=1)] = 100.0):
 
 def _scalars(
     *, batch_size: Annotated[int, Range(gt=0)] = 128, eval_batch_size: Annotated[int, Range(gt=0)] = 1000,
+    trackers: list[Literal["tensorboard", "wandb", "mlflow"]] = (),
 ):
-    """Plain values of a trial."""
+    """Plain values of a trial; trackers log each trial's config and curves live (Accelerate's tracker API)."""
 
 
 def _warmup(*, epochs: Annotated[float, Range(ge=0)] = 0.0):
@@ -86,11 +88,12 @@ SCALARS = params_of(_scalars)
 TRIAL_KEYS = [*COMPONENTS, *LISTS, *SECTIONS, *SCALARS]
 
 
-def _report(*, compare: str | list[str] | None = None, metric: str = "test_acc"):
-    """What the report compares: axes (default: every axis that varies) and the headline metric."""
+def _report(*, compare: str | list[str] | None = None, metric: str = "test_acc", baseline: str | None = None):
+    """What the report compares: axes (default: every axis that varies), the headline metric, and
+    a baseline AXIS=VALUE that every other row is tested against."""
 
 
-SUITE_KEYS = ["name", "description", "seeds", "budget", "base", "grid", "zip", "exclude", "report"]
+SUITE_KEYS = ["name", "description", "seeds", "budget", "trackers", "base", "grid", "zip", "exclude", "report"]
 METRICS = ["test_acc", "test_loss", "val_acc", "val_loss", "train_acc", "train_loss"]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -118,6 +121,11 @@ def resolve_trial(raw: dict[str, Any], path: str) -> dict[str, Any]:
     for key, params in SECTIONS.items():
         config[key] = resolve_params(params, raw.get(key) or {}, f"{path}.{key}", key)
     config.update(resolve_params(SCALARS, {k: raw[k] for k in SCALARS if k in raw}, path, "trial"))
+    config["trackers"] = list(config["trackers"])
+    for i, name in enumerate(config["trackers"]):
+        problem = tracker_missing(name)
+        if problem:
+            raise ConfigError(f"{path}.trackers[{i}]", problem)
     if config["ensemble"]["members"] > 1 and any(r["name"] == "early_stopping" for r in config["regularizers"]):
         raise ConfigError(f"{path}.ensemble", "early_stopping would stop members at different epochs; "
                                               "an ensemble's members train for the same budget")
@@ -235,6 +243,8 @@ def _build(raw: dict[str, Any], file: str, sha: str, overrides: tuple[str, ...])
         if not isinstance(budget, dict):
             raise ConfigError("budget", f"expected a mapping like {{epochs: 5}}, got {budget!r}")
         base["budget"] = {**(base.get("budget") or {}), **budget}
+    if "trackers" in raw:
+        base["trackers"] = raw["trackers"]
     resolve_trial(base, "base")  # report problems in base at their own path
 
     grid = _axes(raw, "grid")

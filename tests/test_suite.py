@@ -84,10 +84,10 @@ def test_seed_list_and_report_settings(tmp_path):
         name: s
         seeds: [3, 7]
         grid: {optimizer: [sgd, adam]}
-        report: {compare: optimizer, metric: val_acc}
+        report: {compare: optimizer, metric: val_acc, baseline: optimizer=sgd}
     """))
     assert sorted({t.seed for t in suite.trials}) == [3, 7]
-    assert suite.report == {"compare": ["optimizer"], "metric": "val_acc"}
+    assert suite.report == {"compare": ["optimizer"], "metric": "val_acc", "baseline": "optimizer=sgd"}
 
 
 MALFORMED = [

@@ -13,6 +13,7 @@ import random
 import time
 import traceback
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -31,6 +32,7 @@ from harness.data.loader import Loader, count_batches
 from harness.engine.environment import environment
 from harness.models import MODELS, ModelContext
 from harness.spec import COMPLETED, DIVERGED, FAILED, Record, TrialSpec
+from harness.tracking import Trackers
 
 CHECK_EVERY = 16  # steps between divergence checks: one host sync per window, not per step
 GRAD_NORM_EVERY = 16  # steps between gradient-norm samples (a norm over all parameters)
@@ -52,17 +54,27 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def run_trial(spec: TrialSpec, accelerator: Accelerator | None = None) -> Record:
-    """Train and evaluate one trial; the returned record says how it ended."""
+def run_trial(spec: TrialSpec, accelerator: Accelerator | None = None, tracking_dir: Path | None = None) -> Record:
+    """Train and evaluate one trial; the returned record says how it ended. With trackers in the
+    config and a ``tracking_dir``, each epoch's metrics are logged there as they come."""
     record = Record(spec.trial_id, spec.suite, spec.seed, COMPLETED, spec.config, dict(spec.axes),
                     started_at=_now())
+    trackers = None
     try:
-        _train(spec, record, accelerator or Accelerator(step_scheduler_with_optimizer=False))
+        accelerator = accelerator or Accelerator(step_scheduler_with_optimizer=False)
+        if spec.config.get("trackers") and tracking_dir is not None:
+            trackers = Trackers(spec.config["trackers"], Path(tracking_dir), spec.suite,
+                                f"{spec.label()} [{spec.trial_id}]")
+            trackers.start(spec.config)
+        _train(spec, record, accelerator, trackers.log if trackers else None)
     except Diverged as e:
         record.status, record.reason, record.diverged_step = DIVERGED, e.reason, e.step
     except Exception as e:  # noqa: BLE001 - any failure of a trial is recorded, and the sweep goes on
         record.status, record.reason = FAILED, f"{type(e).__name__}: {e}"
         record.diagnostics["traceback"] = traceback.format_exc(limit=20)
+    finally:
+        if trackers is not None:
+            trackers.finish()
     record.finished_at = _now()
     return record
 
@@ -254,18 +266,23 @@ def _set_lr(optimizer: torch.optim.Optimizer, base_lrs: list[float], factor: flo
         group["lr"] = base * factor
 
 
-def _train(spec: TrialSpec, record: Record, accelerator: Accelerator) -> None:
+def _train(spec: TrialSpec, record: Record, accelerator: Accelerator, on_epoch: OnEpoch | None) -> None:
     members = spec.config["ensemble"]["members"]
     if members == 1:
-        _fit(spec.config, spec.seed, record, accelerator)
+        _fit(spec.config, spec.seed, record, accelerator, on_epoch=on_epoch)
         return
     from harness.engine.ensemble import train_ensemble
 
     train_ensemble(spec, record, members, lambda seed, member, probs: _fit(spec.config, seed, member, accelerator, probs))
+    for row in record.history if on_epoch else []:  # an ensemble's metrics exist once every member has trained
+        on_epoch(row, row["epoch"])
+
+
+OnEpoch = Callable[[dict[str, Any], int], None]
 
 
 def _fit(config: dict[str, Any], seed: int, record: Record, accelerator: Accelerator,
-         probs: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> None:
+         probs: list[tuple[torch.Tensor, torch.Tensor]] | None = None, on_epoch: OnEpoch | None = None) -> None:
     """Train one model into ``record``; with ``probs``, collect (val, test) probabilities per epoch."""
     device = accelerator.device
     if device.type == "cpu":
@@ -371,6 +388,8 @@ def _fit(config: dict[str, Any], seed: int, record: Record, accelerator: Acceler
             "grad_norm": torch.stack(norms).mean().item() if norms else None,
             "train_time": epoch_train, "eval_time": epoch_eval,
         })
+        if on_epoch is not None:
+            on_epoch(record.history[-1], epoch)
         stops = [s for s in (hook(model, metrics) for hook in t.epoch_end) if s is not None]
         if stops:
             record.diagnostics["early_stopping"] = {"stopped_after_epoch": epoch, **stops[0]}

@@ -18,6 +18,7 @@ from typing import Any, TextIO
 
 from harness.spec import FAILED, INTERRUPTED, Record, TrialSpec
 from harness.store import write_record
+from harness.tracking import TRACKING_DIR
 
 
 def cpu_count() -> int:
@@ -85,7 +86,7 @@ def _run_inline(specs: list[TrialSpec], results: Path, progress: Progress) -> di
     for spec in specs:
         progress.start(spec)
         try:
-            record = run_trial(spec)
+            record = run_trial(spec, tracking_dir=results / TRACKING_DIR)
         except KeyboardInterrupt:
             write_record(results, _failed(spec, "interrupted before the trial finished", INTERRUPTED))
             raise
@@ -121,7 +122,7 @@ def _worker(tasks: Any, events: Any, results: str, threads: int, plugins: list[s
             return
         index, spec_dict = item
         events.put(("start", os.getpid(), index))
-        record = run_trial(TrialSpec.from_dict(spec_dict))
+        record = run_trial(TrialSpec.from_dict(spec_dict), tracking_dir=Path(results) / TRACKING_DIR)
         write_record(Path(results), record)
         events.put(("done", os.getpid(), index, record.to_json()))
 

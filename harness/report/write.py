@@ -17,6 +17,7 @@ from harness.report.tables import (
     Cell, Table, cell, compare, differences_table, latex_escape, lower_is_better, to_latex, to_markdown,
 )
 from harness.spec import COMPLETED
+from harness.store.records import atomic_write
 
 REPORT_DIR = "report"
 FORMATS = ("md", "html", "latex", "csv")
@@ -98,13 +99,13 @@ def write_report(results: Path, compare_axes: list[str] | None = None, metric: s
         sections += _axis_sections(c, axis, [a for a in axes if a != axis and a not in by], by, metric,
                                    base[1] if base and base[0] == axis else None, bootstrap, confidence, out, csv)
         if target is not None:
-            sections.append(_time_to_target(c, axis, [a for a in axes if a != axis], target, target_metric, out))
+            sections.append(_time_to_target(c, axis, [a for a in axes if a != axis], target, target_metric))
     if not c.runs.empty:
         sections += _extra_plots(c, chosen, metric, out)
         sections.append(Section("All groups", tables=[_all_groups(c)]))
     sections.append(_problems(c))
     sections.append(_environment(c))
-    intro = _intro(c, metric, name)
+    intro = _intro(c, metric)
     stamp = f"Written {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC from {results}."
     files: list[Path] = []
     if "md" in formats:
@@ -123,11 +124,11 @@ def write_report(results: Path, compare_axes: list[str] | None = None, metric: s
 
 
 def _write(path: Path, text: str) -> Path:
-    path.write_text(text)
+    atomic_write(path, text)  # a reader (or a browser refreshing the page) never sees half a report
     return path
 
 
-def _intro(c: Collected, metric: str, name: str) -> list[str]:
+def _intro(c: Collected, metric: str) -> list[str]:
     lines = []
     if c.suite.get("description"):
         lines.append(c.suite["description"].strip())
@@ -190,7 +191,7 @@ def _axis_sections(c: Collected, axis: str, others: list[str], by: list[str], me
     return sections
 
 
-def _time_to_target(c: Collected, axis: str, others: list[str], target: float, metric: str, out: Path) -> Section:
+def _time_to_target(c: Collected, axis: str, others: list[str], target: float, metric: str) -> Section:
     higher = not lower_is_better(metric)
     if not c.curves.empty and metric in c.curves:
         tt = c.runs.merge(time_to_target(c.curves, metric, target, higher), on="trial_id", how="left")
