@@ -55,8 +55,10 @@ def _save(fig: plt.Figure, path: Path) -> Path:
     return path
 
 
-def _panels(frame: pd.DataFrame) -> list[str]:
-    return list(dict.fromkeys(frame["column"]))[:MAX_PANELS]
+def _panels(frame: pd.DataFrame) -> tuple[list[str], pd.DataFrame]:
+    """The first MAX_PANELS table columns, and only their rows (filtered before any work on them)."""
+    panels = list(dict.fromkeys(frame["column"].tolist()))[:MAX_PANELS]
+    return panels, frame[frame["column"].isin(panels)]
 
 
 def learning_curves(curves: pd.DataFrame, compare: str, path: Path,
@@ -65,8 +67,8 @@ def learning_curves(curves: pd.DataFrame, compare: str, path: Path,
     metrics = tuple(m for m in metrics if m in curves and curves[m].notna().any())
     if curves.empty or not metrics:
         return None
-    data = curves.assign(**{compare: curves[compare].astype(str)})
-    panels = _panels(data)
+    panels, data = _panels(curves)
+    data = data.assign(**{compare: data[compare].astype(str)})
     colours = _palette(list(dict.fromkeys(data[compare])))
     fig, axes = plt.subplots(len(metrics), len(panels), figsize=(3.6 * len(panels), 2.7 * len(metrics)),
                              squeeze=False, sharex=True)
@@ -95,13 +97,13 @@ def step_losses(steps: pd.DataFrame, compare: str, path: Path, window: int = 10)
     """``steps``: rows of (trial_id, column, compare, step, loss); a moving average over ``window`` points."""
     if steps.empty:
         return None
-    data = steps.assign(**{compare: steps[compare].astype(str)}).sort_values(["trial_id", "step"], kind="stable")
+    panels, data = _panels(steps)
+    data = data.assign(**{compare: data[compare].astype(str)}).sort_values(["trial_id", "step"], kind="stable")
     # moving average within each trial from cumulative sums: vectorized over all trials at once
     by_trial = data.groupby("trial_id", sort=False)
     total = by_trial["loss"].cumsum()
     lagged = total.groupby(data["trial_id"], sort=False).shift(window).fillna(0.0)
     data["smooth"] = (total - lagged) / np.minimum(by_trial.cumcount() + 1, window)
-    panels = _panels(data)
     colours = _palette(list(dict.fromkeys(data[compare])))
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 2.7), squeeze=False)
     for j, panel in enumerate(panels):
@@ -121,10 +123,10 @@ def step_losses(steps: pd.DataFrame, compare: str, path: Path, window: int = 10)
 
 def final_metric(runs: pd.DataFrame, compare: str, metric: str, path: Path) -> Path | None:
     """Box plot per group with every completed seed as a dot."""
-    data = runs.dropna(subset=[metric]).assign(**{compare: lambda d: d[compare].astype(str)})
+    panels, data = _panels(runs.dropna(subset=[metric]))
+    data = data.assign(**{compare: data[compare].astype(str)})
     if data.empty:
         return None
-    panels = _panels(data)
     fig, axes = plt.subplots(1, len(panels), figsize=(max(3.5, 0.6 * data[compare].nunique() + 2) * len(panels), 3.2),
                              squeeze=False, sharey=True)
     order = list(dict.fromkeys(data[compare]))

@@ -165,15 +165,17 @@ def _axis_sections(c: Collected, axis: str, others: list[str], by: list[str], me
         csv[f"differences_{axis}"] = pd.concat(differences, ignore_index=True)
     figures = sections[0].figures
     slug = _slug(axis)
+    n_columns = runs["column"].nunique()
+    shown = f" Panels: the first {plots.MAX_PANELS} of {n_columns} table columns." if n_columns > plots.MAX_PANELS else ""
     curves = c.curves.assign(column=_columns(c.curves, axis, others)) if not c.curves.empty else c.curves
     for path, caption in (
         (plots.learning_curves(curves, axis, out / f"curves_{slug}.png"),
-         f"Learning curves by {axis}: mean over seeds with a 95% band, each seed faint."),
+         f"Learning curves by {axis}: mean over seeds with a 95% band, each seed faint.{shown}"),
         (plots.step_losses(c.steps.assign(column=_columns(c.steps, axis, others)) if not c.steps.empty else c.steps,
                            axis, out / f"steps_{slug}.png"),
-         f"Training loss every 16 steps by {axis}, moving average of 10 points, 95% band over seeds."),
+         f"Training loss every 16 steps by {axis}, moving average of 10 points, 95% band over seeds.{shown}"),
         (plots.final_metric(runs[runs["status"] == COMPLETED], axis, metric, out / f"final_{slug}.png"),
-         f"Final {metric} per group: every completed seed is a dot."),
+         f"Final {metric} per group: every completed seed is a dot.{shown}"),
     ):
         if path is not None:
             figures.append((path, caption))
