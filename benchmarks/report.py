@@ -6,7 +6,7 @@ and step-loss windows. Timed: ``harness collect`` (parquet) and ``harness report
 time-to-target and every format (Markdown, HTML with embedded plots, LaTeX, CSV), each in this
 process. Target: under 15 s on the 2-core development machine.
 
-    python benchmarks/report.py [--records 10000]
+    python benchmarks/report.py [--records 10000] [--jobs N]
 """
 from __future__ import annotations
 
@@ -77,6 +77,7 @@ def synthetic(folder: Path, n_records: int, seed: int = 0) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--records", type=int, default=10_000)
+    p.add_argument("--jobs", type=int, default=None, help="processes drawing figures (default: the cores, at most 8)")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "bench"
@@ -88,7 +89,7 @@ def main() -> None:
         c.runs.to_parquet(folder / "collected.parquet", index=False)
         t_collect = time.perf_counter() - start
         files = write_report(folder, baseline="optimizer=sgd", target=0.5, formats=("md", "html", "latex", "csv"),
-                             collected=c)
+                             collected=c, jobs=args.jobs)
         total = time.perf_counter() - start
         html = folder / "report" / "report.html"
         print(f"collect: {t_collect:.1f} s ({len(c.runs)} trials, {len(c.curves)} curve rows, {len(c.steps)} step rows)")

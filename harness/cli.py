@@ -146,7 +146,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     results = _results_dir(args.dir)
     files = write_report(results, _split(args.compare) or None, args.metric, by=_split(args.by),
                          baseline=args.baseline, formats=tuple(_split([args.format])), bootstrap=args.bootstrap,
-                         target=args.target, target_metric=args.target_metric)
+                         target=args.target, target_metric=args.target_metric, jobs=args.jobs)
     for f in files:
         _say(str(f))
     return EXIT_OK
@@ -198,6 +198,16 @@ def cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="harness", description="Benchmark optimizers and regularizers.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -232,6 +242,7 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("--bootstrap", action="store_true", help="percentile bootstrap intervals instead of t")
     report.add_argument("--target", type=float, help="time-to-target: first epoch reaching this value")
     report.add_argument("--target-metric", default="val_acc", help="metric for --target (default val_acc)")
+    report.add_argument("--jobs", type=_positive, help="processes drawing figures (default: the cores, at most 8)")
     report.set_defaults(func=cmd_report)
 
     coll = sub.add_parser("collect", help="one tidy table of all records (parquet; --csv for CSV)")

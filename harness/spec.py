@@ -14,6 +14,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import orjson
+
 SCHEMA_VERSION = 1
 
 COMPLETED, DIVERGED, FAILED, INTERRUPTED = "completed", "diverged", "failed", "interrupted"
@@ -122,8 +124,8 @@ class Record:
         return json.dumps(_finite(asdict(self)), indent=1, sort_keys=True, allow_nan=False)
 
     @classmethod
-    def from_json(cls, text: str) -> "Record":
-        data = json.loads(text)
+    def from_json(cls, text: str | bytes) -> "Record":
+        data = orjson.loads(text)  # 3x the json module's speed; a report reads every record
         if data.get("schema_version") != SCHEMA_VERSION:
             raise ValueError(f"schema_version {data.get('schema_version')!r}, expected {SCHEMA_VERSION}")
         return cls(**data)

@@ -64,12 +64,27 @@ def test_collect_writes_one_tidy_row_per_trial(sweep):
     assert r.returncode == 0 and len(pd.read_csv(sweep / "all.csv")) == 18
 
 
+def test_figures_drawn_in_worker_processes_match_those_drawn_in_place(sweep, tmp_path):
+    import shutil
+
+    from harness.report import write_report
+
+    pages = {}
+    for jobs in (1, 2):
+        folder = shutil.copytree(sweep, tmp_path / f"jobs{jobs}", ignore=shutil.ignore_patterns("report"))
+        files = write_report(folder, formats=("md",), jobs=jobs)
+        pages[jobs] = ([f.name for f in files], (folder / "report" / "report.md").read_text().split("_Written")[0])
+        assert len(files) >= 7 and all(f.stat().st_size > 5000 for f in files if f.suffix == ".png")
+    assert pages[1] == pages[2]
+
+
 @pytest.mark.parametrize("args, message", [
     (["--baseline", "optimizer=nadam"], "optimizer has no value 'nadam'; it has sgd, adam"),
     (["--baseline", "optimizer"], "--baseline takes AXIS=VALUE"),
     (["--compare", "norm"], "no axis 'norm'"),
     (["--format", "pdf"], "unknown report format 'pdf'"),
     (["--metric", "f1"], "no metric 'f1'"),
+    (["--jobs", "0"], "--jobs: expected a whole number >= 1, got '0'"),
 ])
 def test_bad_report_input_exits_2_with_one_line(sweep, args, message):
     r = harness_cli("report", sweep, *args)

@@ -64,15 +64,10 @@ def _row(record: Record, axes: list[str]) -> dict[str, Any]:
     return row
 
 
-def _per_trial(records: list[Record], axes: list[str], rows_of) -> pd.DataFrame:
-    """Rows of every record (its history, its step windows) with the trial's identity columns,
-    built column-wise: a dict per row would cost seconds for 10,000 trials."""
-    rows, counts = [], []
-    for r in records:
-        own = rows_of(r)
-        rows.extend(own)
-        counts.append(len(own))
-    frame = pd.DataFrame.from_records(rows) if rows else pd.DataFrame()
+def _per_trial(records: list[Record], axes: list[str], counts: list[int], frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` (rows of every record in turn: its history, its step windows, ``counts`` per record)
+    with the trial's identity columns, built column-wise: a dict per row would cost seconds for
+    10,000 trials."""
     if frame.empty:
         return frame
     repeat = lambda values: np.repeat(np.asarray(values, dtype=object), counts)  # noqa: E731
@@ -102,9 +97,12 @@ def collect(results: Path) -> Collected:
     else:
         axes = sorted({a for r in records.values() for a in r.axes})
     rows = [_row(r, axes) for r in records.values()]
-    curves = _per_trial(list(records.values()), axes, lambda r: r.history)
-    steps = _per_trial(list(records.values()), axes,
-                       lambda r: [{"step": s, "loss": loss} for s, loss in r.steps])
+    chosen = list(records.values())
+    history = [h for r in chosen for h in r.history]
+    curves = _per_trial(chosen, axes, [len(r.history) for r in chosen], pd.DataFrame(history))
+    windows = np.asarray([w for r in chosen for w in r.steps], dtype=float).reshape(-1, 2)  # [step, mean loss]
+    steps = _per_trial(chosen, axes, [len(r.steps) for r in chosen],
+                       pd.DataFrame({"step": windows[:, 0].astype(np.int64), "loss": windows[:, 1]}))
     runs = pd.DataFrame(rows) if rows else pd.DataFrame(
         columns=["trial_id", "seed", "status", "reason", "workload", *axes, *METRICS])
     environments: dict[tuple, int] = {}

@@ -3,8 +3,12 @@ self-contained HTML, LaTeX and CSV, under ``<results>/report/``."""
 from __future__ import annotations
 
 import datetime as dt
+import multiprocessing
+import os
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 import pandas as pd
 
@@ -32,6 +36,43 @@ class Section:
     text: list[str] = field(default_factory=list)
     tables: list[Table] = field(default_factory=list)
     figures: list[tuple[Path, str]] = field(default_factory=list)  # (png, caption)
+    pending: list[tuple[Future, str]] = field(default_factory=list)  # figures being drawn: (Path | None, caption)
+
+    def resolve(self) -> None:
+        """Wait for the figures being drawn; one with nothing to show (None) is left out."""
+        drawn = [(f.result(), caption) for f, caption in self.pending]
+        self.figures += [(path, caption) for path, caption in drawn if path is not None]
+        self.pending = []
+
+
+class Drawing:
+    """Draws figures in forked worker processes while this one builds the tables: drawing and PNG
+    encoding are most of a large report's time, and the figures are independent of each other.
+    With ``jobs=1`` (or no fork on this platform) each figure is drawn on the spot."""
+
+    def __init__(self, jobs: int) -> None:
+        fork = "fork" in multiprocessing.get_all_start_methods()
+        self.pool = (ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"))
+                     if jobs > 1 and fork else None)
+
+    def __call__(self, plot: Callable[..., Path | None], *args: Any) -> Future:
+        if self.pool is not None:
+            return self.pool.submit(plot, *args)
+        done: Future = Future()
+        done.set_result(plot(*args))
+        return done
+
+    def __enter__(self) -> "Drawing":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+
+
+def default_jobs() -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, 8))
 
 
 def _parse_baseline(baseline: str | None) -> tuple[str, str] | None:
@@ -67,9 +108,9 @@ def _numeric(values: pd.Series) -> bool:
 def write_report(results: Path, compare_axes: list[str] | None = None, metric: str | None = None, *,
                  by: list[str] | None = None, baseline: str | None = None, formats: tuple[str, ...] = ("md", "html"),
                  bootstrap: bool = False, target: float | None = None, target_metric: str = "val_acc",
-                 confidence: float = 0.95, collected: Collected | None = None) -> list[Path]:
-    """Write the report of the records under ``results`` (already ``collected`` if given);
-    returns the files written."""
+                 confidence: float = 0.95, collected: Collected | None = None, jobs: int | None = None) -> list[Path]:
+    """Write the report of the records under ``results`` (already ``collected`` if given), drawing
+    figures in ``jobs`` processes (default: the cores, at most 8); returns the files written."""
     results = Path(results)
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
@@ -95,16 +136,20 @@ def write_report(results: Path, compare_axes: list[str] | None = None, metric: s
     csv: dict[str, pd.DataFrame] = {}
     if c.runs.empty:
         sections.append(Section("No records yet", ["Run the suite to produce records."]))
-    for axis in ([] if c.runs.empty else chosen):
-        sections += _axis_sections(c, axis, [a for a in axes if a != axis and a not in by], by, metric,
-                                   base[1] if base and base[0] == axis else None, bootstrap, confidence, out, csv)
-        if target is not None:
-            sections.append(_time_to_target(c, axis, [a for a in axes if a != axis], target, target_metric))
-    if not c.runs.empty:
-        sections += _extra_plots(c, chosen, metric, out)
-        sections.append(Section("All groups", tables=[_all_groups(c)]))
-    sections.append(_problems(c))
-    sections.append(_environment(c))
+    with Drawing(default_jobs() if jobs is None else jobs) as draw:
+        for axis in ([] if c.runs.empty else chosen):
+            sections += _axis_sections(c, axis, [a for a in axes if a != axis and a not in by], by, metric,
+                                       base[1] if base and base[0] == axis else None, bootstrap, confidence, out,
+                                       csv, draw)
+            if target is not None:
+                sections.append(_time_to_target(c, axis, [a for a in axes if a != axis], target, target_metric))
+        if not c.runs.empty:
+            sections += _extra_plots(c, chosen, metric, out, draw)
+            sections.append(Section("All groups", tables=[_all_groups(c)]))
+        sections.append(_problems(c))
+        sections.append(_environment(c))
+        for s in sections:
+            s.resolve()
     intro = _intro(c, metric)
     stamp = f"Written {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC from {results}."
     files: list[Path] = []
@@ -141,7 +186,8 @@ def _intro(c: Collected, metric: str) -> list[str]:
 
 
 def _axis_sections(c: Collected, axis: str, others: list[str], by: list[str], metric: str, baseline: str | None,
-                   bootstrap: bool, confidence: float, out: Path, csv: dict[str, pd.DataFrame]) -> list[Section]:
+                   bootstrap: bool, confidence: float, out: Path, csv: dict[str, pd.DataFrame],
+                   draw: Drawing) -> list[Section]:
     runs = c.runs.assign(column=_columns(c.runs, axis, others))
     if baseline is not None and baseline not in set(runs[axis].astype(str)):
         raise UsageError(f"--baseline: {axis} has no value {baseline!r}; it has "
@@ -163,33 +209,29 @@ def _axis_sections(c: Collected, axis: str, others: list[str], by: list[str], me
     csv[f"summary_{axis}"] = pd.concat(summaries, ignore_index=True)
     if any(not d.empty for d in differences):
         csv[f"differences_{axis}"] = pd.concat(differences, ignore_index=True)
-    figures = sections[0].figures
+    figures = sections[0].pending
     slug = _slug(axis)
     n_columns = runs["column"].nunique()
     shown = f" Panels: the first {plots.MAX_PANELS} of {n_columns} table columns." if n_columns > plots.MAX_PANELS else ""
     curves = c.curves.assign(column=_columns(c.curves, axis, others)) if not c.curves.empty else c.curves
-    for path, caption in (
-        (plots.learning_curves(curves, axis, out / f"curves_{slug}.png"),
+    steps = c.steps.assign(column=_columns(c.steps, axis, others)) if not c.steps.empty else c.steps
+    figures += [
+        (draw(plots.learning_curves, curves, axis, out / f"curves_{slug}.png"),
          f"Learning curves by {axis}: mean over seeds with a 95% band, each seed faint.{shown}"),
-        (plots.step_losses(c.steps.assign(column=_columns(c.steps, axis, others)) if not c.steps.empty else c.steps,
-                           axis, out / f"steps_{slug}.png"),
+        (draw(plots.step_losses, steps, axis, out / f"steps_{slug}.png"),
          f"Training loss every 16 steps by {axis}, moving average of 10 points, 95% band over seeds.{shown}"),
-        (plots.final_metric(runs[runs["status"] == COMPLETED], axis, metric, out / f"final_{slug}.png"),
+        (draw(plots.final_metric, runs[runs["status"] == COMPLETED], axis, metric, out / f"final_{slug}.png"),
          f"Final {metric} per group: every completed seed is a dot.{shown}"),
-    ):
-        if path is not None:
-            figures.append((path, caption))
+    ]
     summary = csv[f"summary_{axis}"]
     if summary["column"].nunique() >= 2 and summary[axis].nunique() >= 2:
         cost = summary.pivot_table(index=axis, columns="column", values="mean", sort=False)
         if not lower_is_better(metric):
             cost = 1 - cost if ((cost >= 0) & (cost <= 1)).all().all() else -cost + cost.max().max() + 1e-12
-        path = plots.profiles(performance_profile(cost), f"performance profile of {axis} on {metric} "
-                              f"({'cost' if lower_is_better(metric) else 'error = 1 - ' + metric})",
-                              out / f"profile_{slug}.png")
-        if path is not None:
-            figures.append((path, f"Performance profiles (Dolan & Moré 2002) of {axis} over the "
-                                  f"{cost.shape[1]} table columns."))
+        figure = draw(plots.profiles, performance_profile(cost), f"performance profile of {axis} on {metric} "
+                      f"({'cost' if lower_is_better(metric) else 'error = 1 - ' + metric})", out / f"profile_{slug}.png")
+        figures.append((figure, f"Performance profiles (Dolan & Moré 2002) of {axis} over the "
+                                f"{cost.shape[1]} table columns."))
     return sections
 
 
@@ -221,7 +263,7 @@ def _time_to_target(c: Collected, axis: str, others: list[str], target: float, m
                    tables=[Table(f"time to target by {axis}", [axis, *columns], table_rows, [note])])
 
 
-def _extra_plots(c: Collected, chosen: list[str], metric: str, out: Path) -> list[Section]:
+def _extra_plots(c: Collected, chosen: list[str], metric: str, out: Path, draw: Drawing) -> list[Section]:
     done = c.runs[c.runs["status"] == COMPLETED]
     section = Section("Sensitivity and interactions")
     count = 0
@@ -230,18 +272,20 @@ def _extra_plots(c: Collected, chosen: list[str], metric: str, out: Path) -> lis
             if count >= MAX_HEATMAPS or c.runs[axis].nunique() < 2 or c.runs[other].nunique() < 2:
                 continue
             summary = summarize(done.assign(**{axis: done[axis].astype(str), other: done[other].astype(str)}),
-                                [axis, other], metric)
-            path = plots.heatmap(summary, axis, other, metric, out / f"heatmap_{_slug(axis)}_{_slug(other)}.png")
-            if path is not None:
-                section.figures.append((path, f"Mean {metric} over {axis} × {other} (averaged over the other axes)."))
-                count += 1
+                                [axis, other], metric).dropna(subset=["mean"])
+            if summary[axis].nunique() < 2 or summary[other].nunique() < 2:
+                continue
+            section.pending.append((draw(plots.heatmap, summary, axis, other, metric,
+                                         out / f"heatmap_{_slug(axis)}_{_slug(other)}.png"),
+                                    f"Mean {metric} over {axis} × {other} (averaged over the other axes)."))
+            count += 1
     for axis in c.axes:
         if _numeric(c.runs[axis]):
             hue = next((a for a in c.axes if a != axis and c.runs[a].nunique() <= 8), None)
-            path = plots.sensitivity(done, axis, hue, metric, out / f"sensitivity_{_slug(axis)}.png")
-            if path is not None:
-                section.figures.append((path, f"Sensitivity of {metric} to {axis} (log axis), mean and 95% band."))
-    return [section] if section.figures else []
+            section.pending.append((draw(plots.sensitivity, done, axis, hue, metric,
+                                         out / f"sensitivity_{_slug(axis)}.png"),
+                                    f"Sensitivity of {metric} to {axis} (log axis), mean and 95% band."))
+    return [section] if section.pending else []
 
 
 def _all_groups(c: Collected) -> Table:
