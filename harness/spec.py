@@ -25,8 +25,12 @@ FINAL_STATUSES = (COMPLETED, DIVERGED)
 
 # Where the data lives, how batches reach the device and where curves are logged differ between
 # machines and do not change the trial (both loader paths give identical batches: tests/test_pipeline.py).
+# So do the process count of a data-parallel trial and the compile / memory-format switches (the
+# same numbers up to float rounding). Mixed precision changes the numbers: it is part of the trial,
+# but fp32 (the default, and the only precision before the switch existed) is left out of the hash
+# so that results recorded before it keep their trial ids.
 _NOT_IDENTITY = (("dataset", "root"), ("dataset", "download"), ("dataset", "checksum"), ("loader", None),
-                 ("trackers", None))
+                 ("trackers", None), ("resources", None), ("compile", None), ("channels_last", None))
 
 
 def canonical_json(obj: Any) -> str:
@@ -40,6 +44,8 @@ def _identity(config: dict[str, Any]) -> dict[str, Any]:
             ident.pop(section, None)
         elif isinstance(ident.get(section), dict):
             ident[section].pop(key, None)
+    if ident.get("precision") == "fp32":
+        ident.pop("precision")
     return ident
 
 

@@ -10,7 +10,7 @@ import copy
 import hashlib
 import itertools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -48,8 +48,11 @@ def _divergence(*, loss_ratio: Annotated[float, Range(gt=1)] = 100.0):
 def _scalars(
     *, batch_size: Annotated[int, Range(gt=0)] = 128, eval_batch_size: Annotated[int, Range(gt=0)] = 1000,
     trackers: list[Literal["tensorboard", "wandb", "mlflow"]] = (),
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32", compile: bool = False, channels_last: bool = False,
 ):
-    """Plain values of a trial; trackers log each trial's config and curves live (Accelerate's tracker API)."""
+    """Plain values of a trial; trackers log each trial's config and curves live (Accelerate's tracker API);
+    precision (mixed precision through Accelerate: bf16 autocast, or fp16 with a loss scaler), compile
+    (torch.compile) and channels_last (the memory format of conv models and image batches) are speed switches."""
 
 
 def _warmup(*, epochs: Annotated[float, Range(ge=0)] = 0.0):
@@ -79,10 +82,15 @@ def _loader(
     device unless the data takes more than device_fraction of its free memory). Same batches either way."""
 
 
+def _resources(*, processes: Annotated[int, Range(ge=1)] = 1, nodes: Annotated[int, Range(ge=1)] = 1):
+    """Processes (per node) that train one trial data-parallel through accelerate launch, the batch size
+    being the global batch; nodes > 1 spans SLURM nodes (harness submit, slurm/multinode.sbatch)."""
+
+
 SECTIONS = {
     "budget": params_of(_budget), "divergence": params_of(_divergence), "warmup": params_of(_warmup),
     "decay": params_of(_decay), "clip": params_of(_clip), "ensemble": params_of(_ensemble),
-    "loader": params_of(_loader),
+    "loader": params_of(_loader), "resources": params_of(_resources),
 }
 SCALARS = params_of(_scalars)
 TRIAL_KEYS = [*COMPONENTS, *LISTS, *SECTIONS, *SCALARS]
@@ -93,7 +101,21 @@ def _report(*, compare: str | list[str] | None = None, metric: str = "test_acc",
     a baseline AXIS=VALUE that every other row is tested against."""
 
 
-SUITE_KEYS = ["name", "description", "seeds", "budget", "trackers", "base", "grid", "zip", "exclude", "report"]
+def _slurm(
+    *, partition: str | None = None, account: str | None = None, time: str | None = None,
+    gpus_per_task: Annotated[int, Range(ge=0)] = 0, cpus_per_task: Annotated[int, Range(ge=1)] = 1,
+    mem: str | None = None, constraint: str | None = None, max_parallel: Annotated[int, Range(ge=1)] | None = None,
+    chunk: Annotated[int, Range(ge=1)] = 1, signal_seconds: Annotated[int, Range(ge=1)] = 120,
+    setup: list[str] = (), extra: list[str] = (), template: str | None = None,
+):
+    """How `harness submit` asks SLURM for each array task: partition, account, time limit, GPUs and CPUs
+    per task, memory, node constraint; at most max_parallel tasks at once; chunk trials per task; the
+    USR1 warning signal_seconds before the limit; setup shell lines (modules, venv); extra #SBATCH
+    options; and an sbatch template of your own (default slurm/array.sbatch)."""
+
+
+SUITE_KEYS = ["name", "description", "seeds", "budget", "trackers", "base", "grid", "zip", "exclude", "report",
+              "slurm"]
 METRICS = ["test_acc", "test_loss", "val_acc", "val_loss", "train_acc", "train_loss"]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -192,12 +214,13 @@ class Suite:
     report: dict[str, Any]
     source_sha256: str
     overrides: tuple[str, ...] = ()
+    slurm: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "description": self.description, "file": self.file,
             "seeds": list(self.seeds), "axes": list(self.axes), "report": self.report,
-            "source_sha256": self.source_sha256, "overrides": list(self.overrides),
+            "source_sha256": self.source_sha256, "overrides": list(self.overrides), "slurm": self.slurm,
         }
 
 
@@ -289,7 +312,9 @@ def _build(raw: dict[str, Any], file: str, sha: str, overrides: tuple[str, ...])
             raise ConfigError(f"report.compare[{i}]", f"{axis!r} is not an axis of this suite; axes: {axes}")
     if report["metric"] not in METRICS:
         raise ConfigError("report.metric", f"unknown metric {report['metric']!r}; {near_miss(report['metric'], METRICS)}")
-    return Suite(name, description, file, seeds, tuple(axes), tuple(trials), report, sha, overrides)
+    slurm = resolve_params(params_of(_slurm), raw.get("slurm") or {}, "slurm", "slurm")
+    slurm["setup"], slurm["extra"] = list(slurm["setup"]), list(slurm["extra"])
+    return Suite(name, description, file, seeds, tuple(axes), tuple(trials), report, sha, overrides, slurm)
 
 
 def _seeds(value: Any) -> tuple[int, ...]:

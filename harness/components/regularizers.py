@@ -71,6 +71,7 @@ class Parts:
     drop_path: float | None = None  # stochastic depth rate of the last residual block
     # sees each epoch's metrics; returns None to go on, or {"restored_epoch": k or None} to stop
     epoch_end: Callable[[nn.Module, dict[str, float]], dict[str, Any] | None] | None = None
+    state: dict[str, Any] | None = None  # what epoch_end keeps between epochs: saved in checkpoints, restored on resume
 
 
 # --- dropout and DropConnect ---------------------------------------------------------------
@@ -286,4 +287,4 @@ def early_stopping(
             return {"restored_epoch": state["epoch"]}
         return {"restored_epoch": None}
 
-    return Parts(epoch_end=epoch_end)
+    return Parts(epoch_end=epoch_end, state=state)

@@ -40,6 +40,7 @@ class ScheduleContext:
 class Schedule:
     factor: Callable[[int], float]
     observe: Callable[[dict[str, Any]], None] | None = None
+    state: dict[str, Any] | None = None  # what observe changes: saved in checkpoints and restored on resume
 
 
 @SCHEDULES.register("constant")
@@ -127,4 +128,4 @@ def plateau(
             state["scale"] = max(state["scale"] * factor, min_ratio)
             state["bad"] = 0
 
-    return Schedule(lambda step: state["scale"], observe)
+    return Schedule(lambda step: state["scale"], observe, state)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import platform
 import socket
 import subprocess
@@ -14,6 +15,10 @@ import torch
 
 from harness.plugins import LOADED
 
+# Which SLURM job (and array task, and how many times requeued) a record was made in.
+_SLURM_VARS = (("job_id", "SLURM_JOB_ID"), ("array_job_id", "SLURM_ARRAY_JOB_ID"),
+               ("array_task_id", "SLURM_ARRAY_TASK_ID"), ("restart_count", "SLURM_RESTART_COUNT"),
+               ("nodelist", "SLURM_JOB_NODELIST"), ("partition", "SLURM_JOB_PARTITION"))
 _PACKAGES = ("harness", "torch", "torchvision", "accelerate", "numpy", "pandas", "scikit-learn")
 
 
@@ -51,6 +56,9 @@ def environment(device: torch.device) -> dict[str, Any]:
         "cuda": torch.version.cuda,
         "plugins": list(LOADED.values()),
     }
+    slurm = {key: os.environ[var] for key, var in _SLURM_VARS if var in os.environ}
+    if slurm:
+        info["slurm"] = slurm
     if device.type == "cuda":
         info["device_name"] = torch.cuda.get_device_name(device)
     else:

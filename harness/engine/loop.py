@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import DistributedType
 from torch import nn
 
@@ -29,11 +30,13 @@ from harness.components.regularizers import Parts, RegContext
 from harness.components.schedules import Schedule, ScheduleContext
 from harness.data import DataSplits, Rng, Shard, load, make_loader, place
 from harness.data.loader import Loader, count_batches
+from harness.engine import checkpoint as ckpt
 from harness.engine.environment import environment
 from harness.models import MODELS, ModelContext
-from harness.spec import COMPLETED, DIVERGED, FAILED, Record, TrialSpec
+from harness.spec import COMPLETED, DIVERGED, FAILED, INTERRUPTED, Record, TrialSpec
 from harness.tracking import Trackers
 
+MIXED_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}  # the suite's names → Accelerate's
 CHECK_EVERY = 16  # steps between divergence checks: one host sync per window, not per step
 GRAD_NORM_EVERY = 16  # steps between gradient-norm samples (a norm over all parameters)
 
@@ -42,6 +45,19 @@ class Diverged(Exception):
     def __init__(self, step: int, reason: str) -> None:
         super().__init__(reason)
         self.step, self.reason = step, reason
+
+
+class Preempted(Exception):
+    """Asked to stop (a scheduler's signal): the trial's state is in its checkpoint."""
+
+
+@dataclass(frozen=True)
+class Checkpointing:
+    """Where a trial keeps its checkpoint (saved after every epoch and when ``stop()`` turns true,
+    asked after every step), and resumes from if one is there."""
+
+    path: Path
+    stop: Callable[[], bool] = lambda: False
 
 
 def _now() -> str:
@@ -54,19 +70,24 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def run_trial(spec: TrialSpec, accelerator: Accelerator | None = None, tracking_dir: Path | None = None) -> Record:
+def run_trial(spec: TrialSpec, accelerator: Accelerator | None = None, tracking_dir: Path | None = None,
+              checkpointing: Checkpointing | None = None) -> Record:
     """Train and evaluate one trial; the returned record says how it ended. With trackers in the
-    config and a ``tracking_dir``, each epoch's metrics are logged there as they come."""
+    config and a ``tracking_dir``, each epoch's metrics are logged there as they come. With
+    ``checkpointing``, the trial resumes from its checkpoint and, when asked to stop, saves one and
+    returns an ``interrupted`` record."""
     record = Record(spec.trial_id, spec.suite, spec.seed, COMPLETED, spec.config, dict(spec.axes),
                     started_at=_now())
     trackers = None
     try:
-        accelerator = accelerator or Accelerator(step_scheduler_with_optimizer=False)
+        accelerator = accelerator or _accelerator(MIXED_PRECISION[spec.config["precision"]])
         if spec.config.get("trackers") and tracking_dir is not None:
             trackers = Trackers(spec.config["trackers"], Path(tracking_dir), spec.suite,
                                 f"{spec.label()} [{spec.trial_id}]")
             trackers.start(spec.config)
-        _train(spec, record, accelerator, trackers.log if trackers else None)
+        _train(spec, record, accelerator, trackers.log if trackers else None, checkpointing)
+    except Preempted as e:
+        record.status, record.reason = INTERRUPTED, str(e)
     except Diverged as e:
         record.status, record.reason, record.diverged_step = DIVERGED, e.reason, e.step
     except Exception as e:  # noqa: BLE001 - any failure of a trial is recorded, and the sweep goes on
@@ -77,6 +98,18 @@ def run_trial(spec: TrialSpec, accelerator: Accelerator | None = None, tracking_
             trackers.finish()
     record.finished_at = _now()
     return record
+
+
+def _accelerator(mixed_precision: str) -> Accelerator:
+    """An Accelerator with this trial's precision. Accelerate keeps one process-wide state; a pool
+    worker runs trials of several precisions one after another, so a different precision resets
+    it (the distributed part of the state, set up once per process, is kept)."""
+    if AcceleratorState._shared_state and AcceleratorState().mixed_precision != mixed_precision:
+        AcceleratorState._reset_state()
+    # cpu=True where there is no GPU: under `accelerate launch` that is what makes it a gloo
+    # process group (MULTI_CPU) rather than a lone process
+    return Accelerator(step_scheduler_with_optimizer=False, mixed_precision=mixed_precision,
+                       cpu=not torch.cuda.is_available())
 
 
 @dataclass
@@ -97,6 +130,7 @@ class Trial:
     batch_size: int  # the whole training split for full-batch optimizers
     needs_closure: bool  # the optimizer re-evaluates the loss within a step (L-BFGS)
     epoch_end: list[Callable[[nn.Module, dict[str, float]], dict[str, Any] | None]]  # may stop training
+    states: list[dict[str, Any]]  # the components' state between epochs (schedule, early stopping)
 
 
 _NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
@@ -170,6 +204,7 @@ def build(config: dict[str, Any], seed: int, device: torch.device, shard: Shard 
         LOSSES.build(config["loss"]), transform, penalty, *place(data, device, config["loader"]["mode"],
                                                                 config["loader"]["device_fraction"]), total, batch_size,
         bool(opt_entry.meta.get("needs_closure")), [p.epoch_end for p in parts if p.epoch_end],
+        [s for s in (schedule.state, *(p.state for p in parts)) if s is not None],
     )
 
 
@@ -214,9 +249,12 @@ class _Guard:
         self.loss_ratio = loss_ratio
         self.first: float | None = None
 
-    def check(self, losses: list[torch.Tensor], first_step: int) -> float:
-        """Sum of the window's losses; raises Diverged at the first bad step."""
+    def check(self, accelerator: Accelerator, losses: list[torch.Tensor], first_step: int) -> float:
+        """Sum of the window's losses (averaged over the processes of a multi-process trial, so
+        every process sees the same numbers and stops together); raises Diverged at the first bad step."""
         window = torch.stack(losses).float()
+        if accelerator.num_processes > 1:
+            window = accelerator.reduce(window, "mean")
         if self.first is None:
             self.first = window[0].item()
             if not math.isfinite(self.first):
@@ -266,11 +304,13 @@ def _set_lr(optimizer: torch.optim.Optimizer, base_lrs: list[float], factor: flo
         group["lr"] = base * factor
 
 
-def _train(spec: TrialSpec, record: Record, accelerator: Accelerator, on_epoch: OnEpoch | None) -> None:
+def _train(spec: TrialSpec, record: Record, accelerator: Accelerator, on_epoch: OnEpoch | None,
+           checkpointing: Checkpointing | None) -> None:
     members = spec.config["ensemble"]["members"]
     if members == 1:
-        _fit(spec.config, spec.seed, record, accelerator, on_epoch=on_epoch)
+        _fit(spec.config, spec.seed, record, accelerator, on_epoch=on_epoch, checkpointing=checkpointing)
         return
+    # An ensemble's members are not checkpointed: a preempted ensemble trial starts over.
     from harness.engine.ensemble import train_ensemble
 
     train_ensemble(spec, record, members, lambda seed, member, probs: _fit(spec.config, seed, member, accelerator, probs))
@@ -282,7 +322,8 @@ OnEpoch = Callable[[dict[str, Any], int], None]
 
 
 def _fit(config: dict[str, Any], seed: int, record: Record, accelerator: Accelerator,
-         probs: list[tuple[torch.Tensor, torch.Tensor]] | None = None, on_epoch: OnEpoch | None = None) -> None:
+         probs: list[tuple[torch.Tensor, torch.Tensor]] | None = None, on_epoch: OnEpoch | None = None,
+         checkpointing: Checkpointing | None = None) -> None:
     """Train one model into ``record``; with ``probs``, collect (val, test) probabilities per epoch."""
     device = accelerator.device
     if device.type == "cpu":
@@ -298,12 +339,19 @@ def _fit(config: dict[str, Any], seed: int, record: Record, accelerator: Acceler
     record.dataset = {**t.data.meta, "pipeline": t.pipeline, "stored_mib": round(t.data.nbytes / 2**20, 3)}
     if t.pipeline_reason:
         record.dataset["pipeline_reason"] = t.pipeline_reason
+    channels_last = config["channels_last"]
+    if channels_last:
+        t.model.to(memory_format=torch.channels_last)  # conv weights NHWC; other layers are unaffected
     if _plain_optimizer_ok(accelerator):
         model, optimizer = accelerator.prepare(t.model), t.optimizer
         backward = torch.Tensor.backward
     else:
         model, optimizer = accelerator.prepare(t.model, t.optimizer)
         backward = accelerator.backward
+    if config["compile"]:
+        model = torch.compile(model)  # compiles at the first batch; checkpoints save the module beneath
+    record.environment.update(precision=config["precision"], compiled=bool(config["compile"]),
+                              channels_last=bool(channels_last), processes=accelerator.num_processes)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     # Data order and augmentation depend on the seed alone (and the process's rank).
     order = torch.Generator().manual_seed(seed)
@@ -318,18 +366,35 @@ def _fit(config: dict[str, Any], seed: int, record: Record, accelerator: Acceler
     val, test = (make_loader(t.data, split, eval_batch, **loaders) for split in ("val", "test"))
     guard = _Guard(config["divergence"]["loss_ratio"])
     clip = _clipper(accelerator, model, config["clip"])
-    step, train_time, eval_time = 0, 0.0, 0.0
     record.diagnostics["parameters"] = sum(p.numel() for p in model.parameters())
     record.diagnostics["ln_classes"] = math.log(t.data.num_classes)
+    saver = _Saver(checkpointing, record, accelerator, model, optimizer, t, guard, order, rng) if checkpointing else None
+    resumed = saver.resume() if saver else None
+    step, train_time, eval_time = (resumed["step"], resumed["train_s"], resumed["eval_s"]) if resumed else (0, 0.0, 0.0)
+    first_epoch = resumed["epoch"] if resumed else 1
 
-    for epoch in range(1, config["budget"]["epochs"] + 1):
+    for epoch in range(first_epoch, config["budget"]["epochs"] + 1):
         model.train()
-        start = _sync(device)
-        losses: list[torch.Tensor] = []
-        norms: list[torch.Tensor] = []
-        loss_sum, window_start, epoch_first_step = 0.0, step, step
-        for x, y in train_loader:
+        epoch_order = order.get_state()  # before this epoch's permutation is drawn
+        batches = iter(train_loader)
+        partial = resumed.get("partial") if resumed and epoch == first_epoch else None
+        if partial:  # resuming within this epoch: the same permutation, past the batches done
+            for _ in range(partial["batches"]):
+                next(batches)
+            losses = [torch.tensor(v, device=device) for v in partial["losses"]]
+            norms = [torch.tensor(v, device=device) for v in partial["norms"]]
+            loss_sum, window_start, epoch_first_step = partial["loss_sum"], partial["window_start"], partial["first_step"]
+            done_in_epoch, start = partial["batches"], _sync(device) - partial["train_s"]
+        else:
+            losses, norms = [], []
+            loss_sum, window_start, epoch_first_step, done_in_epoch = 0.0, step, step, 0
+            start = _sync(device)
+        if resumed and epoch == first_epoch:
+            saver.restore_random(resumed)  # after the loader drew its permutation from the restored order
+        for x, y in batches:
             x, y = t.transform(x, y, rng)
+            if channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
             sample_norm = step % GRAD_NORM_EVERY == 0 or not norms  # at least one sample per epoch
 
             def closure() -> torch.Tensor:
@@ -352,15 +417,22 @@ def _fit(config: dict[str, Any], seed: int, record: Record, accelerator: Acceler
                 optimizer.step()
             losses.append(loss.detach())
             step += 1
+            done_in_epoch += 1
             if len(losses) == CHECK_EVERY:
-                window_sum = guard.check(losses, window_start)
+                window_sum = guard.check(accelerator, losses, window_start)
                 loss_sum += window_sum
                 record.steps.append([step, window_sum / len(losses)])
                 losses, window_start = [], step
             if step >= t.total_steps:
                 break
+            if saver and saver.asked_to_stop(step):
+                saver.save(epoch, step, train_time, eval_time, epoch_order, partial={
+                    "batches": done_in_epoch, "losses": [v.item() for v in losses],
+                    "norms": [v.item() for v in norms], "loss_sum": loss_sum, "window_start": window_start,
+                    "first_step": epoch_first_step, "train_s": _sync(device) - start})
+                raise Preempted(f"stopped at step {step} (epoch {epoch}) when asked; resumes from its checkpoint")
         if losses:
-            window_sum = guard.check(losses, window_start)
+            window_sum = guard.check(accelerator, losses, window_start)
             loss_sum += window_sum
             record.steps.append([step, window_sum / len(losses)])
         if guard.first is not None and "initial_loss" not in record.diagnostics:
@@ -394,12 +466,89 @@ def _fit(config: dict[str, Any], seed: int, record: Record, accelerator: Acceler
         if stops:
             record.diagnostics["early_stopping"] = {"stopped_after_epoch": epoch, **stops[0]}
             break
-        if step >= t.total_steps:
+        if step >= t.total_steps or epoch == config["budget"]["epochs"]:
             break
+        if saver:
+            saver.save(epoch + 1, step, train_time, eval_time, order.get_state())
+            if saver.asked_to_stop(step, now=True):
+                raise Preempted(f"stopped after epoch {epoch} when asked; resumes from its checkpoint")
 
     restored = record.diagnostics.get("early_stopping", {}).get("restored_epoch")
     # after a restore the model holds that epoch's weights, so its metrics are the final ones
     summarize_history(record, restored or len(record.history), train_time, eval_time, step)
+
+
+class _Saver:
+    """Saves and restores one trial's checkpoint (see ``harness.engine.checkpoint``). In a
+    multi-process trial every process's random streams are gathered into the one file the main
+    process writes, and the decision to stop is taken together (every CHECK_EVERY steps)."""
+
+    def __init__(self, checkpointing: Checkpointing, record: Record, accelerator: Accelerator, model: nn.Module,
+                 optimizer: torch.optim.Optimizer, trial: Trial, guard: "_Guard", order: torch.Generator,
+                 rng: Rng) -> None:
+        self.c, self.record, self.accelerator, self.model, self.optimizer = checkpointing, record, accelerator, model, optimizer
+        self.trial, self.guard, self.order, self.rng = trial, guard, order, rng
+        self.world = accelerator.num_processes
+
+    def asked_to_stop(self, step: int, now: bool = False) -> bool:
+        if self.world == 1:
+            return self.c.stop()
+        if not now and step % CHECK_EVERY:
+            return False
+        flag = torch.tensor([1.0 if self.c.stop() else 0.0], device=self.accelerator.device)
+        return bool(self.accelerator.reduce(flag, "sum").item() > 0)
+
+    def _ranks(self) -> list[dict[str, Any]]:
+        mine = {"rng": self.rng.state(), "global": ckpt.global_rng_state()}
+        if self.world == 1:
+            return [mine]
+        from accelerate.utils import gather_object
+
+        return gather_object([mine])
+
+    def save(self, epoch: int, step: int, train_s: float, eval_s: float, order_state: torch.Tensor,
+             partial: dict[str, Any] | None = None) -> None:
+        ranks = self._ranks()  # every process takes part in the gather
+        if not self.accelerator.is_main_process:
+            return
+        r = self.record
+        ckpt.save(self.c.path, {
+            "trial_id": r.trial_id, "world": self.world, "epoch": epoch, "step": step,
+            "train_s": train_s, "eval_s": eval_s, "partial": partial,
+            "model": self.accelerator.unwrap_model(self.model).state_dict(),
+            "optimizer": self.optimizer.state_dict(), "components": self.trial.states,
+            "order": order_state, "ranks": ranks, "guard_first": self.guard.first,
+            "record": {"history": r.history, "steps": r.steps, "diagnostics": r.diagnostics,
+                       "started_at": r.started_at},
+        })
+
+    def resume(self) -> dict[str, Any] | None:
+        state, why = ckpt.load(self.c.path, self.record.trial_id)
+        if state is not None and state["world"] != self.world:
+            state, why = None, (f"checkpoint was written by {state['world']} processes, not {self.world}; "
+                                "started over")
+        if why:
+            self.record.diagnostics["checkpoint"] = why
+        if state is None:
+            return None
+        self.accelerator.unwrap_model(self.model).load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        for live, saved in zip(self.trial.states, state["components"]):
+            live.clear()
+            live.update(saved)
+        saved = state["record"]
+        resumes = saved["diagnostics"].get("resumed_at_step", []) + [state["step"]]
+        self.record.history, self.record.steps = saved["history"], saved["steps"]
+        self.record.diagnostics = {**saved["diagnostics"], "resumed_at_step": resumes}
+        self.record.started_at = saved["started_at"]
+        self.guard.first = state["guard_first"]
+        self.order.set_state(state["order"])
+        return state
+
+    def restore_random(self, state: dict[str, Any]) -> None:
+        mine = state["ranks"][self.accelerator.process_index]
+        self.rng.set_state(mine["rng"])
+        ckpt.set_global_rng_state(mine["global"])
 
 
 def summarize_history(record: Record, final_epoch: int, train_s: float, eval_s: float, steps: int) -> None:

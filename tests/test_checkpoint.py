@@ -1,0 +1,90 @@
+"""Checkpoints: a trial stopped mid-epoch or between epochs and resumed ends with the record of an
+uninterrupted run (everything but wall-clock times), with every random stream and component state
+restored; a torn checkpoint is ignored and the trial starts over, saying so."""
+import pytest
+
+from harness.engine import run_trial
+from harness.engine.checkpoint import checkpoint_path
+from harness.engine.loop import Checkpointing
+from harness.spec import COMPLETED, INTERRUPTED, TrialSpec
+from harness.suite import resolve_trial
+
+# Every kind of state a resume must restore: the data order and augmentation streams (cutout,
+# mixup), the global RNG (dropout), the optimizer's moments (Adam), a schedule that reads the
+# validation metric (plateau), and early stopping's best weights.
+RAW = {
+    "dataset": {"name": "digits", "val_size": 200, "train_subset": 500},
+    "model": {"name": "mlp", "depth": 2, "width": 32},
+    "optimizer": {"name": "adam", "lr": 0.003},
+    "schedule": {"name": "plateau", "patience": 0, "factor": 0.5, "metric": "val_acc"},
+    "regularizers": [{"name": "dropout", "p": 0.2}, {"name": "mixup", "alpha": 0.4},
+                     {"name": "early_stopping", "patience": 10, "metric": "val_acc"}],
+    "budget": {"epochs": 4},
+    "batch_size": 32,  # 16 batches an epoch: the step-loss windows (16 steps) align with epochs
+}
+
+
+def _spec(**overrides):
+    return TrialSpec.make("t", resolve_trial({**RAW, **overrides}, "base"), 3, {})
+
+
+def _stop_after(calls: int):
+    """A stop() that says yes on its ``calls``-th question (asked once per step, and after each epoch)."""
+    n = {"asked": 0}
+
+    def stop() -> bool:
+        n["asked"] += 1
+        return n["asked"] == calls
+
+    return stop
+
+
+def _comparable(record):
+    history = [{k: v for k, v in h.items() if not k.endswith("_time")} for h in record.history]
+    diagnostics = {k: v for k, v in record.diagnostics.items() if k != "resumed_at_step"}
+    return history, record.steps, record.final, record.best, diagnostics, record.timing["steps"]
+
+
+@pytest.mark.parametrize("stops", [[7], [17], [7, 40]], ids=["mid-epoch", "after-epoch-1", "twice"])
+def test_a_resumed_trial_ends_with_the_uninterrupted_record(tmp_path, stops):
+    spec = _spec()
+    whole = run_trial(spec)
+    assert whole.status == COMPLETED, whole.reason
+    path = checkpoint_path(tmp_path, spec.trial_id)
+    for calls in stops:
+        part = run_trial(spec, checkpointing=Checkpointing(path, _stop_after(calls)))
+        assert part.status == INTERRUPTED and "resumes from its checkpoint" in part.reason
+        assert path.exists()
+    resumed = run_trial(spec, checkpointing=Checkpointing(path))
+    assert resumed.status == COMPLETED, resumed.reason
+    assert _comparable(resumed) == _comparable(whole)
+    assert len(resumed.diagnostics["resumed_at_step"]) == len(stops)
+
+
+def test_a_stop_after_17_questions_is_the_end_of_the_first_epoch(tmp_path):
+    spec = _spec()
+    path = checkpoint_path(tmp_path, spec.trial_id)
+    part = run_trial(spec, checkpointing=Checkpointing(path, _stop_after(17)))
+    assert [h["epoch"] for h in part.history] == [1] and "after epoch 1" in part.reason
+
+
+def test_a_torn_checkpoint_is_ignored_and_the_trial_starts_over(tmp_path):
+    spec = _spec(regularizers=[], schedule="constant")
+    whole = run_trial(spec)
+    path = checkpoint_path(tmp_path, spec.trial_id)
+    run_trial(spec, checkpointing=Checkpointing(path, _stop_after(20)))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # a writer killed halfway (were writes not atomic)
+    resumed = run_trial(spec, checkpointing=Checkpointing(path))
+    assert resumed.status == COMPLETED
+    assert "did not load" in resumed.diagnostics["checkpoint"] and "started over" in resumed.diagnostics["checkpoint"]
+    assert "resumed_at_step" not in resumed.diagnostics
+    assert resumed.history[-1]["test_acc"] == whole.history[-1]["test_acc"]
+
+
+def test_another_trials_checkpoint_is_not_used(tmp_path):
+    a, b = _spec(), _spec(batch_size=50)
+    path = checkpoint_path(tmp_path, b.trial_id)
+    run_trial(a, checkpointing=Checkpointing(path, _stop_after(5)))  # a's state under b's name
+    resumed = run_trial(b, checkpointing=Checkpointing(path))
+    assert resumed.status == COMPLETED and "not this trial's" in resumed.diagnostics["checkpoint"]
