@@ -52,6 +52,26 @@ def _preflight(suite) -> None:
                 raise ConfigError("dataset", str(e), suite.file) from None
 
 
+def _gpu_slots(args: argparse.Namespace, suite) -> list[int | None]:
+    """Each worker's GPU, after checking that this node can run what the trials ask for."""
+    import torch
+
+    from harness.launch.local import gpu_slots
+
+    gpus = torch.cuda.device_count()
+    if not gpus and any(t.config["precision"] == "fp16" for t in suite.trials):
+        raise ConfigError("precision", "fp16 needs a GPU (its loss scaler is CUDA's); use bf16 on a CPU", suite.file)
+    processes = max(t.config["resources"]["processes"] for t in suite.trials)
+    if gpus and processes > 1:
+        # one process per GPU (NCCL cannot put two ranks on one device), and such a trial takes them all
+        if processes > gpus:
+            raise ConfigError("resources.processes", f"{processes} processes need {processes} GPUs; this node "
+                              f"has {gpus}", suite.file)
+        if args.workers > 1:
+            raise UsageError("multi-process trials take every GPU of the node: run them with --workers 1")
+    return gpu_slots(args.workers, gpus, args.workers_per_gpu)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.launch import run_local
     from harness.report import write_report
@@ -64,6 +84,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         os.environ["HARNESS_DATA_ROOT"] = str(Path(args.data_root).expanduser().resolve())
     suite = _load(args)
     _preflight(suite)
+    slots = _gpu_slots(args, suite)
     results = Path(args.results) / suite.name
     results.mkdir(parents=True, exist_ok=True)
     clean_temp(results)
@@ -80,7 +101,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             _say(f"{done} of {len(suite.trials)} trials already have records; running the other {len(todo)}")
         else:
             _say(f"running {len(todo)} trials of {suite.name} ({args.workers} worker{'s' * (args.workers > 1)})")
-        run_local(todo, results, args.workers, plugins=args.plugin)
+        run_local(todo, results, args.workers, plugins=args.plugin, slots=slots)
     final = scan(results)
     statuses = Counter(final.records[t.trial_id].status for t in suite.trials if t.trial_id in final.records)
     _say(f"results: {results}  ({', '.join(f'{n} {s}' for s, n in sorted(statuses.items()))})")
@@ -125,7 +146,51 @@ def cmd_status(args: argparse.Namespace) -> int:
         _say(f"  {'no record':<12}{missing}")
     if found.corrupt:
         _say(f"  {'unreadable':<12}{len(found.corrupt)}  ({', '.join(p.name for p in found.corrupt)})")
+    from harness.launch.slurm import job_states
+
+    states = job_states(results)
+    if states is not None:
+        _say("SLURM array tasks: " + (", ".join(f"{n} {s.lower()}" for s, n in sorted(states.items()))
+                                      or "none pending or running"))
     return EXIT_OK
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from harness.launch.slurm import prepare, submit
+    from harness.store import write_plan
+
+    suite = _load(args)
+    _preflight(suite)
+    results = Path(args.results) / suite.name
+    results.mkdir(parents=True, exist_ok=True)
+    write_plan(results, suite.to_dict(), suite.trials)  # the current plan, which reports read
+    script, plan, tasks = prepare(suite, results, args.plugin)
+    if not tasks:
+        _say(f"nothing to submit: all {len(suite.trials)} trials of {suite.name} already have records in {results}")
+        return EXIT_OK
+    if args.dry_run:
+        _say(script)
+        return EXIT_OK
+    job = submit(script, results)
+    _say(f"submitted {suite.name}: job {job}, {tasks} array tasks; plan {plan}")
+    _say(f"watch it: harness status {results}")
+    return EXIT_OK
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from harness.launch.slurm import pending, work
+
+    plan = Path(args.plan)
+    if not plan.is_file():
+        raise UsageError(f"{plan}: no such plan file")
+    _plugins(args)
+    if args.pending:
+        trial = pending(plan, args.index)
+        if trial is None:
+            return EXIT_TRIALS
+        _say(trial)
+        return EXIT_OK
+    return work(plan, args.index, args.chunk)
 
 
 def _results_dir(path: str) -> Path:
@@ -216,6 +281,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("suite")
     run.add_argument("overrides", nargs="*", metavar="key.path=value", help="override suite keys")
     run.add_argument("--workers", type=int, default=1, help="trials run in N processes (default 1)")
+    run.add_argument("--workers-per-gpu", type=_positive, metavar="K",
+                     help="pack K workers on each GPU in turn (default: workers spread over the GPUs)")
     run.add_argument("--results", default="results", help="results root; records go to RESULTS/<suite>/")
     run.add_argument("--data-root", help="folder holding datasets (else $HARNESS_DATA_ROOT)")
     run.add_argument("--no-report", action="store_true", help="skip writing the report")
@@ -228,9 +295,26 @@ def parser() -> argparse.ArgumentParser:
     plan.add_argument("--plugin", action="append", default=[])
     plan.set_defaults(func=cmd_plan)
 
-    status = sub.add_parser("status", help="count the records of a results folder by status")
+    status = sub.add_parser("status", help="count the records of a results folder by status (and SLURM tasks)")
     status.add_argument("dir")
     status.set_defaults(func=cmd_status)
+
+    submit = sub.add_parser("submit", help="submit a suite's trials without records as a SLURM array job")
+    submit.add_argument("suite")
+    submit.add_argument("overrides", nargs="*", metavar="key.path=value", help="override suite keys")
+    submit.add_argument("--results", default="results", help="results root; records go to RESULTS/<suite>/")
+    submit.add_argument("--dry-run", action="store_true", help="print the sbatch script instead of submitting it")
+    submit.add_argument("--plugin", action="append", default=[], help="module or .py file adding components")
+    submit.set_defaults(func=cmd_submit)
+
+    worker = sub.add_parser("worker", help="run one array task's trials of a plan (what SLURM tasks run)")
+    worker.add_argument("plan", help="plan file written by harness submit (RESULTS/<suite>/plans/plan-*.json)")
+    worker.add_argument("--index", type=int, required=True, help="the array task id")
+    worker.add_argument("--chunk", type=_positive, default=1, help="trials per task (default 1)")
+    worker.add_argument("--pending", action="store_true",
+                        help="print the task's trial id and exit 0 if it has no record, else exit 1; run nothing")
+    worker.add_argument("--plugin", action="append", default=[], help="module or .py file adding components")
+    worker.set_defaults(func=cmd_worker)
 
     report = sub.add_parser("report", help="write tables, statistics and plots of a results folder")
     report.add_argument("dir")

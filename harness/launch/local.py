@@ -18,7 +18,8 @@ from typing import Any, TextIO
 
 from harness.spec import FAILED, INTERRUPTED, Record, TrialSpec
 from harness.store import write_record
-from harness.tracking import TRACKING_DIR
+from harness.errors import UsageError
+from harness.launch.trial import execute
 
 
 def cpu_count() -> int:
@@ -50,6 +51,11 @@ class Progress:
         self.started[spec.trial_id] = time.perf_counter()
         self._say(f"[{self.done}/{self.total}] start {spec.trial_id}  {spec.label()}")
 
+    def skip(self, spec: TrialSpec) -> None:
+        self.done += 1
+        self.started.pop(spec.trial_id, None)
+        self._say(f"[{self.done}/{self.total}] skip  {spec.trial_id}  running in another process (its lock is held)")
+
     def finish(self, spec: TrialSpec, record: Record) -> None:
         self.done += 1
         took = time.perf_counter() - self.started.pop(spec.trial_id, time.perf_counter())
@@ -69,28 +75,43 @@ def _failed(spec: TrialSpec, reason: str, status: str = FAILED) -> Record:
     return Record(spec.trial_id, spec.suite, spec.seed, status, spec.config, dict(spec.axes), reason=reason)
 
 
+def gpu_slots(workers: int, gpus: int, per_gpu: int | None) -> list[int | None]:
+    """The GPU of each worker: spread round-robin over the node's GPUs, or ``per_gpu`` workers
+    packed on each GPU in turn; None everywhere on a CPU-only node."""
+    if gpus == 0:
+        return [None] * workers
+    if per_gpu is None:
+        return [i % gpus for i in range(workers)]
+    if workers > gpus * per_gpu:
+        raise UsageError(f"--workers {workers} with --workers-per-gpu {per_gpu} needs {-(-workers // per_gpu)} "
+                         f"GPUs; this node has {gpus}")
+    return [i // per_gpu for i in range(workers)]
+
+
 def run_local(specs: list[TrialSpec], results: Path, workers: int = 1, stream: TextIO = sys.stderr,
-              plugins: list[str] | None = None) -> dict[str, str]:
+              plugins: list[str] | None = None, slots: list[int | None] | None = None) -> dict[str, str]:
     """Run ``specs``, write one record each under ``results``; returns trial_id → status.
-    ``plugins`` are imported in each worker process, as they were in this one."""
+    ``plugins`` are imported in each worker process, as they were in this one; ``slots`` gives
+    each worker's GPU (``gpu_slots``)."""
     progress = Progress(len(specs), workers, stream)
-    if workers <= 1:
+    if workers <= 1 and not any(s is not None for s in slots or []):
         return _run_inline(specs, results, progress)
-    return _run_pool(specs, results, workers, progress, list(plugins or []))
+    return _run_pool(specs, results, workers, progress, list(plugins or []), slots or [None] * workers)
 
 
 def _run_inline(specs: list[TrialSpec], results: Path, progress: Progress) -> dict[str, str]:
-    from harness.engine import run_trial
-
     statuses: dict[str, str] = {}
     for spec in specs:
         progress.start(spec)
         try:
-            record = run_trial(spec, tracking_dir=results / TRACKING_DIR)
+            record = execute(spec, results)
         except KeyboardInterrupt:
-            write_record(results, _failed(spec, "interrupted before the trial finished", INTERRUPTED))
+            write_record(results, _failed(spec, "interrupted before the trial finished; resumes from its last "
+                                                "epoch's checkpoint", INTERRUPTED))
             raise
-        write_record(results, record)
+        if record is None:
+            progress.skip(spec)
+            continue
         statuses[spec.trial_id] = record.status
         progress.finish(spec, record)
     return statuses
@@ -105,13 +126,14 @@ def _die_with_parent() -> None:
         pass
 
 
-def _worker(tasks: Any, events: Any, results: str, threads: int, plugins: list[str]) -> None:
+def _worker(tasks: Any, events: Any, results: str, threads: int, plugins: list[str], gpu: int | None) -> None:
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what an interrupt means
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)  # before torch starts CUDA: this worker sees one GPU
     import torch
 
     torch.set_num_threads(threads)
-    from harness.engine import run_trial
     from harness.plugins import load_plugins
 
     load_plugins(plugins)
@@ -122,13 +144,12 @@ def _worker(tasks: Any, events: Any, results: str, threads: int, plugins: list[s
             return
         index, spec_dict = item
         events.put(("start", os.getpid(), index))
-        record = run_trial(TrialSpec.from_dict(spec_dict), tracking_dir=Path(results) / TRACKING_DIR)
-        write_record(Path(results), record)
-        events.put(("done", os.getpid(), index, record.to_json()))
+        record = execute(TrialSpec.from_dict(spec_dict), Path(results))
+        events.put(("done", os.getpid(), index, record.to_json() if record else None))
 
 
 def _run_pool(specs: list[TrialSpec], results: Path, workers: int, progress: Progress,
-              plugins: list[str]) -> dict[str, str]:
+              plugins: list[str], slots: list[int | None]) -> dict[str, str]:
     ctx = mp.get_context("spawn")  # fork after torch has threads is unsafe
     tasks, events = ctx.Queue(), ctx.Queue()
     for i, spec in enumerate(specs):
@@ -137,15 +158,18 @@ def _run_pool(specs: list[TrialSpec], results: Path, workers: int, progress: Pro
         tasks.put(None)
     threads = max(1, cpu_count() // workers)
 
-    def spawn() -> Any:
+    slot_of: dict[int, int | None] = {}  # pid -> GPU; a replacement worker takes the dead one's GPU
+
+    def spawn(gpu: int | None) -> Any:
         # Not daemonic: a trial may start DataLoader worker processes of its own (loader.workers),
         # which daemonic processes cannot. Workers still end with the runner (PR_SET_PDEATHSIG)
         # and are killed below if the runner leaves early.
-        p = ctx.Process(target=_worker, args=(tasks, events, str(results), threads, plugins))
+        p = ctx.Process(target=_worker, args=(tasks, events, str(results), threads, plugins, gpu))
         p.start()
+        slot_of[p.pid] = gpu
         return p
 
-    procs = {p.pid: p for p in (spawn() for _ in range(workers))}
+    procs = {p.pid: p for p in (spawn(gpu) for gpu in slots)}
     running: dict[int, int] = {}  # pid -> index of the trial it runs
     statuses: dict[str, str] = {}
 
@@ -156,6 +180,10 @@ def _run_pool(specs: list[TrialSpec], results: Path, workers: int, progress: Pro
             progress.start(specs[index])
             return
         running.pop(pid, None)
+        if event[3] is None:
+            statuses[specs[index].trial_id] = "skipped"
+            progress.skip(specs[index])
+            return
         record = Record.from_json(event[3])
         statuses[record.trial_id] = record.status
         progress.finish(specs[index], record)
@@ -185,7 +213,7 @@ def _run_pool(specs: list[TrialSpec], results: Path, workers: int, progress: Pro
                     write_record(results, record)
                     statuses[spec.trial_id] = record.status
                     progress.finish(spec, record)
-                    replacement = spawn()
+                    replacement = spawn(slot_of[pid])
                     procs[replacement.pid] = replacement
         drain(0.2)
     except KeyboardInterrupt:

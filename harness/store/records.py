@@ -6,6 +6,7 @@ is run again and never silently aggregated.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -16,6 +17,7 @@ from typing import Any, Iterable
 from harness.spec import FINAL_STATUSES, Record, TrialSpec
 
 PLAN_FILE = "plan.json"
+PLANS_DIR = "plans"
 TRIALS_DIR = "trials"
 _TMP_PREFIX = ".tmp-"
 
@@ -84,6 +86,22 @@ def write_plan(results: Path, suite: dict[str, Any], trials: Iterable[TrialSpec]
     path = Path(results) / PLAN_FILE
     atomic_write(path, json.dumps({"suite": suite, "trials": [t.to_dict() for t in trials]}, indent=1))
     return path
+
+
+def write_plan_file(results: Path, suite: dict[str, Any], trials: Iterable[TrialSpec]) -> Path:
+    """An immutable copy of the plan, named by its content (``plans/plan-<sha>.json``): the array
+    tasks of a submission index into it, so editing the suite and resubmitting cannot change the
+    trial a running task is given."""
+    text = json.dumps({"suite": suite, "trials": [t.to_dict() for t in trials]}, indent=1)
+    path = Path(results) / PLANS_DIR / f"plan-{hashlib.sha256(text.encode()).hexdigest()[:12]}.json"
+    if not path.exists():
+        atomic_write(path, text)
+    return path
+
+
+def read_plan_file(path: Path) -> tuple[dict[str, Any], list[TrialSpec]]:
+    data = json.loads(Path(path).read_text())
+    return data["suite"], [TrialSpec.from_dict(t) for t in data["trials"]]
 
 
 def read_plan(results: Path) -> tuple[dict[str, Any], list[TrialSpec]] | None:

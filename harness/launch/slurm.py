@@ -1,0 +1,185 @@
+"""SLURM: a suite becomes an array job, one task per chunk of trials, each task a ``harness worker``.
+
+SLURM does the scheduling, throttling (``%M``), requeueing and signalling; the harness only
+renders a template a cluster user can read and edit (``slurm/array.sbatch``, or
+``slurm/multinode.sbatch`` for trials that span nodes), submits it with ``sbatch`` and keeps the
+job ids next to the results so ``harness status`` can ask ``squeue`` about them.
+
+A worker runs the trials of its task that have no final record, each under its lock and from its
+checkpoint. On SIGUSR1 (``--signal=B:USR1@T``: T seconds before the time limit) the running trial
+checkpoints at the next step, the worker requeues its own task (``scontrol requeue``) and exits;
+the requeued task resumes the trial. On SIGTERM (preemption; SLURM requeues ``--requeue`` jobs
+itself) it checkpoints and exits without requeueing.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from harness.errors import UsageError
+from harness.launch.trial import StopFlag, execute
+from harness.spec import INTERRUPTED, TrialSpec
+from harness.store import scan
+from harness.store.records import read_plan_file, write_plan_file
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "slurm"
+SLURM_DIR = "slurm"  # under the results: scripts, logs, job ids
+JOBS_FILE = "jobs.txt"
+_PLACEHOLDER = re.compile(r"{{\s*([a-z_]+)\s*}}")
+
+
+def render(template: str, values: dict[str, Any], source: str = "template") -> str:
+    """``{{name}}`` placeholders filled in; one the harness does not know is an error naming it."""
+    unknown = sorted({m.group(1) for m in _PLACEHOLDER.finditer(template)} - set(values))
+    if unknown:
+        raise UsageError(f"{source}: unknown placeholder {{{{{unknown[0]}}}}}; the harness fills in "
+                         f"{', '.join(sorted(values))}")
+    return _PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), template)
+
+
+def array_ranges(indices: list[int]) -> str:
+    """``[0, 1, 2, 5, 7, 8]`` → ``0-2,5,7-8`` (sbatch --array syntax)."""
+    parts, start = [], None
+    for i, n in enumerate(indices):
+        if start is None:
+            start = n
+        if i + 1 == len(indices) or indices[i + 1] != n + 1:
+            parts.append(f"{start}-{n}" if n != start else f"{n}")
+            start = None
+    return ",".join(parts)
+
+
+def sbatch_options(slurm: dict[str, Any]) -> str:
+    options = [("partition", "--partition"), ("account", "--account"), ("time", "--time"), ("mem", "--mem"),
+               ("constraint", "--constraint")]
+    lines = [f"#SBATCH {flag}={slurm[key]}" for key, flag in options if slurm.get(key)]
+    if slurm.get("gpus_per_task"):
+        lines.append(f"#SBATCH --gpus-per-task={slurm['gpus_per_task']}")
+    lines += [f"#SBATCH {extra}" for extra in slurm.get("extra", [])]
+    return "\n".join(lines)
+
+
+def _harness_command() -> str:
+    """This interpreter running the harness, so array tasks use the same installation."""
+    return f"{shlex.quote(sys.executable)} -m harness"
+
+
+def prepare(suite: Any, results: Path, plugins: list[str] | None = None) -> tuple[str, Path, int]:
+    """(script, plan file, number of tasks): the rendered array job of the suite's trials that have
+    no final record yet; the plan is written, immutably, next to the results."""
+    results = Path(results).resolve()
+    trials: list[TrialSpec] = list(suite.trials)
+    plan = write_plan_file(results, suite.to_dict(), trials)
+    slurm = suite.slurm
+    found = scan(results)
+    multinode = any(t.config["resources"]["nodes"] > 1 for t in trials)
+    chunk = 1 if multinode else slurm["chunk"]
+    tasks = sorted({i // chunk for i, t in enumerate(trials) if not found.done(t.trial_id)})
+    if not tasks:
+        return "", plan, 0
+    array = array_ranges(tasks) + (f"%{slurm['max_parallel']}" if slurm.get("max_parallel") else "")
+    if slurm.get("template"):
+        template_file = Path(suite.file).parent / slurm["template"]
+    else:
+        template_file = TEMPLATES / ("multinode.sbatch" if multinode else "array.sbatch")
+    try:
+        template = template_file.read_text()
+    except OSError as e:
+        raise UsageError(f"slurm.template: cannot read {template_file}: {e.strerror}") from None
+    resources = trials[0].config["resources"]
+    values = {
+        "job_name": suite.name, "array": array, "log_dir": shlex.quote(str(results / SLURM_DIR / "logs")),
+        "signal_seconds": slurm["signal_seconds"], "cpus_per_task": slurm["cpus_per_task"],
+        "sbatch_options": sbatch_options(slurm), "setup": "\n".join(slurm.get("setup", [])),
+        "harness": _harness_command(), "plan": shlex.quote(str(plan)), "chunk": chunk,
+        "plugins": "".join(f" --plugin {shlex.quote(p)}" for p in plugins or []),
+        "nodes": resources["nodes"], "processes": resources["processes"],
+        "results": shlex.quote(str(results)),
+    }
+    return render(template, values, str(template_file)), plan, len(tasks)
+
+
+def submit(script: str, results: Path) -> str:
+    """``sbatch`` the script (kept under ``<results>/slurm/``); returns the job id."""
+    if shutil.which("sbatch") is None:
+        raise UsageError("sbatch not found: submit from a SLURM login node (or --dry-run to see the script)")
+    folder = Path(results) / SLURM_DIR
+    (folder / "logs").mkdir(parents=True, exist_ok=True)
+    path = folder / "array.sbatch"
+    path.write_text(script)
+    done = subprocess.run(["sbatch", "--parsable", str(path)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise UsageError(f"sbatch failed: {done.stderr.strip() or done.stdout.strip()}")
+    job = done.stdout.strip().split(";")[0]
+    with open(folder / JOBS_FILE, "a") as f:
+        f.write(job + "\n")
+    return job
+
+
+def job_states(results: Path) -> dict[str, int] | None:
+    """Task states (PENDING, RUNNING, ...) of the arrays submitted for these results, from
+    ``squeue``; None where there is no SLURM or nothing was submitted."""
+    jobs_file = Path(results) / SLURM_DIR / JOBS_FILE
+    if shutil.which("squeue") is None or not jobs_file.exists():
+        return None
+    jobs = [j for j in jobs_file.read_text().split() if j]
+    if not jobs:
+        return None
+    done = subprocess.run(["squeue", "--array", "-h", "-o", "%T", "-j", ",".join(jobs)],
+                          capture_output=True, text=True)
+    states: dict[str, int] = {}
+    for line in done.stdout.split():
+        states[line] = states.get(line, 0) + 1
+    return states
+
+
+def work(plan_file: Path, index: int, chunk: int, stream: TextIO = sys.stderr) -> int:
+    """The array task ``index``: its trials without a final record, one after another."""
+    suite, specs = read_plan_file(plan_file)
+    results = Path(plan_file).resolve().parent.parent
+    mine = specs[index * chunk:(index + 1) * chunk]
+    if not mine:
+        raise UsageError(f"task {index} has no trials: the plan has {len(specs)} trials, {chunk} per task")
+    flag = StopFlag().install()
+    found = scan(results)
+    for spec in mine:
+        if found.done(spec.trial_id):
+            print(f"harness worker: {spec.trial_id} already has a record", file=stream, flush=True)
+            continue
+        if flag():
+            break
+        print(f"harness worker: {spec.trial_id} {spec.label()}", file=stream, flush=True)
+        record = execute(spec, results, stop=flag, flag=flag)
+        if record is None:
+            print(f"harness worker: {spec.trial_id} is running in another task; left to it", file=stream, flush=True)
+            continue
+        print(f"harness worker: {spec.trial_id} {record.status} {record.reason or ''}", file=stream, flush=True)
+        if record.status == INTERRUPTED:
+            break
+    if flag.signal is not None:
+        _requeue_self(flag.signal, stream)
+    return 0
+
+
+def _requeue_self(signum: int, stream: TextIO) -> None:
+    import signal
+
+    job = os.environ.get("SLURM_JOB_ID")
+    if signum != signal.SIGUSR1 or not job:
+        return  # SIGTERM: preempted (SLURM requeues --requeue jobs itself) or cancelled
+    done = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
+    print(f"harness worker: requeued job {job} to resume after the time limit"
+          + (f" (scontrol: {done.stderr.strip()})" if done.returncode else ""), file=stream, flush=True)
+
+
+def pending(plan_file: Path, index: int) -> str | None:
+    """The trial id of task ``index`` when it has no final record (multi-node template's check)."""
+    _, specs = read_plan_file(plan_file)
+    spec = specs[index]
+    return None if scan(Path(plan_file).resolve().parent.parent).done(spec.trial_id) else spec.trial_id

@@ -1,0 +1,190 @@
+"""One trial, run by whichever launcher: under its lock, from its checkpoint, in one process or in
+``resources.processes`` processes through ``accelerate launch``; its record written once it ends.
+
+The lock (``flock`` on ``<results>/locks/<trial_id>.lock``) makes a trial run in one place at a
+time: two array tasks, or two ``harness run`` commands, given the same trial run it once; the
+kernel drops the lock when its holder dies, even by SIGKILL, so a requeued task takes it again.
+
+Entry point of each process of a multi-process trial:
+``python -m harness.launch.trial SPEC_JSON RESULTS`` (started by ``accelerate launch``).
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterator
+
+from harness.engine.checkpoint import checkpoint_path, remove
+from harness.spec import FAILED, FINAL_STATUSES, INTERRUPTED, Record, TrialSpec
+from harness.store import record_path, write_record
+from harness.tracking import TRACKING_DIR
+
+LOCK_DIR = "locks"
+STOP_SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
+
+
+def stop_path(results: Path, trial_id: str) -> Path:
+    """A file whose presence asks the processes of a multi-process trial to stop: they look for it
+    every few steps and agree, which no signal through ``accelerate launch`` would guarantee."""
+    return checkpoint_path(results, trial_id).with_suffix(".stop")
+
+
+class StopFlag:
+    """Set by SIGUSR1 (a scheduler's warning before the time limit) or SIGTERM (preemption): the
+    running trial saves its checkpoint at the next step and returns ``interrupted``. A running
+    multi-process trial is told through its stop file."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self.files: list[Path] = []
+
+    def install(self) -> "StopFlag":
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.signal = signum
+        for path in self.files:
+            path.touch()
+
+    def __call__(self) -> bool:
+        return self.signal is not None
+
+
+@contextlib.contextmanager
+def claim(results: Path, trial_id: str) -> Iterator[bool]:
+    """Yields True while this process holds the trial's lock, False when another one does."""
+    path = Path(results) / LOCK_DIR / f"{trial_id}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _finished(results: Path, trial_id: str) -> Record | None:
+    try:
+        record = Record.from_json(record_path(results, trial_id).read_bytes())
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    return record if record.status in FINAL_STATUSES else None
+
+
+def execute(spec: TrialSpec, results: Path, stop: Callable[[], bool] = lambda: False,
+            flag: StopFlag | None = None) -> Record | None:
+    """Run ``spec`` and write its record; None when another process holds the trial. A trial that
+    already has a final record (finished elsewhere while this one waited) is not run again."""
+    results = Path(results)
+    with claim(results, spec.trial_id) as mine:
+        if not mine:
+            return None
+        done = _finished(results, spec.trial_id)
+        if done is not None:
+            return done
+        stop_path(results, spec.trial_id).unlink(missing_ok=True)  # left by an earlier stop
+        processes = spec.config["resources"]["processes"]
+        if processes > 1:
+            record = _run_processes(spec, results, processes, flag)
+        else:
+            from harness.engine import run_trial
+            from harness.engine.loop import Checkpointing
+
+            record = run_trial(spec, tracking_dir=results / TRACKING_DIR,
+                               checkpointing=Checkpointing(checkpoint_path(results, spec.trial_id), stop))
+            write_record(results, record)
+        if record.status != INTERRUPTED:
+            remove(checkpoint_path(results, spec.trial_id))  # a failed trial starts clean next time
+        return record
+
+
+def _launch_command(processes: int, spec_file: Path, results: Path) -> list[str]:
+    """``accelerate launch`` of this module on one machine; over gloo on CPU, NCCL on GPUs."""
+    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+            "--main_process_port", str(_free_port()), "-m", "harness.launch.trial", str(spec_file), str(results)]
+
+
+def _free_port() -> int:
+    """A port for the rendezvous, so that two multi-process trials on one node do not collide."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _run_processes(spec: TrialSpec, results: Path, processes: int, flag: StopFlag | None) -> Record:
+    record_path(results, spec.trial_id).unlink(missing_ok=True)  # not final (see execute): the run replaces it
+    with tempfile.TemporaryDirectory(prefix="harness-trial-") as tmp:
+        spec_file = Path(tmp) / "spec.json"
+        spec_file.write_text(json.dumps(spec.to_dict()))
+        with open(Path(tmp) / "log", "w+") as log:
+            stop = stop_path(results, spec.trial_id)
+            if flag is not None:
+                flag.files.append(stop)
+                if flag():
+                    stop.touch()
+            # its own process group, so that nothing of it outlives this process
+            child = subprocess.Popen(_launch_command(processes, spec_file, results), stdout=log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+            try:
+                code = child.wait()
+            finally:
+                if flag is not None:
+                    flag.files.remove(stop)
+                if child.poll() is None:
+                    os.killpg(child.pid, signal.SIGKILL)
+                stop.unlink(missing_ok=True)
+            log.seek(0)
+            tail = log.read()[-2000:]
+    try:
+        return Record.from_json(record_path(results, spec.trial_id).read_bytes())
+    except (OSError, ValueError, TypeError, KeyError):
+        pass
+    record = Record(spec.trial_id, spec.suite, spec.seed, FAILED, spec.config, dict(spec.axes),
+                    reason=f"accelerate launch of {processes} processes exited with code {code} and no record")
+    record.diagnostics["launch_log"] = tail
+    write_record(results, record)
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    """One process of a multi-process trial; the main process writes the record."""
+    from accelerate import PartialState
+
+    from harness.engine import run_trial
+    from harness.engine.loop import Checkpointing
+
+    args = argv or sys.argv[1:]
+    if args[0] == "--plan":  # `--plan PLAN --index I`: trial I of a plan (the multi-node template)
+        from harness.store.records import read_plan_file
+
+        plan = Path(args[1])
+        spec, results_dir = read_plan_file(plan)[1][int(args[3])], plan.parent.parent
+    else:  # `SPEC_JSON RESULTS`
+        spec, results_dir = TrialSpec.from_dict(json.loads(Path(args[0]).read_text())), Path(args[1])
+    flag = StopFlag().install()
+    stop = stop_path(results_dir, spec.trial_id)
+    record = run_trial(spec, tracking_dir=results_dir / TRACKING_DIR,
+                       checkpointing=Checkpointing(checkpoint_path(results_dir, spec.trial_id),
+                                                   lambda: flag() or stop.exists()))
+    if PartialState().is_main_process:
+        write_record(results_dir, record)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
