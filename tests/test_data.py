@@ -17,6 +17,18 @@ def test_stratified_split_is_seeded_disjoint_exact_and_proportional():
     assert not torch.equal(held, stratified_split(y, 100, seed=4)[1])
 
 
+def test_digits_are_scikit_learns_load_digits():
+    # read from the file load_digits reads, without importing scikit-learn (see _digits_file)
+    from sklearn.datasets import load_digits
+
+    from harness.data.datasets import _digits_file
+
+    pixels, target = _digits_file()
+    bunch = load_digits()
+    assert pixels.shape == (1797, 64)
+    assert (pixels == bunch.data).all() and (target == bunch.target).all()
+
+
 def test_digits_splits_are_normalized_on_train_and_test_is_fixed():
     a = DATASETS.build(DATASETS.resolve({"name": "digits", "val_size": 300}, "d"))
     b = DATASETS.build(DATASETS.resolve({"name": "digits", "val_size": 300, "split_seed": 1}, "d"))

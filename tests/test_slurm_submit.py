@@ -62,6 +62,7 @@ def test_an_array_job_writes_every_record_and_resubmitting_submits_nothing(slurm
     assert len(found.records) == 6 and {r.status for r in found.records.values()} == {COMPLETED}
     for r in found.records.values():  # records say where they ran
         assert r.environment["slurm"]["job_id"] and r.environment["slurm"]["array_task_id"] in {"0", "1", "2"}
+        assert r.environment["torch_threads"] == 1  # cpus_per_task, not the node's cores
     again = harness_cli("submit", tmp_path / "suite.yaml", "--results", tmp_path / "res", env=slurm_cluster)
     assert again.returncode == 0 and "nothing to submit" in again.stdout
     done = harness_cli("status", results, env=slurm_cluster)

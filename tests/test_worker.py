@@ -133,8 +133,8 @@ def test_raising_diverging_and_torn_records_each_end_with_one_valid_record(tmp_p
     plan, results, trials = _plan(tmp_path, MIXED)
     assert len(trials) == 6
     plugin = ("--plugin", tmp_path / "raising.py")
-    for i in range(len(trials)):
-        assert harness_cli("worker", plan, "--index", i, *plugin).returncode == 0
+    # one task of all six trials: one after another in one process, each failure recorded
+    assert harness_cli("worker", plan, "--index", 0, "--chunk", 6, *plugin).returncode == 0
     found = scan(results)
     statuses = sorted(found.records[t["trial_id"]].status for t in trials)
     assert statuses == [COMPLETED, COMPLETED, DIVERGED, FAILED, FAILED, FAILED]  # lr 1e6 diverges; raise_at_step fails
@@ -142,8 +142,7 @@ def test_raising_diverging_and_torn_records_each_end_with_one_valid_record(tmp_p
                 if found.records[t["trial_id"]].status in (COMPLETED, DIVERGED)}
     torn = next(iter(finished))
     record_path(results, torn).write_text('{"trial_id": "')  # a record torn by a crash
-    for i in range(len(trials)):
-        assert harness_cli("worker", plan, "--index", i, *plugin).returncode == 0
+    assert harness_cli("worker", plan, "--index", 0, "--chunk", 6, *plugin).returncode == 0
     again = scan(results)
     assert not again.corrupt and again.records[torn].status == COMPLETED
     for trial_id, mtime in finished.items():
@@ -174,7 +173,8 @@ slurm: {partition: gpu, account: lab, time: "02:00:00", gpus_per_task: 1, max_pa
     assert r.returncode == 0, r.stderr
     script = r.stdout
     plan = next((tmp_path / "res" / "mixed" / "plans").glob("plan-*.json"))
-    for line in ("#SBATCH --array=0-2%2",  # 6 trials, 2 per task "#SBATCH --partition=gpu", "#SBATCH --account=lab",
+    for line in ("#SBATCH --array=0-2%2",  # 6 trials, 2 per task
+                 "#SBATCH --partition=gpu", "#SBATCH --account=lab",
                  "#SBATCH --time=02:00:00", "#SBATCH --gpus-per-task=1", "#SBATCH --qos=high", "#SBATCH --requeue",
                  "#SBATCH --signal=B:USR1@120", "module load cuda/12", "source ~/venv/bin/activate",
                  f'worker {plan} --index "$SLURM_ARRAY_TASK_ID" --chunk 2 --plugin {tmp_path / "raising.py"}'):
@@ -186,8 +186,13 @@ slurm: {partition: gpu, account: lab, time: "02:00:00", gpus_per_task: 1, max_pa
 
 def test_submit_renders_only_the_tasks_without_records(tmp_path):
     plan, results, trials = _plan(tmp_path, MIXED)
-    for i in (0, 2, 3):
-        assert harness_cli("worker", plan, "--index", i, "--plugin", tmp_path / "raising.py").returncode == 0
+    # trials 0, 2 and 3 as a worker would run them, in one process rather than three
+    script = (f"from harness.plugins import load_plugins; load_plugins([{str(tmp_path / 'raising.py')!r}])\n"
+              "from pathlib import Path\nfrom harness.launch.trial import execute\n"
+              "from harness.store.records import read_plan_file\n"
+              f"specs = read_plan_file(Path({str(plan)!r}))[1]\n"
+              f"for i in (0, 2, 3): execute(specs[i], Path({str(results)!r}))\n")
+    subprocess.run([sys.executable, "-c", script], cwd=REPO, check=True)
     r = harness_cli("submit", tmp_path / "suite.yaml", "--results", tmp_path / "res", "--dry-run",
                     "--plugin", tmp_path / "raising.py")
     # 0 and 2 completed; 3 (raise_at_step) failed, so it is submitted again

@@ -24,6 +24,7 @@ Images are kept as uint8, as stored; the validation split is carved from the tra
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import random
 from pathlib import Path
@@ -35,6 +36,7 @@ import torch
 from harness.data.base import (
     DATASETS, ROOT_ENV, DataMissing, DataSplits, make_splits, resolve_root, stratified_split,
 )
+from harness.errors import UsageError
 from harness.registry import Range
 
 ValSize = Annotated[int, Range(gt=0)]
@@ -66,17 +68,28 @@ def digits(
     preprocess: Preprocess = "standardize", whiten_eps: WhitenEps = 0.1,
 ) -> DataSplits:
     """UCI 8x8 digits via scikit-learn (1,797 images; Alpaydin & Kaynak 1998), embedded and offline."""
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    x = torch.as_tensor(bunch.images).to(torch.uint8).unsqueeze(1)  # (N, 1, 8, 8), values 0..16
-    y = torch.as_tensor(bunch.target, dtype=torch.long)
+    pixels, target = _digits_file()
+    x = torch.as_tensor(pixels).to(torch.uint8).reshape(-1, 1, 8, 8)  # values 0..16
+    y = torch.as_tensor(target, dtype=torch.long)
     rest, test = stratified_split(y, round(0.2 * len(y)), _DIGITS_TEST_SEED)
     return make_splits(
         "digits", x[rest], y[rest], x[test], y[test], val_size=val_size, split_seed=split_seed,
         train_subset=train_subset, scale=16.0, classes=[str(i) for i in range(10)],
         preprocess=preprocess, whiten_eps=whiten_eps,
     )
+
+
+def _digits_file() -> tuple[np.ndarray, np.ndarray]:
+    """The (pixels, labels) of scikit-learn's ``digits.csv.gz``, read as ``load_digits`` reads it,
+    without importing scikit-learn: that import costs ~1.5 s of every process that trains on
+    digits (each pool worker, array task and test subprocess). tests/test_data.py checks the
+    arrays equal ``load_digits()``'s."""
+    spec = importlib.util.find_spec("sklearn")  # locates the package without running it
+    if spec is None or not spec.submodule_search_locations:
+        raise UsageError("dataset digits: scikit-learn is not installed (pip install scikit-learn)")
+    path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz"
+    table = np.loadtxt(path, delimiter=",")
+    return table[:, :-1], table[:, -1].astype(int)
 
 
 def _mnist1d_check(config: dict[str, Any]) -> str | None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from harness.errors import UsageError
-from harness.launch.trial import StopFlag, execute
+from harness.launch.trial import StopFlag, execute, finished
 from harness.spec import INTERRUPTED, TrialSpec
 from harness.store import scan
 from harness.store.records import read_plan_file, write_plan_file
@@ -97,7 +97,7 @@ def prepare(suite: Any, results: Path, plugins: list[str] | None = None) -> tupl
         "job_name": suite.name, "array": array, "log_dir": shlex.quote(str(results / SLURM_DIR / "logs")),
         "signal_seconds": slurm["signal_seconds"], "cpus_per_task": slurm["cpus_per_task"],
         "sbatch_options": sbatch_options(slurm), "setup": "\n".join(slurm.get("setup", [])),
-        "harness": _harness_command(), "plan": shlex.quote(str(plan)), "chunk": chunk,
+        "harness": _harness_command(), "python": shlex.quote(sys.executable), "plan": shlex.quote(str(plan)), "chunk": chunk,
         "plugins": "".join(f" --plugin {shlex.quote(p)}" for p in plugins or []),
         "nodes": resources["nodes"], "processes": resources["processes"],
         "results": shlex.quote(str(results)),
@@ -147,9 +147,13 @@ def work(plan_file: Path, index: int, chunk: int, stream: TextIO = sys.stderr) -
     if not mine:
         raise UsageError(f"task {index} has no trials: the plan has {len(specs)} trials, {chunk} per task")
     flag = StopFlag().install()
-    found = scan(results)
+    cpus = os.environ.get("SLURM_CPUS_PER_TASK")
+    if cpus:  # the task's allocation, not the node's core count: tasks sharing a node do not oversubscribe it
+        import torch
+
+        torch.set_num_threads(int(cpus))
     for spec in mine:
-        if found.done(spec.trial_id):
+        if finished(results, spec.trial_id) is not None:  # its own record only: a task never reads the whole sweep
             print(f"harness worker: {spec.trial_id} already has a record", file=stream, flush=True)
             continue
         if flag():
@@ -182,4 +186,4 @@ def pending(plan_file: Path, index: int) -> str | None:
     """The trial id of task ``index`` when it has no final record (multi-node template's check)."""
     _, specs = read_plan_file(plan_file)
     spec = specs[index]
-    return None if scan(Path(plan_file).resolve().parent.parent).done(spec.trial_id) else spec.trial_id
+    return None if finished(Path(plan_file).resolve().parent.parent, spec.trial_id) else spec.trial_id

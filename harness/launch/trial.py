@@ -77,7 +77,8 @@ def claim(results: Path, trial_id: str) -> Iterator[bool]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _finished(results: Path, trial_id: str) -> Record | None:
+def finished(results: Path, trial_id: str) -> Record | None:
+    """The trial's record if it is final (completed or diverged); None if absent, not final or unreadable."""
     try:
         record = Record.from_json(record_path(results, trial_id).read_bytes())
     except (OSError, ValueError, TypeError, KeyError):
@@ -93,7 +94,7 @@ def execute(spec: TrialSpec, results: Path, stop: Callable[[], bool] = lambda: F
     with claim(results, spec.trial_id) as mine:
         if not mine:
             return None
-        done = _finished(results, spec.trial_id)
+        done = finished(results, spec.trial_id)
         if done is not None:
             return done
         stop_path(results, spec.trial_id).unlink(missing_ok=True)  # left by an earlier stop
