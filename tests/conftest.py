@@ -54,6 +54,20 @@ grid:
 """
 
 
+# A trial long enough (about 2 s an epoch here) to be caught between its checkpoints.
+SLOW = """
+name: slow
+seeds: [0]
+budget: {epochs: 4}
+base:
+  dataset: {name: digits, val_size: 200}
+  model: {name: mlp, depth: 3, width: 512}
+  optimizer: {name: adam, lr: 0.001}
+  regularizers: [{name: dropout, p: 0.1}]
+  batch_size: 8
+"""
+
+
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import harness_cli, write_suite
+from conftest import SLOW, harness_cli, write_suite
 from slurm_cluster import job_active, job_fields, slurm_cmd, slurm_cluster, wait_until  # noqa: F401
 
 from harness.engine.checkpoint import checkpoint_path
@@ -27,17 +27,6 @@ grid:
 slurm: {chunk: 2, max_parallel: 1}
 """
 
-# About 2 s an epoch here: long enough to be caught between checkpoints.
-SLOW = """
-name: slow
-seeds: [0]
-budget: {epochs: 4}
-base:
-  dataset: {name: digits, val_size: 200}
-  model: {name: mlp, depth: 3, width: 512}
-  optimizer: {name: adam, lr: 0.001}
-  batch_size: 8
-"""
 
 
 def _submit(env, tmp_path, text):

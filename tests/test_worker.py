@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from conftest import REPO, harness_cli, write_suite
+from conftest import SLOW, REPO, harness_cli, write_suite
 
 from harness.engine import run_trial
 from harness.launch import cpu_count
@@ -18,18 +18,6 @@ from harness.engine.checkpoint import checkpoint_path
 from harness.spec import COMPLETED, DIVERGED, FAILED, Record, TrialSpec
 from harness.store import record_path, scan
 
-# Long enough (about 2 s an epoch) to be caught between its checkpoints.
-SLOW = """
-name: slow
-seeds: [0]
-budget: {epochs: 4}
-base:
-  dataset: {name: digits, val_size: 200}
-  model: {name: mlp, depth: 3, width: 512}
-  optimizer: {name: adam, lr: 0.001}
-  regularizers: [{name: dropout, p: 0.1}]
-  batch_size: 8
-"""
 
 MIXED = """
 name: mixed

@@ -10,14 +10,15 @@ and the record says so.
 """
 from __future__ import annotations
 
-import os
+import io
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from harness.store.records import atomic_write
 
 CHECKPOINT_DIR = "checkpoints"
 FORMAT = 1
@@ -43,17 +44,9 @@ def set_global_rng_state(state: dict[str, Any]) -> None:
 
 
 def save(path: Path, state: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, **state}, buffer)
+    atomic_write(path, buffer.getvalue())  # a kill mid-write leaves the previous checkpoint whole
 
 
 def load(path: Path, trial_id: str) -> tuple[dict[str, Any] | None, str | None]:
