@@ -72,20 +72,15 @@ def _gpu_slots(args: argparse.Namespace, suite) -> list[int | None]:
     return gpu_slots(args.workers, gpus, args.workers_per_gpu)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def _run_suite(args: argparse.Namespace, suite, results: Path) -> Counter:
+    """Run the suite's trials that have no final record into ``results``; their statuses."""
     from harness.launch import run_local
-    from harness.report import write_report
-    from harness.spec import COMPLETED
     from harness.store import clean_temp, scan, write_plan
 
     if args.workers < 1:
         raise UsageError(f"--workers must be >= 1, got {args.workers}")
-    if args.data_root:
-        os.environ["HARNESS_DATA_ROOT"] = str(Path(args.data_root).expanduser().resolve())
-    suite = _load(args)
     _preflight(suite)
     slots = _gpu_slots(args, suite)
-    results = Path(args.results) / suite.name
     results.mkdir(parents=True, exist_ok=True)
     clean_temp(results)
     write_plan(results, suite.to_dict(), suite.trials)
@@ -105,6 +100,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     final = scan(results)
     statuses = Counter(final.records[t.trial_id].status for t in suite.trials if t.trial_id in final.records)
     _say(f"results: {results}  ({', '.join(f'{n} {s}' for s, n in sorted(statuses.items()))})")
+    return statuses
+
+
+def _data_root(args: argparse.Namespace) -> None:
+    if args.data_root:
+        os.environ["HARNESS_DATA_ROOT"] = str(Path(args.data_root).expanduser().resolve())
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness.report import write_report
+    from harness.spec import COMPLETED
+
+    _data_root(args)
+    suite = _load(args)
+    results = Path(args.results) / suite.name
+    statuses = _run_suite(args, suite, results)
     if not args.no_report:
         files = write_report(results)
         _say(f"report:  {files[0]}")
@@ -114,6 +125,97 @@ def cmd_run(args: argparse.Namespace) -> int:
         _say(f"{not_completed} trials did not complete; see the report or `harness status {results}`")
         return EXIT_TRIALS
     return EXIT_OK
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    """Run a suite into the baselines folder and write its provenance: the only way baselines are made."""
+    import datetime as dt
+    import hashlib
+    import json
+    import shutil
+
+    from harness.regress import PROVENANCE_FILE
+    from harness.store import atomic_write, scan
+
+    _data_root(args)
+    suite = _load(args)
+    results = Path(args.results) / suite.name
+    statuses = _run_suite(args, suite, results)
+    records = scan(results).records
+    ids = [t.trial_id for t in suite.trials]
+    if set(records) - set(ids):
+        raise UsageError(f"{results} holds records of trials not in the suite's plan; start from an empty folder")
+    for folder in ("locks", "checkpoints", "tracking"):  # working files, not results
+        shutil.rmtree(results / folder, ignore_errors=True)
+    first = records[ids[0]]
+    provenance = {
+        "suite": suite.name, "suite_file": suite.file, "suite_sha256": suite.source_sha256,
+        "overrides": list(suite.overrides), "command": "harness " + " ".join(sys.argv[1:]),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "device": first.environment.get("device_name") or first.environment.get("device"),
+        "versions": first.environment.get("versions", {}), "git": first.environment.get("git", {}),
+        "plugins": first.environment.get("plugins", []), "statuses": dict(statuses),
+        "records": {i: hashlib.sha256((results / "trials" / f"{i}.json").read_bytes()).hexdigest()
+                    for i in ids if i in records},
+    }
+    atomic_write(results / PROVENANCE_FILE, json.dumps(provenance, indent=1, sort_keys=True))
+    _say(f"baseline: {results} ({len(provenance['records'])} records, provenance in {PROVENANCE_FILE})")
+    return EXIT_OK if len(provenance["records"]) == len(ids) else EXIT_TRIALS
+
+
+def _verdicts(candidate: Path, baseline: Path, metric: str, margin: float, technique: list[str] | None,
+              output: Path) -> int:
+    from harness.regress import WORSE, check_provenance, markdown_report, read_results, regress, terminal_table
+    from harness.store import atomic_write
+
+    if not Path(baseline).is_dir():
+        raise UsageError(f"baseline {baseline}: no such folder (make one with `harness baseline SUITE`)")
+    provenance = check_provenance(baseline)
+    keys, verdicts = regress(read_results(candidate, "candidate"), read_results(baseline, "baseline"), metric,
+                             margin, technique)
+    _say(terminal_table(verdicts))
+    atomic_write(output, markdown_report(verdicts, metric, margin, keys, candidate, baseline, provenance))
+    worse = sum(1 for v in verdicts if v.verdict == WORSE)
+    _say(f"\n{len(verdicts)} comparisons on {metric} (margin {margin:g}); {worse} worse; Markdown: {output}")
+    return EXIT_TRIALS if worse else EXIT_OK
+
+
+def cmd_regress(args: argparse.Namespace) -> int:
+    candidate = Path(args.candidate)
+    return _verdicts(candidate, Path(args.baseline), args.metric, args.margin, args.technique,
+                     Path(args.output) if args.output else candidate / "regress.md")
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """The suite's workloads and seeds with the technique swapped in, run and judged against the baseline."""
+    import yaml
+
+    from harness.suite import load_suite
+
+    key, sep, value = args.technique.partition("=")
+    if not sep or not key or "." in key:
+        raise UsageError(f"--technique {args.technique!r}: expected KEY=VALUE with a top-level trial key, "
+                         "e.g. optimizer=lion or 'optimizer={name: lion, lr: 1.0e-4}'")
+    try:
+        raw = yaml.safe_load(Path(args.suite).read_text()) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise UsageError(f"{args.suite}: cannot read the suite ({e})") from None
+    if key in (raw.get("zip") or {}):
+        raise UsageError(f"--technique {key}: {key} is a zip axis of {args.suite}; compare needs it in base or grid")
+    # the technique replaces the grid axis (all its values become this one) or the base value
+    swap = f"grid.{key}=[{value}]" if key in (raw.get("grid") or {}) else f"base.{key}={value}"
+    _data_root(args)
+    _plugins(args)
+    suite = load_suite(args.suite, [*args.overrides, swap])
+    baseline = Path(args.baseline) if args.baseline else Path(args.baselines) / suite.name
+    if not baseline.is_dir():
+        raise UsageError(f"baseline {baseline}: no such folder (make one with `harness baseline {args.suite}`)")
+    from harness.regress import label_of
+
+    results = Path(args.results) / "compare" / suite.name / f"{key}={label_of(suite.trials[0].config[key])}"
+    _run_suite(args, suite, results)
+    return _verdicts(results, baseline, args.metric or suite.report["metric"], args.margin, [key],
+                     results / "regress.md")
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -315,6 +417,41 @@ def parser() -> argparse.ArgumentParser:
                         help="print the task's trial id and exit 0 if it has no record, else exit 1; run nothing")
     worker.add_argument("--plugin", action="append", default=[], help="module or .py file adding components")
     worker.set_defaults(func=cmd_worker)
+
+    base = sub.add_parser("baseline", help="run a suite into results/baselines/<suite> with provenance")
+    base.add_argument("suite")
+    base.add_argument("overrides", nargs="*", metavar="key.path=value", help="override suite keys")
+    base.add_argument("--workers", type=int, default=1, help="trials run in N processes (default 1)")
+    base.add_argument("--workers-per-gpu", type=_positive, metavar="K", help="pack K workers on each GPU in turn")
+    base.add_argument("--results", default="results/baselines", help="baselines root (default results/baselines)")
+    base.add_argument("--data-root", help="folder holding datasets (else $HARNESS_DATA_ROOT)")
+    base.add_argument("--plugin", action="append", default=[], help="module or .py file adding components")
+    base.set_defaults(func=cmd_baseline)
+
+    reg = sub.add_parser("regress", help="verdicts of a candidate results folder against a baseline (exit 1: worse)")
+    reg.add_argument("candidate", help="results folder of the candidate (RESULTS/<suite>)")
+    reg.add_argument("--baseline", required=True, help="results folder of the baseline (results/baselines/<suite>)")
+    reg.add_argument("--metric", default="test_acc", help="final metric compared (default test_acc)")
+    reg.add_argument("--margin", type=float, default=0.0, help="non-inferiority margin δ in the metric's units")
+    reg.add_argument("--technique", action="append", metavar="KEY",
+                     help="trial key the candidate changes (repeatable; default: inferred)")
+    reg.add_argument("-o", "--output", help="Markdown file (default CANDIDATE/regress.md)")
+    reg.set_defaults(func=cmd_regress)
+
+    cmp = sub.add_parser("compare", help="run a new technique on a suite's workloads and seeds; verdicts vs baseline")
+    cmp.add_argument("suite")
+    cmp.add_argument("overrides", nargs="*", metavar="key.path=value", help="override suite keys")
+    cmp.add_argument("--technique", required=True, metavar="KEY=VALUE", help="e.g. optimizer=lion")
+    cmp.add_argument("--baseline", help="baseline folder (default BASELINES/<suite>)")
+    cmp.add_argument("--baselines", default="results/baselines", help="baselines root (default results/baselines)")
+    cmp.add_argument("--results", default="results", help="candidate records go to RESULTS/compare/<suite>/KEY=VALUE/")
+    cmp.add_argument("--metric", help="final metric compared (default: the suite's report metric)")
+    cmp.add_argument("--margin", type=float, default=0.0, help="non-inferiority margin δ in the metric's units")
+    cmp.add_argument("--workers", type=int, default=1, help="trials run in N processes (default 1)")
+    cmp.add_argument("--workers-per-gpu", type=_positive, metavar="K", help="pack K workers on each GPU in turn")
+    cmp.add_argument("--data-root", help="folder holding datasets (else $HARNESS_DATA_ROOT)")
+    cmp.add_argument("--plugin", action="append", default=[], help="module or .py file adding components")
+    cmp.set_defaults(func=cmd_compare)
 
     report = sub.add_parser("report", help="write tables, statistics and plots of a results folder")
     report.add_argument("dir")

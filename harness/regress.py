@@ -1,0 +1,257 @@
+"""Regression verdicts: a candidate's records against stored baseline records.
+
+Trials are matched by their resolved spec, seed aside. With no technique keys, a candidate trial
+is compared with the baseline trial of the same spec (a maintainer's question: did my change make
+this technique worse?). With technique keys (``optimizer``; inferred when the candidate's values
+of a key never occur in the baseline), the rest of the spec is the workload, and the candidate is
+compared with every baseline technique on the same workload (an inventor's question: how does my
+optimizer do against the established ones?).
+
+For each comparison: the difference candidate − baseline of the final metric with its confidence
+interval, by a paired t-test when both sides have the same seeds (the same seed gives the same
+data order and initialization) and Welch's otherwise (``harness.report.stats.difference``). The
+verdict answers the non-inferiority question with margin δ (Wellek 2010; the ``gain`` below is
+the difference oriented so that positive is better):
+
+- ``better``: the interval of the gain lies above 0;
+- ``worse``: it lies below −δ, or the candidate failed or diverged on more seeds than the baseline;
+- ``no difference``: it lies above −δ (not worse by more than δ) without being above 0;
+- ``inconclusive``: fewer than 2 completed seeds on a side, or the interval reaches across −δ.
+
+With δ = 0 (the default) only identical results are ``no difference``; a margin says how much
+worse is still acceptable, and more seeds narrow the interval.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.errors import UsageError
+from harness.report.aggregate import workload
+from harness.report.stats import difference
+from harness.report.tables import lower_is_better, markdown
+from harness.spec import COMPLETED, Record, _identity, canonical_json
+from harness.store import scan
+
+BETTER, SAME, WORSE, INCONCLUSIVE = "better", "no difference", "worse", "inconclusive"
+PROVENANCE_FILE = "provenance.json"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    workload: str
+    candidate: str
+    baseline: str
+    verdict: str
+    diff: float  # candidate − baseline, in the metric's units
+    ci_low: float
+    ci_high: float
+    test: str | None
+    n: int  # completed seeds of the candidate
+    n_baseline: int
+    why: str
+
+
+def read_results(folder: Path, side: str) -> list[Record]:
+    """The records of a results folder; bad input (exit 2) when there is none."""
+    folder = Path(folder)
+    if not (folder / "trials").is_dir():
+        raise UsageError(f"{side} {folder}: not a results folder (no trials/ inside)")
+    found = scan(folder)
+    if found.corrupt:
+        path, why = next(iter(found.corrupt.items()))
+        raise UsageError(f"{side} {folder}: unreadable record {path.name} ({why})")
+    if not found.records:
+        raise UsageError(f"{side} {folder}: no records")
+    return list(found.records.values())
+
+
+def check_provenance(folder: Path) -> dict[str, Any] | None:
+    """A baseline's provenance (written by ``harness baseline``), after checking that every record
+    is the one it lists: a baseline edited by hand is bad input."""
+    path = Path(folder) / PROVENANCE_FILE
+    if not path.exists():
+        return None
+    provenance = json.loads(path.read_text())
+    listed = provenance.get("records", {})
+    present = {p.stem: p for p in (Path(folder) / "trials").glob("*.json")}
+    for trial_id, sha in listed.items():
+        if trial_id not in present:
+            raise UsageError(f"baseline {folder}: record {trial_id} listed in {PROVENANCE_FILE} is missing")
+        if hashlib.sha256(present[trial_id].read_bytes()).hexdigest() != sha:
+            raise UsageError(f"baseline {folder}: record {trial_id} differs from {PROVENANCE_FILE} "
+                             "(edited by hand?); produce baselines with `harness baseline`")
+    extra = sorted(set(present) - set(listed))
+    if extra:
+        raise UsageError(f"baseline {folder}: record {extra[0]} is not in {PROVENANCE_FILE}")
+    return provenance
+
+
+def _key(config: dict[str, Any], drop: list[str]) -> str:
+    ident = _identity(config)
+    for k in drop:
+        ident.pop(k, None)
+    return canonical_json(ident)
+
+
+def infer_technique(candidate: list[Record], baseline: list[Record]) -> list[str]:
+    """No keys when every candidate spec has a baseline twin; else the top-level keys whose
+    candidate values never occur in the baseline (what the candidate changed)."""
+    base_keys = {_key(r.config, []) for r in baseline}
+    if all(_key(r.config, []) in base_keys for r in candidate):
+        return []
+    keys = sorted({k for r in candidate for k in _identity(r.config)})
+    changed = []
+    for k in keys:
+        ours = {canonical_json(_identity(r.config).get(k)) for r in candidate}
+        theirs = {canonical_json(_identity(r.config).get(k)) for r in baseline}
+        if not ours & theirs:
+            changed.append(k)
+    return changed
+
+
+def _label(value: Any, other: Any) -> str:
+    """A component's name, with the parameters that differ from the other side's when the names agree."""
+    if isinstance(value, dict) and "name" in value:
+        if isinstance(other, dict) and other.get("name") == value["name"]:
+            params = [f"{k}={v}" for k, v in sorted(value.items()) if k != "name" and other.get(k) != v]
+            return f"{value['name']}({', '.join(params)})" if params else value["name"]
+        return str(value["name"])
+    if isinstance(value, list):
+        return "[" + ", ".join(_label(v, None) for v in value) + "]" if value else "none"
+    return str(value)
+
+
+def label_of(value: Any) -> str:
+    """A folder name for a technique: its name and a hash of its resolved parameters."""
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in _label(value, None))[:40]
+    return f"{name}-{hashlib.sha256(canonical_json(value).encode()).hexdigest()[:8]}"
+
+
+def _describe_mismatch(candidate: Record, baseline: list[Record], technique: list[str]) -> str:
+    """Where the candidate's spec differs from the nearest baseline spec."""
+    ours = _identity(candidate.config)
+    best: list[str] | None = None
+    detail: list[str] = []
+    for r in baseline:
+        theirs = _identity(r.config)
+        diff = [k for k in sorted(set(ours) | set(theirs)) if k not in technique and ours.get(k) != theirs.get(k)]
+        if best is None or len(diff) < len(best):
+            best = diff
+            detail = [f"{k} ({_label(ours.get(k), theirs.get(k))} vs {_label(theirs.get(k), ours.get(k))})"
+                      for k in diff[:3]]
+    return ", ".join(detail)
+
+
+def _values(records: list[Record], metric: str) -> tuple[dict[int, float], int]:
+    """{seed: final metric} of the completed records, and how many did not complete."""
+    done = {r.seed: float(r.final[metric]) for r in records if r.status == COMPLETED and metric in r.final}
+    return done, sum(1 for r in records if r.status != COMPLETED)
+
+
+def regress(candidate: list[Record], baseline: list[Record], metric: str = "test_acc", margin: float = 0.0,
+            technique: list[str] | None = None, confidence: float = 0.95) -> tuple[list[str], list[Verdict]]:
+    """(technique keys used, one verdict per candidate group × matching baseline group)."""
+    for side, records in (("candidate", candidate), ("baseline", baseline)):
+        if not any(metric in r.final for r in records):
+            have = sorted({k for r in records for k in r.final})
+            raise UsageError(f"{side} records have no metric {metric!r}" + (f"; they have {', '.join(have)}"
+                                                                           if have else " (no trial completed)"))
+    keys = infer_technique(candidate, baseline) if technique is None else list(technique)
+    groups: dict[str, dict[str, list[Record]]] = {"c": defaultdict(list), "b": defaultdict(list)}
+    for side, records in (("c", candidate), ("b", baseline)):
+        for r in records:
+            groups[side][_key(r.config, [])].append(r)
+    by_workload: dict[str, list[str]] = defaultdict(list)
+    for key, records in groups["b"].items():
+        by_workload[_key(records[0].config, keys)].append(key)
+    higher = not lower_is_better(metric)
+    verdicts = []
+    for key, records in groups["c"].items():
+        config = records[0].config
+        matches = by_workload.get(_key(config, keys), [])
+        if not matches:
+            raise UsageError(f"no baseline trials match candidate trial {records[0].trial_id} "
+                             f"({workload(config)}): it differs from the nearest baseline spec in "
+                             f"{_describe_mismatch(records[0], baseline, keys) or 'nothing but the seed'}"
+                             + (f" (technique keys: {', '.join(keys)})" if keys else ""))
+        others = {k: v for k, v in records[0].axes.items() if k.split(".")[0] not in keys}
+        where = " ".join([workload(config), *(f"{k}={_label(v, None)}" for k, v in sorted(others.items()))])
+        for base_key in matches:
+            base = groups["b"][base_key]
+            if keys:
+                ours = ", ".join(_label(config.get(k), base[0].config.get(k)) for k in keys)
+                theirs = ", ".join(_label(base[0].config.get(k), config.get(k)) for k in keys)
+            else:
+                ours, theirs = "this spec", "same spec"
+            verdicts.append(_verdict(where, ours, theirs, records, base, metric, margin, confidence, higher))
+    verdicts.sort(key=lambda v: (v.workload, v.candidate, v.baseline))
+    return keys, verdicts
+
+
+def _verdict(where: str, ours: str, theirs: str, records: list[Record], base: list[Record], metric: str,
+             margin: float, confidence: float, higher: bool) -> Verdict:
+    c, c_bad = _values(records, metric)
+    b, b_bad = _values(base, metric)
+    d = difference(c, b, confidence, higher)
+
+    def make(verdict: str, why: str) -> Verdict:
+        return Verdict(where, ours, theirs, verdict, d.diff, d.ci_low, d.ci_high, d.test, len(c), len(b), why)
+
+    if c_bad / max(len(records), 1) > b_bad / max(len(base), 1):
+        return make(WORSE, f"{c_bad} of {len(records)} seeds diverged or failed (baseline {b_bad} of {len(base)})")
+    if d.test is None:
+        return make(INCONCLUSIVE, f"too few seeds for an interval (candidate {len(c)}, baseline {len(b)}; need 2 each)")
+    low, high = (d.ci_low, d.ci_high) if higher else (-d.ci_high, -d.ci_low)  # of the gain
+    level = f"{100 * confidence:g}% interval"
+    floor = f"−{margin:g}" if margin else "0"
+    if low > 0:
+        return make(BETTER, f"{level} of the gain above 0")
+    if high < -margin:
+        return make(WORSE, f"{level} of the gain below {floor}")
+    if low >= -margin:
+        return make(SAME, f"{level} of the gain starts within [{floor}, 0]" if margin
+                    else f"{level} of the gain starts at 0")
+    return make(INCONCLUSIVE, f"{level} of the gain reaches below {floor}: more seeds or a margin would decide")
+
+
+def _number(x: float) -> str:
+    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:+.4f}"
+
+
+def rows(verdicts: list[Verdict]) -> tuple[list[str], list[list[str]]]:
+    header = ["workload", "candidate", "baseline", "verdict", "difference", "95% CI", "test", "seeds", "why"]
+    body = [[v.workload, v.candidate, v.baseline, v.verdict, _number(v.diff),
+             f"[{_number(v.ci_low)}, {_number(v.ci_high)}]" if v.test else "—", v.test or "—",
+             f"{v.n} vs {v.n_baseline}", v.why] for v in verdicts]
+    return header, body
+
+
+def terminal_table(verdicts: list[Verdict]) -> str:
+    header, body = rows(verdicts)
+    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
+    line = lambda r: "  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, body)])
+
+
+def markdown_report(verdicts: list[Verdict], metric: str, margin: float, keys: list[str], candidate: Path,
+                    baseline: Path, provenance: dict[str, Any] | None) -> str:
+    header, body = rows(verdicts)
+    counts = {v: sum(1 for x in verdicts if x.verdict == v) for v in (BETTER, SAME, WORSE, INCONCLUSIVE)}
+    lines = [
+        f"# Regression: {candidate} against {baseline}", "",
+        f"Metric `{metric}` (final epoch), non-inferiority margin δ = {margin:g}; "
+        + (f"technique keys: {', '.join(f'`{k}`' for k in keys)}." if keys else "trials matched by their whole spec."),
+        "", "**" + ", ".join(f"{n} {v}" for v, n in counts.items()) + "**", "",
+        markdown(header, body),
+    ]
+    if provenance:
+        lines += ["", f"Baseline produced by `{provenance.get('command')}` on {provenance.get('date')} "
+                      f"({provenance.get('device')}, torch {provenance.get('versions', {}).get('torch')}, "
+                      f"harness git {str(provenance.get('git', {}).get('sha'))[:10]})."]
+    return "\n".join(lines) + "\n"

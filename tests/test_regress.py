@@ -1,0 +1,191 @@
+"""Regression verdicts (harness regress / baseline / compare): the verdict rules on hand-made records,
+a deliberately broken technique caught as `worse` on a small real suite, an unchanged one as
+`no difference`, one seed as `inconclusive`, the committed baseline judged by `harness compare`,
+and bad input (exit 2) that says what did not match."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from conftest import REPO, harness_cli, write_suite
+
+from harness.cli import main
+from harness.regress import BETTER, INCONCLUSIVE, SAME, WORSE, check_provenance, regress
+from harness.spec import COMPLETED, DIVERGED, Record
+
+COMMITTED = REPO / "results" / "baselines" / "regress"
+CONFIG = {"dataset": {"name": "digits"}, "model": {"name": "mlp"}, "optimizer": {"name": "sgd", "lr": 0.1}}
+
+
+def _records(values, config=CONFIG, status=COMPLETED, metric="test_acc"):
+    return [Record(f"t{seed}", "s", seed, status, config, {"optimizer": config["optimizer"]["name"]},
+                   final={metric: v} if status == COMPLETED else {}) for seed, v in enumerate(values)]
+
+
+def _one(candidate, baseline, **kw):
+    keys, verdicts = regress(candidate, baseline, **kw)
+    assert len(verdicts) == 1
+    return verdicts[0]
+
+
+BASE = [0.90, 0.92, 0.91, 0.93, 0.90]
+
+
+def test_verdicts_follow_the_interval_of_the_gain():
+    assert _one(_records(BASE), _records(BASE)).verdict == SAME  # identical: the interval is [0, 0]
+    worse = _one(_records([v - 0.05 + 0.001 * i for i, v in enumerate(BASE)]), _records(BASE))
+    assert worse.verdict == WORSE and worse.test == "paired t" and worse.ci_high < 0
+    assert _one(_records([v + 0.03 for v in BASE]), _records(BASE)).verdict == BETTER
+    noisy = [v + d for v, d in zip(BASE, [0.004, -0.006, 0.002, -0.001, 0.0])]  # a neutral change
+    assert _one(_records(noisy), _records(BASE)).verdict == INCONCLUSIVE  # no margin: cannot claim equality
+    assert _one(_records(noisy), _records(BASE), margin=0.02).verdict == SAME  # not worse by more than 0.02
+    small_loss = [v - 0.004 for v in BASE]
+    assert _one(_records(small_loss), _records(BASE), margin=0.01).verdict == SAME  # worse, but within δ
+    assert _one(_records(small_loss), _records(BASE), margin=0.001).verdict == WORSE
+
+
+def test_one_seed_is_inconclusive_not_a_guess():
+    v = _one(_records([0.5]), _records(BASE))
+    assert v.verdict == INCONCLUSIVE and "too few seeds" in v.why and v.test is None
+
+
+def test_seeds_that_differ_use_welch_and_diverged_seeds_are_worse():
+    shifted = _records(BASE)
+    for r in shifted:
+        r.seed += 10
+    assert _one(shifted, _records(BASE)).test == "Welch t"
+    diverged = _records(BASE[:3]) + _records([0, 0], status=DIVERGED)
+    v = _one(diverged, _records(BASE))
+    assert v.verdict == WORSE and "2 of 5 seeds diverged or failed" in v.why
+
+
+def test_a_loss_is_better_when_lower():
+    loss = [0.3, 0.31, 0.29, 0.3, 0.32]
+    assert _one(_records([v - 0.05 for v in loss], metric="test_loss"), _records(loss, metric="test_loss"),
+                metric="test_loss").verdict == BETTER
+
+
+def test_the_changed_key_is_inferred_and_each_baseline_technique_compared():
+    lion = {**CONFIG, "optimizer": {"name": "lion", "lr": 1e-4}}
+    adam = {**CONFIG, "optimizer": {"name": "adam", "lr": 1e-3}}
+    keys, verdicts = regress(_records(BASE, lion), _records(BASE) + _records(BASE, adam))
+    assert keys == ["optimizer"]
+    assert sorted((v.candidate, v.baseline) for v in verdicts) == [("lion", "adam"), ("lion", "sgd")]
+
+
+# --- end to end on a real suite ------------------------------------------------------------------
+
+# A technique as its maintainer ships it, and the same technique with a bug: the update's sign is
+# wrong on every other step (so the broken optimizer walks back most of its progress).
+MYSGD = '''
+import torch
+from typing import Annotated
+from harness.components import OPTIMIZERS
+from harness.registry import Range
+
+
+class MySGD(torch.optim.SGD):
+    broken = {broken}
+
+    def step(self, closure=None):
+        self.calls = getattr(self, "calls", 0) + 1
+        if self.broken and self.calls % 2 == 0:
+            for group in self.param_groups:
+                for p in group["params"]:
+                    if p.grad is not None:
+                        p.grad.neg_()
+        return super().step(closure)
+
+
+@OPTIMIZERS.register("mysgd")
+def mysgd(params, *, lr: Annotated[float, Range(gt=0)] = 0.05):
+    """Plain SGD, as a plugin."""
+    return MySGD(params, lr=lr)
+'''
+
+SUITE = """
+name: mine
+seeds: 5
+budget: {epochs: 4}
+base:
+  dataset: {name: digits, val_size: 300}
+  model: {name: mlp, depth: 1, width: 32}
+  optimizer: {name: mysgd, lr: 0.05}
+  batch_size: 32
+"""
+
+
+@pytest.fixture(scope="module")
+def maintained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("maintained")
+    for name, broken in (("good", False), ("broken", True)):
+        (tmp / f"{name}.py").write_text(MYSGD.replace("{broken}", str(broken)))
+    suite = write_suite(tmp, SUITE)
+    r = harness_cli("baseline", suite, "--results", tmp / "baselines", "--plugin", tmp / "good.py")
+    assert r.returncode == 0, r.stderr
+    return tmp, suite
+
+
+def _candidate(tmp, suite, plugin, *overrides):
+    folder = tmp / (plugin + "".join(overrides))
+    r = harness_cli("run", suite, "--results", folder, "--no-report", "--plugin", tmp / f"{plugin}.py", *overrides)
+    assert r.returncode == 0, r.stderr
+    return folder / "mine"
+
+
+def test_a_broken_technique_is_worse_and_exits_1(maintained):
+    tmp, suite = maintained
+    r = harness_cli("regress", _candidate(tmp, suite, "broken"), "--baseline", tmp / "baselines" / "mine",
+                    "--margin", "0.01")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert " worse " in r.stdout and "paired t" in r.stdout and "5 vs 5" in r.stdout
+    md = (tmp / "broken" / "mine" / "regress.md").read_text()
+    assert "| worse |" in md and "harness baseline" in md  # provenance of the baseline
+
+
+def test_an_unchanged_technique_is_no_difference_and_one_seed_inconclusive(maintained):
+    tmp, suite = maintained
+    r = harness_cli("regress", _candidate(tmp, suite, "good"), "--baseline", tmp / "baselines" / "mine")
+    assert r.returncode == 0 and "no difference" in r.stdout, r.stdout + r.stderr
+    one = _candidate(tmp, suite, "broken", "seeds=[0]")  # even the broken one: one seed decides nothing
+    r = harness_cli("regress", one, "--baseline", tmp / "baselines" / "mine")
+    assert r.returncode == 0 and "inconclusive" in r.stdout and "too few seeds" in r.stdout, r.stdout + r.stderr
+
+
+def test_compare_runs_only_the_new_technique_against_the_committed_baseline(tmp_path):
+    assert check_provenance(COMMITTED)["suite"] == "regress"  # committed, unedited
+    r = harness_cli("compare", REPO / "suites" / "regress.yaml", "--plugin", REPO / "examples" / "plugins" / "lion.py",
+                    "--technique", "optimizer={name: lion, lr: 1.0e-3}", "--results", tmp_path, "budget.epochs=8")
+    assert r.returncode in (0, 1), r.stderr
+    folder = next((tmp_path / "compare" / "regress").iterdir())
+    assert folder.name.startswith("optimizer=lion-")
+    assert len(list((folder / "trials").glob("*.json"))) == 5  # one per seed, not one per baseline optimizer
+    rows = [line.split()[:4] for line in r.stdout.splitlines() if line.startswith("digits/mlp")]
+    assert sorted(row[2] for row in rows) == ["adam", "momentum", "sgd"] and {row[1] for row in rows} == {"lion"}
+    assert all(row[3] in ("better", "worse", "inconclusive", "no") for row in rows), rows
+    assert (r.returncode == 1) == any(row[3] == "worse" for row in rows)
+
+
+# --- bad input -------------------------------------------------------------------------------------
+
+def test_bad_input_exits_2_and_says_what_did_not_match(tmp_path, capsys):
+    base = tmp_path / "base"
+    shutil.copytree(COMMITTED, base)
+    assert main(["regress", str(base), "--baseline", str(tmp_path / "nope")]) == 2
+    assert "no such folder" in capsys.readouterr().err
+    assert main(["regress", str(base), "--baseline", str(base), "--metric", "f1"]) == 2
+    assert "no metric 'f1'" in capsys.readouterr().err
+    other = tmp_path / "other"
+    shutil.copytree(COMMITTED, other)
+    for path in (other / "trials").glob("*.json"):
+        record = json.loads(path.read_text())
+        record["config"]["model"]["width"] = 65
+        path.write_text(json.dumps(record))
+    assert main(["regress", str(other), "--baseline", str(base), "--technique", "optimizer"]) == 2
+    err = capsys.readouterr().err
+    assert "no baseline trials match" in err and "model (mlp(width=65) vs mlp(width=64))" in err, err
+    edited = next((base / "trials").glob("*.json"))
+    edited.write_text(edited.read_text().replace('"test_acc": 0.', '"test_acc": 1.', 1))
+    assert main(["regress", str(other), "--baseline", str(base)]) == 2
+    assert "edited by hand?" in capsys.readouterr().err
