@@ -186,6 +186,37 @@ def cmd_regress(args: argparse.Namespace) -> int:
                      Path(args.output) if args.output else candidate / "regress.md")
 
 
+def cmd_optimizer_checks(args: argparse.Namespace) -> int:
+    from harness.components import OPTIMIZERS
+    from harness.optimizer_checks import PROBLEMS, check_all, plot, summary
+    from harness.store import atomic_write
+
+    _plugins(args)
+    names = _split(args.optimizer) or OPTIMIZERS.names()
+    problems = _split(args.problem) or list(PROBLEMS)
+    for name in names:
+        OPTIMIZERS.get(name, "--optimizer")
+    for name in problems:
+        if name not in PROBLEMS:
+            raise UsageError(f"--problem {name}: unknown problem; one of {', '.join(PROBLEMS)}")
+    required = problems if args.require == "all" else _split([args.require] if args.require else None)
+    outcomes = check_all(names, problems, jobs=args.jobs or min(8, os.cpu_count() or 1))
+    text = summary(outcomes)
+    _say(text)
+    out = Path(args.out)
+    atomic_write(out / "summary.md", "# Optimizer unit tests (Schaul et al. 2014)\n\n" + text)
+    figures = plot(outcomes, out)
+    _say(f"summary and {len(figures)} trajectory plots in {out}")
+    failed = [o for o in outcomes if o.problem in required and not o.passed]
+    for o in failed:
+        print(f"harness: {o.optimizer} fails required problem {o.problem}", file=sys.stderr)
+    return EXIT_TRIALS if failed else EXIT_OK
+
+
+def _split(values: list[str] | None) -> list[str]:
+    return [v for item in values or [] for v in item.split(",") if v]
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     """The suite's workloads and seeds with the technique swapped in, run and judged against the baseline."""
     import yaml
@@ -452,6 +483,15 @@ def parser() -> argparse.ArgumentParser:
     cmp.add_argument("--data-root", help="folder holding datasets (else $HARNESS_DATA_ROOT)")
     cmp.add_argument("--plugin", action="append", default=[], help="module or .py file adding components")
     cmp.set_defaults(func=cmd_compare)
+
+    oc = sub.add_parser("optimizer-checks", help="optimizers on synthetic problems (Schaul et al. 2014): pass/fail and plots")
+    oc.add_argument("--optimizer", action="append", help="optimizers to check (repeatable or a,b; default all)")
+    oc.add_argument("--problem", action="append", help="problems (repeatable or a,b; default all)")
+    oc.add_argument("--require", metavar="all|P,...", help="exit 1 unless every optimizer passes these problems")
+    oc.add_argument("--out", default="results/optimizer-checks", help="summary.md and plots (default results/optimizer-checks)")
+    oc.add_argument("--jobs", type=_positive, help="processes (default: the cores, at most 8)")
+    oc.add_argument("--plugin", action="append", default=[], help="module or .py file adding components")
+    oc.set_defaults(func=cmd_optimizer_checks)
 
     report = sub.add_parser("report", help="write tables, statistics and plots of a results folder")
     report.add_argument("dir")
