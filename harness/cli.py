@@ -213,6 +213,32 @@ def cmd_optimizer_checks(args: argparse.Namespace) -> int:
     return EXIT_TRIALS if failed else EXIT_OK
 
 
+def cmd_lr_find(args: argparse.Namespace) -> int:
+    import json
+
+    from harness.lrfind import plot, range_test
+    from harness.store import atomic_write
+
+    _data_root(args)
+    suite = _load(args)
+    _preflight(suite)
+    if not 0 <= args.index < len(suite.trials):
+        raise UsageError(f"--index {args.index}: the suite has trials 0..{len(suite.trials) - 1} (harness plan lists them)")
+    spec = suite.trials[args.index]
+    _say(f"LR range test on {spec.trial_id} ({spec.label()}): {args.steps} steps, lr {args.start:g} → {args.end:g}")
+    result = range_test(spec.config, spec.seed, args.start, args.end, args.steps)
+    out = Path(args.out) if args.out else Path(args.results) / suite.name / "lr-find"
+    atomic_write(out / f"{spec.trial_id}.json", json.dumps({"trial_id": spec.trial_id, "config": spec.config,
+                                                             "seed": spec.seed, **result.as_dict()}, indent=1))
+    figure = plot(result, out / f"{spec.trial_id}.png", f"{suite.name}: {spec.label()}")
+    low, high = result.suggested
+    _say(f"steepest descent at lr {result.steepest:.3g}; smoothed loss lowest at lr {result.minimum:.3g}"
+         + (f"; stopped at lr {result.lrs[-1]:.3g} (loss blew up)" if result.stopped_early else ""))
+    _say(f"suggested lr range: {low:.3g} to {high:.3g}")
+    _say(f"plot: {figure}")
+    return EXIT_OK
+
+
 def _split(values: list[str] | None) -> list[str]:
     return [v for item in values or [] for v in item.split(",") if v]
 
@@ -483,6 +509,19 @@ def parser() -> argparse.ArgumentParser:
     cmp.add_argument("--data-root", help="folder holding datasets (else $HARNESS_DATA_ROOT)")
     cmp.add_argument("--plugin", action="append", default=[], help="module or .py file adding components")
     cmp.set_defaults(func=cmd_compare)
+
+    lrf = sub.add_parser("lr-find", help="LR range test (Smith 2017) on one trial of a suite: plot and suggested range")
+    lrf.add_argument("suite")
+    lrf.add_argument("overrides", nargs="*", metavar="key.path=value", help="override suite keys")
+    lrf.add_argument("--index", type=int, default=0, help="which trial of the suite's plan (default 0)")
+    lrf.add_argument("--start", type=float, default=1e-6, help="first learning rate (default 1e-6)")
+    lrf.add_argument("--end", type=float, default=10.0, help="last learning rate (default 10)")
+    lrf.add_argument("--steps", type=_positive, default=200, help="steps, lr growing exponentially (default 200)")
+    lrf.add_argument("--out", help="folder for the plot and data (default RESULTS/<suite>/lr-find)")
+    lrf.add_argument("--results", default="results", help="results root")
+    lrf.add_argument("--data-root", help="folder holding datasets (else $HARNESS_DATA_ROOT)")
+    lrf.add_argument("--plugin", action="append", default=[], help="module or .py file adding components")
+    lrf.set_defaults(func=cmd_lr_find)
 
     oc = sub.add_parser("optimizer-checks", help="optimizers on synthetic problems (Schaul et al. 2014): pass/fail and plots")
     oc.add_argument("--optimizer", action="append", help="optimizers to check (repeatable or a,b; default all)")
