@@ -129,38 +129,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_baseline(args: argparse.Namespace) -> int:
     """Run a suite into the baselines folder and write its provenance: the only way baselines are made."""
-    import datetime as dt
-    import hashlib
-    import json
-    import shutil
-
-    from harness.regress import PROVENANCE_FILE
-    from harness.store import atomic_write, scan
+    from harness.regress import PROVENANCE_FILE, write_provenance
 
     _data_root(args)
     suite = _load(args)
     results = Path(args.results) / suite.name
     statuses = _run_suite(args, suite, results)
-    records = scan(results).records
-    ids = [t.trial_id for t in suite.trials]
-    if set(records) - set(ids):
-        raise UsageError(f"{results} holds records of trials not in the suite's plan; start from an empty folder")
-    for folder in ("locks", "checkpoints", "tracking"):  # working files, not results
-        shutil.rmtree(results / folder, ignore_errors=True)
-    first = records[ids[0]]
-    provenance = {
-        "suite": suite.name, "suite_file": suite.file, "suite_sha256": suite.source_sha256,
-        "overrides": list(suite.overrides), "command": "harness " + " ".join(sys.argv[1:]),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "device": first.environment.get("device_name") or first.environment.get("device"),
-        "versions": first.environment.get("versions", {}), "git": first.environment.get("git", {}),
-        "plugins": first.environment.get("plugins", []), "statuses": dict(statuses),
-        "records": {i: hashlib.sha256((results / "trials" / f"{i}.json").read_bytes()).hexdigest()
-                    for i in ids if i in records},
-    }
-    atomic_write(results / PROVENANCE_FILE, json.dumps(provenance, indent=1, sort_keys=True))
-    _say(f"baseline: {results} ({len(provenance['records'])} records, provenance in {PROVENANCE_FILE})")
-    return EXIT_OK if len(provenance["records"]) == len(ids) else EXIT_TRIALS
+    listed = write_provenance(results, suite, dict(statuses), "harness " + " ".join(sys.argv[1:]))
+    _say(f"baseline: {results} ({listed} records, provenance in {PROVENANCE_FILE})")
+    return EXIT_OK if listed == len(suite.trials) else EXIT_TRIALS
 
 
 def _verdicts(candidate: Path, baseline: Path, metric: str, margin: float, technique: list[str] | None,
@@ -432,20 +409,25 @@ def _positive(text: str) -> int:
     return value
 
 
+def _runs_trials(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The arguments of every command that runs a suite's trials (run, baseline, compare)."""
+    p.add_argument("suite")
+    p.add_argument("overrides", nargs="*", metavar="key.path=value", help="override suite keys")
+    p.add_argument("--workers", type=int, default=1, help="trials run in N processes (default 1)")
+    p.add_argument("--workers-per-gpu", type=_positive, metavar="K",
+                   help="pack K workers on each GPU in turn (default: workers spread over the GPUs)")
+    p.add_argument("--data-root", help="folder holding datasets (else $HARNESS_DATA_ROOT)")
+    p.add_argument("--plugin", action="append", default=[], help="module or .py file adding components")
+    return p
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="harness", description="Benchmark optimizers and regularizers.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run every trial of a suite that has no record yet, then report")
-    run.add_argument("suite")
-    run.add_argument("overrides", nargs="*", metavar="key.path=value", help="override suite keys")
-    run.add_argument("--workers", type=int, default=1, help="trials run in N processes (default 1)")
-    run.add_argument("--workers-per-gpu", type=_positive, metavar="K",
-                     help="pack K workers on each GPU in turn (default: workers spread over the GPUs)")
+    run = _runs_trials(sub.add_parser("run", help="run every trial of a suite that has no record yet, then report"))
     run.add_argument("--results", default="results", help="results root; records go to RESULTS/<suite>/")
-    run.add_argument("--data-root", help="folder holding datasets (else $HARNESS_DATA_ROOT)")
     run.add_argument("--no-report", action="store_true", help="skip writing the report")
-    run.add_argument("--plugin", action="append", default=[], help="module or .py file adding components")
     run.set_defaults(func=cmd_run)
 
     plan = sub.add_parser("plan", help="print the expanded trials without running them")
@@ -475,14 +457,8 @@ def parser() -> argparse.ArgumentParser:
     worker.add_argument("--plugin", action="append", default=[], help="module or .py file adding components")
     worker.set_defaults(func=cmd_worker)
 
-    base = sub.add_parser("baseline", help="run a suite into results/baselines/<suite> with provenance")
-    base.add_argument("suite")
-    base.add_argument("overrides", nargs="*", metavar="key.path=value", help="override suite keys")
-    base.add_argument("--workers", type=int, default=1, help="trials run in N processes (default 1)")
-    base.add_argument("--workers-per-gpu", type=_positive, metavar="K", help="pack K workers on each GPU in turn")
+    base = _runs_trials(sub.add_parser("baseline", help="run a suite into results/baselines/<suite> with provenance"))
     base.add_argument("--results", default="results/baselines", help="baselines root (default results/baselines)")
-    base.add_argument("--data-root", help="folder holding datasets (else $HARNESS_DATA_ROOT)")
-    base.add_argument("--plugin", action="append", default=[], help="module or .py file adding components")
     base.set_defaults(func=cmd_baseline)
 
     reg = sub.add_parser("regress", help="verdicts of a candidate results folder against a baseline (exit 1: worse)")
@@ -495,19 +471,14 @@ def parser() -> argparse.ArgumentParser:
     reg.add_argument("-o", "--output", help="Markdown file (default CANDIDATE/regress.md)")
     reg.set_defaults(func=cmd_regress)
 
-    cmp = sub.add_parser("compare", help="run a new technique on a suite's workloads and seeds; verdicts vs baseline")
-    cmp.add_argument("suite")
-    cmp.add_argument("overrides", nargs="*", metavar="key.path=value", help="override suite keys")
+    cmp = _runs_trials(sub.add_parser("compare", help="run a new technique on a suite's workloads and seeds; "
+                                                      "verdicts vs baseline"))
     cmp.add_argument("--technique", required=True, metavar="KEY=VALUE", help="e.g. optimizer=lion")
     cmp.add_argument("--baseline", help="baseline folder (default BASELINES/<suite>)")
     cmp.add_argument("--baselines", default="results/baselines", help="baselines root (default results/baselines)")
     cmp.add_argument("--results", default="results", help="candidate records go to RESULTS/compare/<suite>/KEY=VALUE/")
     cmp.add_argument("--metric", help="final metric compared (default: the suite's report metric)")
     cmp.add_argument("--margin", type=float, default=0.0, help="non-inferiority margin δ in the metric's units")
-    cmp.add_argument("--workers", type=int, default=1, help="trials run in N processes (default 1)")
-    cmp.add_argument("--workers-per-gpu", type=_positive, metavar="K", help="pack K workers on each GPU in turn")
-    cmp.add_argument("--data-root", help="folder holding datasets (else $HARNESS_DATA_ROOT)")
-    cmp.add_argument("--plugin", action="append", default=[], help="module or .py file adding components")
     cmp.set_defaults(func=cmd_compare)
 
     lrf = sub.add_parser("lr-find", help="LR range test (Smith 2017) on one trial of a suite: plot and suggested range")

@@ -35,8 +35,8 @@ from harness.errors import UsageError
 from harness.report.aggregate import workload
 from harness.report.stats import difference
 from harness.report.tables import lower_is_better, markdown
-from harness.spec import COMPLETED, Record, _identity, canonical_json
-from harness.store import scan
+from harness.spec import COMPLETED, Record, canonical_json, identity
+from harness.store import atomic_write, scan
 
 BETTER, SAME, WORSE, INCONCLUSIVE = "better", "no difference", "worse", "inconclusive"
 PROVENANCE_FILE = "provenance.json"
@@ -71,6 +71,37 @@ def read_results(folder: Path, side: str) -> list[Record]:
     return list(found.records.values())
 
 
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def write_provenance(folder: Path, suite: Any, statuses: dict[str, int], command: str) -> int:
+    """After ``harness baseline`` ran ``suite`` into ``folder``: drop the working files and write
+    ``provenance.json`` (how, when, where, and the sha256 of every record); the number of records."""
+    import datetime as dt
+    import shutil
+
+    records = scan(folder).records
+    ids = [t.trial_id for t in suite.trials]
+    if set(records) - set(ids):
+        raise UsageError(f"{folder} holds records of trials not in the suite's plan; start from an empty folder")
+    if not records:
+        raise UsageError(f"{folder}: no trial left a record; nothing to keep as a baseline")
+    for working in ("locks", "checkpoints", "tracking"):  # not results
+        shutil.rmtree(Path(folder) / working, ignore_errors=True)
+    env = next(records[i] for i in ids if i in records).environment
+    provenance = {
+        "suite": suite.name, "suite_file": suite.file, "suite_sha256": suite.source_sha256,
+        "overrides": list(suite.overrides), "command": command,
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "device": env.get("device_name") or env.get("device"), "versions": env.get("versions", {}),
+        "git": env.get("git", {}), "plugins": env.get("plugins", []), "statuses": statuses,
+        "records": {i: _sha256(Path(folder) / "trials" / f"{i}.json") for i in ids if i in records},
+    }
+    atomic_write(Path(folder) / PROVENANCE_FILE, json.dumps(provenance, indent=1, sort_keys=True))
+    return len(provenance["records"])
+
+
 def check_provenance(folder: Path) -> dict[str, Any] | None:
     """A baseline's provenance (written by ``harness baseline``), after checking that every record
     is the one it lists: a baseline edited by hand is bad input."""
@@ -83,7 +114,7 @@ def check_provenance(folder: Path) -> dict[str, Any] | None:
     for trial_id, sha in listed.items():
         if trial_id not in present:
             raise UsageError(f"baseline {folder}: record {trial_id} listed in {PROVENANCE_FILE} is missing")
-        if hashlib.sha256(present[trial_id].read_bytes()).hexdigest() != sha:
+        if _sha256(present[trial_id]) != sha:
             raise UsageError(f"baseline {folder}: record {trial_id} differs from {PROVENANCE_FILE} "
                              "(edited by hand?); produce baselines with `harness baseline`")
     extra = sorted(set(present) - set(listed))
@@ -93,7 +124,7 @@ def check_provenance(folder: Path) -> dict[str, Any] | None:
 
 
 def _key(config: dict[str, Any], drop: list[str]) -> str:
-    ident = _identity(config)
+    ident = identity(config)
     for k in drop:
         ident.pop(k, None)
     return canonical_json(ident)
@@ -105,14 +136,12 @@ def infer_technique(candidate: list[Record], baseline: list[Record]) -> list[str
     base_keys = {_key(r.config, []) for r in baseline}
     if all(_key(r.config, []) in base_keys for r in candidate):
         return []
-    keys = sorted({k for r in candidate for k in _identity(r.config)})
-    changed = []
-    for k in keys:
-        ours = {canonical_json(_identity(r.config).get(k)) for r in candidate}
-        theirs = {canonical_json(_identity(r.config).get(k)) for r in baseline}
-        if not ours & theirs:
-            changed.append(k)
-    return changed
+    ours, theirs = [identity(r.config) for r in candidate], [identity(r.config) for r in baseline]
+
+    def values(idents: list[dict[str, Any]], k: str) -> set[str]:
+        return {canonical_json(i.get(k)) for i in idents}
+
+    return [k for k in sorted({k for i in ours for k in i}) if not values(ours, k) & values(theirs, k)]
 
 
 def _label(value: Any, other: Any) -> str:
@@ -135,11 +164,11 @@ def label_of(value: Any) -> str:
 
 def _describe_mismatch(candidate: Record, baseline: list[Record], technique: list[str]) -> str:
     """Where the candidate's spec differs from the nearest baseline spec."""
-    ours = _identity(candidate.config)
+    ours = identity(candidate.config)
     best: list[str] | None = None
     detail: list[str] = []
     for r in baseline:
-        theirs = _identity(r.config)
+        theirs = identity(r.config)
         diff = [k for k in sorted(set(ours) | set(theirs)) if k not in technique and ours.get(k) != theirs.get(k)]
         if best is None or len(diff) < len(best):
             best = diff

@@ -37,7 +37,8 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def _identity(config: dict[str, Any]) -> dict[str, Any]:
+def identity(config: dict[str, Any]) -> dict[str, Any]:
+    """The part of a resolved config that makes the trial: what its id hashes and what regress matches."""
     ident = copy.deepcopy(config)
     for section, key in _NOT_IDENTITY:
         if key is None:
@@ -50,7 +51,7 @@ def _identity(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def trial_id_of(config: dict[str, Any], seed: int) -> str:
-    digest = hashlib.sha256(f"{canonical_json(_identity(config))}|seed={seed}".encode())
+    digest = hashlib.sha256(f"{canonical_json(identity(config))}|seed={seed}".encode())
     return digest.hexdigest()[:12]
 
 
