@@ -19,9 +19,12 @@ import orjson
 SCHEMA_VERSION = 1
 
 COMPLETED, DIVERGED, FAILED, INTERRUPTED = "completed", "diverged", "failed", "interrupted"
-STATUSES = (COMPLETED, DIVERGED, FAILED, INTERRUPTED)
+# Trained to ``budget.stop_after`` epochs of a longer run (a rung of successive halving) and
+# stopped there, its checkpoint kept so that a promotion resumes it: its metrics are its last epoch's.
+STOPPED = "stopped"
+STATUSES = (COMPLETED, DIVERGED, FAILED, INTERRUPTED, STOPPED)
 # A rerun would give the same outcome for these; failed and interrupted trials run again.
-FINAL_STATUSES = (COMPLETED, DIVERGED)
+FINAL_STATUSES = (COMPLETED, DIVERGED, STOPPED)
 
 # Where the data lives, how batches reach the device and where curves are logged differ between
 # machines and do not change the trial (both loader paths give identical batches: tests/test_pipeline.py).
@@ -30,7 +33,8 @@ FINAL_STATUSES = (COMPLETED, DIVERGED)
 # but fp32 (the default, and the only precision before the switch existed) is left out of the hash
 # so that results recorded before it keep their trial ids.
 _NOT_IDENTITY = (("dataset", "root"), ("dataset", "download"), ("dataset", "checksum"), ("loader", None),
-                 ("trackers", None), ("resources", None), ("compile", None), ("channels_last", None))
+                 ("trackers", None), ("resources", None), ("compile", None), ("channels_last", None),
+                 ("save_weights", None), ("diagnostics", None))
 
 
 def canonical_json(obj: Any) -> str:
@@ -47,7 +51,19 @@ def identity(config: dict[str, Any]) -> dict[str, Any]:
             ident[section].pop(key, None)
     if ident.get("precision") == "fp32":
         ident.pop("precision")
+    if isinstance(ident.get("budget"), dict) and ident["budget"].get("stop_after") is None:
+        ident["budget"].pop("stop_after", None)  # as before the key existed: older ids stay
     return ident
+
+
+def run_id_of(config: dict[str, Any], seed: int) -> str:
+    """The trial id of the whole run a trial is a prefix of: the same as its own id, except for a
+    trial stopped early by ``budget.stop_after`` (a rung of successive halving), whose run goes
+    on to ``budget.epochs``. Checkpoints are kept by run, so that a promoted trial resumes."""
+    budget = config.get("budget")
+    if not isinstance(budget, dict) or budget.get("stop_after") is None:
+        return trial_id_of(config, seed)
+    return trial_id_of({**config, "budget": {**budget, "stop_after": None}}, seed)
 
 
 def trial_id_of(config: dict[str, Any], seed: int) -> str:
@@ -77,6 +93,11 @@ class TrialSpec:
     def trial_id(self) -> str:
         """Derived from the config and seed; cached, as sweeps look it up for every trial often."""
         return trial_id_of(self.config, self.seed)
+
+    @functools.cached_property
+    def run_id(self) -> str:
+        """See ``run_id_of``: what its checkpoint is kept under."""
+        return run_id_of(self.config, self.seed)
 
     def label(self) -> str:
         parts = [f"{k}={v}" for k, v in self.axes]

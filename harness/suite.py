@@ -37,8 +37,11 @@ COMPONENTS: dict[str, tuple[Registry, str]] = {
 LISTS: dict[str, Registry] = {"regularizers": REGULARIZERS}
 
 
-def _budget(*, epochs: Annotated[int, Range(gt=0)] = 1, max_steps: Annotated[int, Range(gt=0)] | None = None):
-    """How long a trial trains: whole epochs, optionally cut at max_steps optimizer steps."""
+def _budget(*, epochs: Annotated[int, Range(gt=0)] = 1, max_steps: Annotated[int, Range(gt=0)] | None = None,
+            stop_after: Annotated[int, Range(gt=0)] | None = None):
+    """How long a trial trains: whole epochs, optionally cut at max_steps optimizer steps; stop_after
+    stops it after that many epochs of an `epochs`-long run (schedules still see `epochs`), keeping its
+    checkpoint so that a longer trial of the same run resumes from it (successive halving's rungs)."""
 
 
 def _divergence(*, loss_ratio: Annotated[float, Range(gt=1)] = 100.0):
@@ -49,10 +52,12 @@ def _scalars(
     *, batch_size: Annotated[int, Range(gt=0)] = 128, eval_batch_size: Annotated[int, Range(gt=0)] = 1000,
     trackers: list[Literal["tensorboard", "wandb", "mlflow"]] = (),
     precision: Literal["fp32", "bf16", "fp16"] = "fp32", compile: bool = False, channels_last: bool = False,
+    save_weights: bool = False,
 ):
     """Plain values of a trial; trackers log each trial's config and curves live (Accelerate's tracker API);
     precision (mixed precision through Accelerate: bf16 autocast, or fp16 with a loss scaler), compile
-    (torch.compile) and channels_last (the memory format of conv models and image batches) are speed switches."""
+    (torch.compile) and channels_last (the memory format of conv models and image batches) are speed switches;
+    save_weights keeps the final weights in RESULTS/<suite>/weights/ (for harness landscape)."""
 
 
 def _warmup(*, epochs: Annotated[float, Range(ge=0)] = 0.0):
@@ -87,10 +92,15 @@ def _resources(*, processes: Annotated[int, Range(ge=1)] = 1, nodes: Annotated[i
     being the global batch; nodes > 1 spans SLURM nodes (harness submit, slurm/multinode.sbatch)."""
 
 
+def _diagnostics(*, layers: bool = True, probe: Annotated[int, Range(gt=0)] = 256):
+    """Per-layer activation, gradient and update statistics at init and each epoch's end, on a fixed
+    probe batch of `probe` training samples (harness/engine/diagnostics.py); recorded, not acted on."""
+
+
 SECTIONS = {
     "budget": params_of(_budget), "divergence": params_of(_divergence), "warmup": params_of(_warmup),
     "decay": params_of(_decay), "clip": params_of(_clip), "ensemble": params_of(_ensemble),
-    "loader": params_of(_loader), "resources": params_of(_resources),
+    "loader": params_of(_loader), "resources": params_of(_resources), "diagnostics": params_of(_diagnostics),
 }
 SCALARS = params_of(_scalars)
 TRIAL_KEYS = [*COMPONENTS, *LISTS, *SECTIONS, *SCALARS]
@@ -148,6 +158,10 @@ def resolve_trial(raw: dict[str, Any], path: str) -> dict[str, Any]:
         problem = tracker_missing(name)
         if problem:
             raise ConfigError(f"{path}.trackers[{i}]", problem)
+    budget = config["budget"]
+    if budget["stop_after"] is not None and budget["stop_after"] > budget["epochs"]:
+        raise ConfigError(f"{path}.budget.stop_after", f"{budget['stop_after']} is past the run's "
+                                                       f"{budget['epochs']} epochs")
     if config["ensemble"]["members"] > 1 and any(r["name"] == "early_stopping" for r in config["regularizers"]):
         raise ConfigError(f"{path}.ensemble", "early_stopping would stop members at different epochs; "
                                               "an ensemble's members train for the same budget")

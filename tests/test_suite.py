@@ -29,7 +29,7 @@ def test_grid_is_a_cross_product_times_seeds(tmp_path):
     assert labels == {"sgd", "adam(lr=0.001)", "adam(lr=0.01)"}  # same name: the params tell them apart
     t = suite.trials[0].config
     assert t["optimizer"] == {"name": "sgd", "lr": 0.1, "weight_decay": 0.0}  # defaults filled in
-    assert t["budget"] == {"epochs": 2, "max_steps": None}
+    assert t["budget"] == {"epochs": 2, "max_steps": None, "stop_after": None}
     assert t["dataset"]["name"] == "digits"
 
 

@@ -21,6 +21,7 @@ import torch
 from harness.store.records import atomic_write
 
 CHECKPOINT_DIR = "checkpoints"
+WEIGHTS_DIR = "weights"
 FORMAT = 1
 
 
@@ -65,3 +66,21 @@ def load(path: Path, trial_id: str) -> tuple[dict[str, Any] | None, str | None]:
 
 def remove(path: Path) -> None:
     path.unlink(missing_ok=True)
+
+
+def weights_path(results: Path, trial_id: str) -> Path:
+    return Path(results) / WEIGHTS_DIR / f"{trial_id}.pt"
+
+
+def save_weights(path: Path, trial_id: str, state_dict: dict[str, Any]) -> None:
+    """A finished trial's weights (``save_weights: true``), for looking at it afterwards."""
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, "trial_id": trial_id, "model": state_dict}, buffer)
+    atomic_write(path, buffer.getvalue())
+
+
+def load_weights(path: Path, trial_id: str) -> dict[str, Any]:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("trial_id") != trial_id:
+        raise ValueError(f"{path} holds the weights of trial {state.get('trial_id')}, not {trial_id}")
+    return state["model"]

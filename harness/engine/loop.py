@@ -31,9 +31,10 @@ from harness.components.schedules import Schedule, ScheduleContext
 from harness.data import DataSplits, Rng, Shard, load, make_loader, place
 from harness.data.loader import Loader, count_batches
 from harness.engine import checkpoint as ckpt
+from harness.engine import diagnostics as diag
 from harness.engine.environment import environment
 from harness.models import MODELS, ModelContext
-from harness.spec import COMPLETED, DIVERGED, FAILED, INTERRUPTED, Record, TrialSpec
+from harness.spec import COMPLETED, DIVERGED, FAILED, INTERRUPTED, STOPPED, Record, TrialSpec, run_id_of
 from harness.tracking import Trackers
 
 MIXED_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}  # the suite's names → Accelerate's
@@ -54,10 +55,11 @@ class Preempted(Exception):
 @dataclass(frozen=True)
 class Checkpointing:
     """Where a trial keeps its checkpoint (saved after every epoch and when ``stop()`` turns true,
-    asked after every step), and resumes from if one is there."""
+    asked after every step), and resumes from if one is there; where its final weights go, if kept."""
 
     path: Path
     stop: Callable[[], bool] = lambda: False
+    weights: Path | None = None
 
 
 def _now() -> str:
@@ -368,8 +370,10 @@ def _fit(config: dict[str, Any], seed: int, record: Record, accelerator: Acceler
     clip = _clipper(accelerator, model, config["clip"])
     record.diagnostics["parameters"] = sum(p.numel() for p in model.parameters())
     record.diagnostics["ln_classes"] = math.log(t.data.num_classes)
-    saver = _Saver(checkpointing, record, accelerator, model, optimizer, t, guard, order, rng) if checkpointing else None
+    saver = (_Saver(checkpointing, run_id_of(config, seed), record, accelerator, model, optimizer, t, guard, order, rng)
+             if checkpointing else None)
     resumed = saver.resume() if saver else None
+    layers = _Layers(t, config, record, resumed is not None, loaders) if config["diagnostics"]["layers"] else None
     step, train_time, eval_time = (resumed["step"], resumed["train_s"], resumed["eval_s"]) if resumed else (0, 0.0, 0.0)
     first_epoch = resumed["epoch"] if resumed else 1
 
@@ -383,6 +387,8 @@ def _fit(config: dict[str, Any], seed: int, record: Record, accelerator: Acceler
                 next(batches)
             losses = [torch.tensor(v, device=device) for v in partial["losses"]]
             norms = [torch.tensor(v, device=device) for v in partial["norms"]]
+            if layers:
+                layers.steps.restore(partial.get("layers"), device)
             loss_sum, window_start, epoch_first_step = partial["loss_sum"], partial["window_start"], partial["first_step"]
             done_in_epoch, start = partial["batches"], _sync(device) - partial["train_s"]
         else:
@@ -405,16 +411,22 @@ def _fit(config: dict[str, Any], seed: int, record: Record, accelerator: Acceler
                 backward(loss)
                 if sample_norm:
                     norms.append(_grad_norm(model))  # before clipping: the gradient the loss gave
+                    if layers:
+                        layers.steps.gradients()
                 if clip is not None:
                     clip()
                 return loss
 
             _set_lr(optimizer, base_lrs, t.schedule(step))
+            if layers and sample_norm:
+                layers.steps.before_step()
             if t.needs_closure:
                 loss = optimizer.step(closure)  # returns the loss at the step's starting point
             else:
                 loss = closure()
                 optimizer.step()
+            if layers and sample_norm:
+                layers.steps.after_step()
             losses.append(loss.detach())
             step += 1
             done_in_epoch += 1
@@ -429,7 +441,8 @@ def _fit(config: dict[str, Any], seed: int, record: Record, accelerator: Acceler
                 saver.save(epoch, step, train_time, eval_time, epoch_order, partial={
                     "batches": done_in_epoch, "losses": [v.item() for v in losses],
                     "norms": [v.item() for v in norms], "loss_sum": loss_sum, "window_start": window_start,
-                    "first_step": epoch_first_step, "train_s": _sync(device) - start})
+                    "first_step": epoch_first_step, "train_s": _sync(device) - start,
+                    "layers": layers.steps.state() if layers else None})
                 raise Preempted(f"stopped at step {step} (epoch {epoch}) when asked; resumes from its checkpoint")
         if losses:
             window_sum = guard.check(accelerator, losses, window_start)
@@ -460,6 +473,8 @@ def _fit(config: dict[str, Any], seed: int, record: Record, accelerator: Acceler
             "grad_norm": torch.stack(norms).mean().item() if norms else None,
             "train_time": epoch_train, "eval_time": epoch_eval,
         })
+        if layers:
+            layers.epoch_end(epoch)
         if on_epoch is not None:
             on_epoch(record.history[-1], epoch)
         stops = [s for s in (hook(model, metrics) for hook in t.epoch_end) if s is not None]
@@ -467,6 +482,14 @@ def _fit(config: dict[str, Any], seed: int, record: Record, accelerator: Acceler
             record.diagnostics["early_stopping"] = {"stopped_after_epoch": epoch, **stops[0]}
             break
         if step >= t.total_steps or epoch == config["budget"]["epochs"]:
+            break
+        if epoch == config["budget"]["stop_after"]:
+            # a rung of successive halving: kept resumable, so that a promotion trains on from here
+            if saver:
+                saver.save(epoch + 1, step, train_time, eval_time, order.get_state())
+            record.status = STOPPED
+            record.reason = (f"stopped after epoch {epoch} of {config['budget']['epochs']} (budget.stop_after); "
+                             + ("its checkpoint is kept for a longer trial of the same run" if saver else "no checkpoint"))
             break
         if saver:
             saver.save(epoch + 1, step, train_time, eval_time, order.get_state())
@@ -476,6 +499,45 @@ def _fit(config: dict[str, Any], seed: int, record: Record, accelerator: Acceler
     restored = record.diagnostics.get("early_stopping", {}).get("restored_epoch")
     # after a restore the model holds that epoch's weights, so its metrics are the final ones
     summarize_history(record, restored or len(record.history), train_time, eval_time, step)
+    if checkpointing is not None and checkpointing.weights is not None and accelerator.is_main_process:
+        ckpt.save_weights(checkpointing.weights, record.trial_id, accelerator.unwrap_model(model).state_dict())
+
+
+class _Layers:
+    """The per-layer diagnostics of one trial (``harness.engine.diagnostics``), kept in
+    ``record.diagnostics``: ``layers`` (init and per-epoch profiles), ``flags`` and ``warnings``."""
+
+    def __init__(self, t: Trial, config: dict[str, Any], record: Record, resumed: bool, loaders: dict[str, Any]) -> None:
+        size = config["diagnostics"]["probe"]
+        x, y = next(iter(make_loader(t.data, "train", size, limit=size, **loaders)))
+        self.probe = diag.Probe(t.model, x, y)  # the module itself: no DDP or compiled wrapper
+        self.steps = diag.StepStats(t.model)
+        self.sizes = {n: p.numel() for n, p in self.probe.weights}
+        self.record = record
+        d = record.diagnostics
+        if resumed and "layers" in d:  # the profiles so far came back with the checkpoint
+            return
+        init = self.probe.at_init()
+        d["layers"] = {"init": init, "epochs": []}
+        d["init_loss"] = init["loss"]
+        warning = diag.initial_loss_warning(init["loss"], t.data.num_classes)
+        if warning:
+            d.setdefault("warnings", []).append(warning)
+        self._flag(init, "at init")
+
+    def _flag(self, entry: dict[str, Any], when: str) -> None:
+        d = self.record.diagnostics
+        seen = set(d.setdefault("flag_kinds", []))
+        for kind, message in diag.flags(entry, self.sizes, when):
+            if kind not in seen:  # the first time each layer raises each flag
+                seen.add(kind)
+                d["flag_kinds"].append(kind)
+                d.setdefault("flags", []).append(message)
+
+    def epoch_end(self, epoch: int) -> None:
+        entry = {"epoch": epoch, "activations": self.probe.activations(), **self.steps.epoch()}
+        self.record.diagnostics["layers"]["epochs"].append(entry)
+        self._flag(entry, f"in epoch {epoch}")
 
 
 class _Saver:
@@ -483,10 +545,12 @@ class _Saver:
     multi-process trial every process's random streams are gathered into the one file the main
     process writes, and the decision to stop is taken together (every CHECK_EVERY steps)."""
 
-    def __init__(self, checkpointing: Checkpointing, record: Record, accelerator: Accelerator, model: nn.Module,
-                 optimizer: torch.optim.Optimizer, trial: Trial, guard: "_Guard", order: torch.Generator,
-                 rng: Rng) -> None:
-        self.c, self.record, self.accelerator, self.model, self.optimizer = checkpointing, record, accelerator, model, optimizer
+    def __init__(self, checkpointing: Checkpointing, run_id: str, record: Record, accelerator: Accelerator,
+                 model: nn.Module, optimizer: torch.optim.Optimizer, trial: Trial, guard: "_Guard",
+                 order: torch.Generator, rng: Rng) -> None:
+        # kept under the run's id: a promoted rung of successive halving resumes the run's checkpoint
+        self.c, self.run_id, self.record, self.accelerator = checkpointing, run_id, record, accelerator
+        self.model, self.optimizer = model, optimizer
         self.trial, self.guard, self.order, self.rng = trial, guard, order, rng
         self.world = accelerator.num_processes
 
@@ -513,7 +577,7 @@ class _Saver:
             return
         r = self.record
         ckpt.save(self.c.path, {
-            "trial_id": r.trial_id, "world": self.world, "epoch": epoch, "step": step,
+            "trial_id": self.run_id, "world": self.world, "epoch": epoch, "step": step,
             "train_s": train_s, "eval_s": eval_s, "partial": partial,
             "model": self.accelerator.unwrap_model(self.model).state_dict(),
             "optimizer": self.optimizer.state_dict(), "components": self.trial.states,
@@ -523,7 +587,7 @@ class _Saver:
         })
 
     def resume(self) -> dict[str, Any] | None:
-        state, why = ckpt.load(self.c.path, self.record.trial_id)
+        state, why = ckpt.load(self.c.path, self.run_id)
         if state is not None and state["world"] != self.world:
             state, why = None, (f"checkpoint was written by {state['world']} processes, not {self.world}; "
                                 "started over")

@@ -20,12 +20,15 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
-from harness.engine.checkpoint import checkpoint_path, remove
-from harness.spec import FAILED, FINAL_STATUSES, INTERRUPTED, Record, TrialSpec
+from harness.engine.checkpoint import checkpoint_path, remove, weights_path
+from harness.spec import FAILED, FINAL_STATUSES, INTERRUPTED, STOPPED, Record, TrialSpec
 from harness.store import record_path, write_record
 from harness.tracking import TRACKING_DIR
+
+if TYPE_CHECKING:
+    from harness.engine.loop import Checkpointing
 
 LOCK_DIR = "locks"
 STOP_SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
@@ -103,14 +106,20 @@ def execute(spec: TrialSpec, results: Path, stop: Callable[[], bool] = lambda: F
             record = _run_processes(spec, results, processes, flag)
         else:
             from harness.engine import run_trial
-            from harness.engine.loop import Checkpointing
 
-            record = run_trial(spec, tracking_dir=results / TRACKING_DIR,
-                               checkpointing=Checkpointing(checkpoint_path(results, spec.trial_id), stop))
+            record = run_trial(spec, tracking_dir=results / TRACKING_DIR, checkpointing=checkpointing(spec, results, stop))
             write_record(results, record)
-        if record.status != INTERRUPTED:
-            remove(checkpoint_path(results, spec.trial_id))  # a failed trial starts clean next time
+        if record.status not in (INTERRUPTED, STOPPED):  # a stopped rung is resumed by its promotion
+            remove(checkpoint_path(results, spec.run_id))  # a failed trial starts clean next time
         return record
+
+
+def checkpointing(spec: TrialSpec, results: Path, stop: Callable[[], bool]) -> Checkpointing:
+    """Where the trial's checkpoint (kept by run: see ``TrialSpec.run_id``) and weights go."""
+    from harness.engine.loop import Checkpointing
+
+    keep = weights_path(results, spec.trial_id) if spec.config.get("save_weights") else None
+    return Checkpointing(checkpoint_path(results, spec.run_id), stop, keep)
 
 
 def _launch_command(processes: int, spec_file: Path, results: Path) -> list[str]:
@@ -167,7 +176,6 @@ def main(argv: list[str] | None = None) -> int:
     from accelerate import PartialState
 
     from harness.engine import run_trial
-    from harness.engine.loop import Checkpointing
 
     args = argv or sys.argv[1:]
     if args[0] == "--plan":  # `--plan PLAN --index I`: trial I of a plan (the multi-node template)
@@ -180,8 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     flag = StopFlag().install()
     stop = stop_path(results_dir, spec.trial_id)
     record = run_trial(spec, tracking_dir=results_dir / TRACKING_DIR,
-                       checkpointing=Checkpointing(checkpoint_path(results_dir, spec.trial_id),
-                                                   lambda: flag() or stop.exists()))
+                       checkpointing=checkpointing(spec, results_dir, lambda: flag() or stop.exists()))
     if PartialState().is_main_process:
         write_record(results_dir, record)
     return 0

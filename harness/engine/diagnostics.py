@@ -1,0 +1,208 @@
+"""Per-layer diagnostics, kept in every record: the checks of "babysitting the learning process"
+(Karpathy, CS231n notes; Glorot & Bengio 2010 for the activation and gradient profiles by depth).
+
+- **Initial loss**: plain softmax cross-entropy of the model at init on a probe batch. With small
+  random logits it is about ln C for C classes; far from that, the init or the output layer is off.
+- **Activations**: mean and std of every activation layer's output on a fixed probe batch of
+  training inputs, at init and after each epoch; for ReLU the fraction of *dead* units (zero for
+  every probe sample), for tanh/sigmoid the fraction of *saturated* outputs (|tanh| > 0.99,
+  sigmoid < 0.01 or > 0.99), where the gradient all but vanishes.
+- **Gradients**: the norm of each weight matrix's gradient (linear and conv weights: parameters of
+  2 or more dimensions), at init on the probe batch and as an epoch's mean over the sampled steps.
+- **Updates**: the norm of a step's change of each weight over the weight's norm; about 1e-3 is
+  the rule of thumb, much more and the learning rate is likely too high.
+
+Flags (``flags``), each with the numbers that raised it:
+
+- ``vanishing gradients``: the first weight layer's gradient RMS (norm / sqrt(numel)) under
+  1/100 of the last one's; ``exploding gradients``: over 100 times it.
+- ``dead units``: a ReLU layer with more than half its units dead.
+- ``saturated units``: a tanh/sigmoid layer with more than half its outputs saturated.
+- ``large updates``: a layer's update/weight ratio over 0.1 in an epoch.
+
+The probe runs the model as it trains (train mode, so BatchNorm uses batch statistics) without
+changing training: the buffers (BatchNorm's running statistics) and the random number generators
+(dropout's masks) are restored after it, and it adds no step to the optimizer.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harness.components.activations import Maxout
+from harness.engine import checkpoint as ckpt
+
+ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.SELU, nn.GELU, nn.Tanh, nn.Sigmoid, Maxout)
+SATURATION: dict[type, Callable[[torch.Tensor], torch.Tensor]] = {
+    nn.Tanh: lambda y: y.abs() > 0.99,
+    nn.Sigmoid: lambda y: (y < 0.01) | (y > 0.99),
+}
+GRADIENT_RATIO = 100.0  # first/last layer gradient RMS beyond this factor either way is flagged
+DEAD, SATURATED = 0.5, 0.5  # fraction of a layer beyond which it is flagged
+LARGE_UPDATE = 0.1
+INIT_LOSS_LOW, INIT_LOSS_HIGH = 0.5, 1.5  # the initial loss is expected within these multiples of ln C
+
+
+def _round(x: float) -> float:
+    return float(f"{x:.4g}") if math.isfinite(x) else x
+
+
+def weights(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """The weight matrices and conv kernels (2+ dimensions), in the order the model declares them."""
+    return [(n, p) for n, p in model.named_parameters() if p.dim() >= 2 and p.requires_grad]
+
+
+def activation_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, ACTIVATIONS)]
+
+
+class Probe:
+    """Profiles one model on a fixed batch of training data, leaving its training untouched."""
+
+    def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.model, self.x, self.y = model, x, y
+        self.weights = weights(model)
+        self.layers = activation_layers(model)
+
+    def _forward(self, grad: bool, then: Callable[[torch.Tensor], Any] = lambda out: None,
+                 ) -> tuple[Any, dict[str, dict[str, float]]]:
+        """``then(output)`` runs before the buffers are restored (a backward needs them as they were)."""
+        stats: dict[str, dict[str, float]] = {}
+        hooks = []
+        for name, module in self.layers:
+            def hook(module: nn.Module, inputs: Any, out: torch.Tensor, name: str = name) -> None:
+                y = out.detach().float()
+                entry = {"mean": y.mean().item(), "std": y.std().item() if y.numel() > 1 else 0.0}
+                if type(module) is nn.ReLU:
+                    units = y.transpose(0, 1).reshape(y.shape[1], -1)  # a unit is a feature or a channel
+                    entry["dead"] = (units == 0).all(dim=1).float().mean().item()
+                saturated = SATURATION.get(type(module))
+                if saturated is not None:
+                    entry["saturated"] = saturated(y).float().mean().item()
+                stats[name] = {k: _round(v) for k, v in entry.items()}
+            hooks.append(module.register_forward_hook(hook))
+        buffers = {k: b.detach().clone() for k, b in self.model.named_buffers()}
+        rng = ckpt.global_rng_state()
+        was_training = self.model.training
+        self.model.train()
+        try:
+            with torch.set_grad_enabled(grad):
+                result = then(self.model(self.x))
+        finally:
+            for h in hooks:
+                h.remove()
+            self.model.train(was_training)
+            with torch.no_grad():
+                for k, b in self.model.named_buffers():
+                    b.copy_(buffers[k])
+            ckpt.set_global_rng_state(rng)
+        return result, stats
+
+    def activations(self) -> dict[str, dict[str, float]]:
+        return self._forward(grad=False)[1]
+
+    def at_init(self) -> dict[str, Any]:
+        """Loss, activations and per-layer gradient norms of the untrained model (no step is taken)."""
+        params = [p for _, p in self.weights]
+
+        def gradients(out: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor | None, ...]]:
+            loss = F.cross_entropy(out.float(), self.y)
+            return loss, torch.autograd.grad(loss, params, allow_unused=True)  # .grad is left alone
+
+        (loss, grads), stats = self._forward(grad=True, then=gradients)
+        norms = {n: _round(g.norm().item()) if g is not None else 0.0 for (n, _), g in zip(self.weights, grads)}
+        return {"loss": _round(loss.item()), "activations": stats, "grad_norm": norms}
+
+
+class StepStats:
+    """Per-layer gradient norms and update/weight ratios, sampled at some steps of an epoch."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.named = weights(model)
+        self.params = [p for _, p in self.named]
+        self.grad_norms: list[torch.Tensor] = []  # one vector per sampled step, kept on the device
+        self.ratios: list[torch.Tensor] = []
+        self._before: list[torch.Tensor] | None = None
+
+    def gradients(self) -> None:
+        """After backward: each weight's gradient norm (before clipping: what the loss gave)."""
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
+        if grads:
+            self.grad_norms.append(torch.stack(torch._foreach_norm(grads)))
+
+    def before_step(self) -> None:
+        self._before = [p.detach().clone() for p in self.params]
+
+    def after_step(self) -> None:
+        if self._before is None or not self.params:
+            return
+        current = [p.detach() for p in self.params]
+        torch._foreach_sub_(self._before, current)
+        change = torch.stack(torch._foreach_norm(self._before))
+        size = torch.stack(torch._foreach_norm(current)).clamp_min(1e-12)
+        self.ratios.append(change / size)
+        self._before = None
+
+    def state(self) -> dict[str, list[list[float]]]:
+        """What a mid-epoch checkpoint keeps of it."""
+        return {"grad_norms": [v.tolist() for v in self.grad_norms], "ratios": [v.tolist() for v in self.ratios]}
+
+    def restore(self, state: dict[str, list[list[float]]] | None, device: torch.device) -> None:
+        state = state or {}
+        self.grad_norms = [torch.tensor(v, device=device) for v in state.get("grad_norms", [])]
+        self.ratios = [torch.tensor(v, device=device) for v in state.get("ratios", [])]
+
+    def epoch(self) -> dict[str, dict[str, float]]:
+        """The epoch's means per layer, and a fresh start for the next epoch."""
+        out = {}
+        for key, rows in (("grad_norm", self.grad_norms), ("update_ratio", self.ratios)):
+            if rows:
+                mean = torch.stack(rows).float().mean(0).tolist()
+                out[key] = {n: _round(v) for (n, _), v in zip(self.named, mean)}
+        self.grad_norms, self.ratios = [], []
+        return out
+
+
+def flags(entry: dict[str, Any], sizes: dict[str, int], when: str) -> list[tuple[str, str]]:
+    """The flags one profile (init or an epoch) raises, as (kind:layer, message); ``sizes``: each
+    weight's element count."""
+    out = []
+    norms = entry.get("grad_norm") or {}
+    names = [n for n in norms if sizes.get(n)]
+    if len(names) >= 2:
+        first, last = names[0], names[-1]
+        rms_first = norms[first] / math.sqrt(sizes[first])
+        rms_last = norms[last] / math.sqrt(sizes[last])
+        if rms_last > 0 and rms_first / rms_last < 1 / GRADIENT_RATIO:
+            out.append(("vanishing gradients", f"vanishing gradients {when}: gradient RMS of {first} is {rms_first:.3g}, "
+                       f"{rms_first / rms_last:.2g}x that of {last}"))
+        elif rms_last > 0 and rms_first / rms_last > GRADIENT_RATIO:
+            out.append(("exploding gradients", f"exploding gradients {when}: gradient RMS of {first} is {rms_first:.3g}, "
+                       f"{rms_first / rms_last:.3g}x that of {last}"))
+    for name, stats in (entry.get("activations") or {}).items():
+        if stats.get("dead", 0) > DEAD:
+            out.append((f"dead units:{name}",
+                        f"dead units {when}: {stats['dead']:.0%} of the units of {name} are zero on every probe input"))
+        if stats.get("saturated", 0) > SATURATED:
+            out.append((f"saturated units:{name}",
+                        f"saturated units {when}: {stats['saturated']:.0%} of the outputs of {name} are saturated"))
+    for name, ratio in (entry.get("update_ratio") or {}).items():
+        if ratio > LARGE_UPDATE:
+            out.append((f"large updates:{name}",
+                        f"large updates {when}: a step changes {name} by {ratio:.2g} of its norm (about 1e-3 is usual)"))
+    return out
+
+
+def initial_loss_warning(loss: float, num_classes: int) -> str | None:
+    """A warning when the loss at init is far from ln C (softmax over C classes of near-zero logits)."""
+    expected = math.log(num_classes)
+    if INIT_LOSS_LOW * expected <= loss <= INIT_LOSS_HIGH * expected:
+        return None
+    return (f"initial loss {loss:.3g} is far from ln C = {expected:.3g} for {num_classes} classes "
+            f"(expected within {INIT_LOSS_LOW}-{INIT_LOSS_HIGH}x): check the init scale of the output layer "
+            "and the inputs' normalization")
+
