@@ -6,6 +6,7 @@ Exit codes: 0 success; 1 some trials failed or diverged (recorded; the sweep wen
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections import Counter
@@ -87,20 +88,58 @@ def _run_suite(args: argparse.Namespace, suite, results: Path) -> Counter:
     found = scan(results)
     for path, why in found.corrupt.items():
         print(f"harness: unreadable record {path} ({why}); running that trial again", file=sys.stderr)
-    todo = [t for t in suite.trials if not found.done(t.trial_id)]
-    done = len(suite.trials) - len(todo)
-    if not todo:
-        _say(f"nothing to run: all {len(suite.trials)} trials of {suite.name} already have records in {results}")
+    if suite.search and suite.search.get("halving"):
+        trials = _run_halving(args, suite, results, slots)
     else:
-        if done:
-            _say(f"{done} of {len(suite.trials)} trials already have records; running the other {len(todo)}")
+        todo = [t for t in suite.trials if not found.done(t.trial_id)]
+        done = len(suite.trials) - len(todo)
+        if not todo:
+            _say(f"nothing to run: all {len(suite.trials)} trials of {suite.name} already have records in {results}")
         else:
-            _say(f"running {len(todo)} trials of {suite.name} ({args.workers} worker{'s' * (args.workers > 1)})")
-        run_local(todo, results, args.workers, plugins=args.plugin, slots=slots)
+            if done:
+                _say(f"{done} of {len(suite.trials)} trials already have records; running the other {len(todo)}")
+            else:
+                _say(f"running {len(todo)} trials of {suite.name} ({args.workers} worker{'s' * (args.workers > 1)})")
+            run_local(todo, results, args.workers, plugins=args.plugin, slots=slots)
+        trials = list(suite.trials)
     final = scan(results)
-    statuses = Counter(final.records[t.trial_id].status for t in suite.trials if t.trial_id in final.records)
+    statuses = Counter(final.records[t.trial_id].status if t.trial_id in final.records else "missing"
+                       for t in trials)
     _say(f"results: {results}  ({', '.join(f'{n} {s}' for s, n in sorted(statuses.items()))})")
     return statuses
+
+
+def search_step(suite, results: Path, given_up: set[str] = frozenset()):
+    """Where a successive-halving suite stands from its records (``harness.search.progress``), with
+    the plan rewritten to hold every trial started so far and the checkpoints of runs no rung will
+    resume removed."""
+    from harness import search
+    from harness.store import scan, write_plan
+
+    found = scan(results)
+    step = search.progress(suite.search, {t.trial_id: t for t in suite.trials}, found.records.get, given_up)
+    for path in search.checkpoints_to_drop(results, step.dropped):
+        path.unlink(missing_ok=True)
+    write_plan(results, suite.to_dict(), step.trials)  # what the report covers: every rung so far
+    return step
+
+
+def _run_halving(args: argparse.Namespace, suite, results: Path, slots: list[int | None]) -> list:
+    """Rung after rung until every bracket is done; each rung is an ordinary sweep of the local pool."""
+    from harness.launch import run_local
+    from harness.store import scan
+
+    given_up: set[str] = set()  # trials that failed in this command: ranked last, not retried in a loop
+    while True:
+        step = search_step(suite, results, given_up)
+        for line in step.lines:
+            _say(line)
+        if not step.todo:
+            return step.trials
+        _say(f"running {len(step.todo)} trials of {suite.name} ({args.workers} worker{'s' * (args.workers > 1)})")
+        run_local(step.todo, results, args.workers, plugins=args.plugin, slots=slots)
+        found = scan(results)
+        given_up.update(t.trial_id for t in step.todo if not found.done(t.trial_id))
 
 
 def _data_root(args: argparse.Namespace) -> None:
@@ -110,7 +149,7 @@ def _data_root(args: argparse.Namespace) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.report import write_report
-    from harness.spec import COMPLETED
+    from harness.spec import COMPLETED, STOPPED
 
     _data_root(args)
     suite = _load(args)
@@ -119,8 +158,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.no_report:
         files = write_report(results)
         _say(f"report:  {files[0]}")
-    missing = len(suite.trials) - sum(statuses.values())
-    not_completed = sum(n for s, n in statuses.items() if s != COMPLETED) + missing
+    # a stopped trial is a rung of successive halving that was not promoted: its search went as planned
+    not_completed = sum(n for s, n in statuses.items() if s not in (COMPLETED, STOPPED))
     if not_completed:
         _say(f"{not_completed} trials did not complete; see the report or `harness status {results}`")
         return EXIT_TRIALS
@@ -252,6 +291,59 @@ def cmd_compare(args: argparse.Namespace) -> int:
                      results / "regress.md")
 
 
+def cmd_refine(args: argparse.Namespace) -> int:
+    """A follow-up random search whose ranges narrow around the best configurations of a finished one."""
+    import copy
+
+    import yaml
+
+    from harness import search
+    from harness.store import atomic_write, read_plan, scan
+
+    results = _results_dir(args.dir)
+    plan = read_plan(results)
+    suite = plan[0] if plan else {}
+    space = (suite.get("search") or {}).get("space")
+    if not space or not suite.get("raw"):
+        raise UsageError(f"{results}: not the results of a random search (its plan.json has no random space); "
+                         "refine narrows the space of a suite with a random: section")
+    halving = suite["search"].get("halving")
+    metric = args.metric or (halving["metric"] if halving else
+                             {"test_acc": "val_acc", "test_loss": "val_loss"}.get(suite["report"]["metric"], "val_acc"))
+    if metric.startswith("test_"):
+        raise UsageError(f"--metric {metric}: choosing the next search on test data biases every result after it; "
+                         "use a validation metric")
+    ranked = search.rank_configs(list(scan(results).records.values()), metric)
+    if not ranked:
+        raise UsageError(f"{results}: no completed trial with {metric} to refine around")
+    best = ranked[:args.top]
+    new_space = search.refine(space, [c for _, c, _ in best], args.widen)
+    raw = copy.deepcopy(suite["raw"])
+    raw["name"] = args.name or f"{suite['name']}-refined"
+    raw["random"] = {**(raw.get("random") or {}), "space": search.space_yaml(new_space),
+                     "seed": (raw.get("random") or {}).get("seed", 0) + 1}
+    if args.n:
+        raw["random"]["n"] = args.n
+    raw["description"] = (f"Refined from {results} ({suite['name']}): ranges narrowed around the best "
+                          f"{len(best)} of {len(ranked)} configurations by {metric}.")
+    out = Path(args.output) if args.output else results / "refined.yaml"
+    atomic_write(out, yaml.safe_dump(raw, sort_keys=False, width=100))
+    _say(f"best {len(best)} of {len(ranked)} configurations by {metric}: "
+         + ", ".join(f"{v:.4g}" for v, _, _ in best))
+    width = max(len(k) for k in new_space)
+    for key, d in space.items():
+        _say(f"  {key.ljust(width)}  {_describe(d)}  ->  {_describe(new_space[key])}")
+    _say(f"suite: {out}")
+    _say(f"run it: harness run {out}")
+    return EXIT_OK
+
+
+def _describe(d: dict) -> str:
+    if d["dist"] == "choice":
+        return "choice " + ", ".join(map(str, d["values"]))
+    return f"{d['dist']} [{d['low']:g}, {d['high']:g}]"
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     suite = _load(args)
     _say(f"{suite.name}: {len(suite.trials)} trials = {len(suite.trials) // len(suite.seeds)} "
@@ -292,7 +384,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from harness.launch.slurm import prepare, submit
+    from harness.launch.slurm import next_rung, prepare, submit
     from harness.store import write_plan
 
     suite = _load(args)
@@ -300,15 +392,24 @@ def cmd_submit(args: argparse.Namespace) -> int:
     results = Path(args.results) / suite.name
     results.mkdir(parents=True, exist_ok=True)
     write_plan(results, suite.to_dict(), suite.trials)  # the current plan, which reports read
-    script, plan, tasks = prepare(suite, results, args.plugin)
+    halving = bool(suite.search and suite.search.get("halving"))
+    if halving:  # the rung due now; a job after it submits the next
+        step = search_step(suite, results)
+        for line in step.lines:
+            _say(line)
+        suite = dataclasses.replace(suite, trials=tuple(step.todo))
+    script, plan, tasks = prepare(suite, results, args.plugin) if suite.trials else ("", None, 0)
     if not tasks:
-        _say(f"nothing to submit: all {len(suite.trials)} trials of {suite.name} already have records in {results}")
+        _say(f"nothing to submit: every trial of {suite.name} {'due now ' * halving}already has a record in {results}")
         return EXIT_OK
     if args.dry_run:
         _say(script)
         return EXIT_OK
     job = submit(script, results)
     _say(f"submitted {suite.name}: job {job}, {tasks} array tasks; plan {plan}")
+    if halving:
+        follow = submit(next_rung(suite, results, job, args.plugin), results, "next-rung.sbatch")
+        _say(f"job {follow} submits the next rung when job {job} has ended")
     _say(f"watch it: harness status {results}")
     return EXIT_OK
 
@@ -480,6 +581,18 @@ def parser() -> argparse.ArgumentParser:
     cmp.add_argument("--metric", help="final metric compared (default: the suite's report metric)")
     cmp.add_argument("--margin", type=float, default=0.0, help="non-inferiority margin δ in the metric's units")
     cmp.set_defaults(func=cmd_compare)
+
+    ref = sub.add_parser("refine", help="a follow-up random search narrowed around the best configurations of a "
+                                        "finished one (coarse to fine)")
+    ref.add_argument("dir", help="results folder of a suite with a random: section")
+    ref.add_argument("--top", type=_positive, default=5, help="configurations to narrow around (default 5)")
+    ref.add_argument("--metric", help="ranking metric (default: the search's validation metric)")
+    ref.add_argument("--widen", type=float, default=0.25,
+                     help="pad each range by this fraction of the best values' span (default 0.25)")
+    ref.add_argument("--n", type=_positive, help="configurations to draw (default: as before)")
+    ref.add_argument("--name", help="name of the new suite (default NAME-refined)")
+    ref.add_argument("-o", "--output", help="suite file to write (default DIR/refined.yaml)")
+    ref.set_defaults(func=cmd_refine)
 
     lrf = sub.add_parser("lr-find", help="LR range test (Smith 2017) on one trial of a suite: plot and suggested range")
     lrf.add_argument("suite")

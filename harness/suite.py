@@ -16,12 +16,13 @@ from typing import Annotated, Any, Literal
 
 import yaml
 
+from harness import search
 from harness.components import LOSSES, INITS, NORMS, OPTIMIZERS, REGULARIZERS, SCHEDULES
 from harness.data import DATASETS
 from harness.errors import ConfigError
 from harness.models import MODELS
 from harness.registry import Range, Registry, check_keys, check_value, near_miss, params_of, resolve_params
-from harness.spec import TrialSpec
+from harness.spec import TrialSpec, canonical_json
 from harness.tracking import tracker_missing
 
 # Trial keys that name a component, with the default used when the suite leaves them out.
@@ -124,8 +125,8 @@ def _slurm(
     options; and an sbatch template of your own (default slurm/array.sbatch)."""
 
 
-SUITE_KEYS = ["name", "description", "seeds", "budget", "trackers", "base", "grid", "zip", "exclude", "report",
-              "slurm"]
+SUITE_KEYS = ["name", "description", "seeds", "budget", "trackers", "base", "grid", "zip", "random", "halving",
+              "exclude", "report", "slurm"]
 METRICS = ["test_acc", "test_loss", "val_acc", "val_loss", "train_acc", "train_loss"]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -229,12 +230,16 @@ class Suite:
     source_sha256: str
     overrides: tuple[str, ...] = ()
     slurm: dict[str, Any] = field(default_factory=dict)
+    # random: {space, n, seed}; halving: its settings and brackets (harness.search); None for a grid
+    search: dict[str, Any] | None = None
+    raw: dict[str, Any] = field(default_factory=dict)  # the suite as read, overrides applied (harness refine)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "description": self.description, "file": self.file,
             "seeds": list(self.seeds), "axes": list(self.axes), "report": self.report,
             "source_sha256": self.source_sha256, "overrides": list(self.overrides), "slurm": self.slurm,
+            "search": self.search, "raw": self.raw,
         }
 
 
@@ -292,31 +297,81 @@ def _build(raw: dict[str, Any], file: str, sha: str, overrides: tuple[str, ...])
     both = set(grid) & set(zipped)
     if both:
         raise ConfigError("zip", f"axis {sorted(both)[0]!r} is in both grid and zip")
-    axes = [*grid, *zipped]
+    space, n_random, random_seed = _random(raw.get("random"), [*grid, *zipped])
+    axes = [*grid, *zipped, *(space or {})]
     exclude = _exclude(raw.get("exclude"), axes)
+    halving = None
+    if "halving" in raw:
+        for axis in axes:
+            if axis == "budget" or axis.startswith("budget."):
+                raise ConfigError(f"halving", f"{axis} varies, but successive halving sets the budget itself")
+        max_epochs = resolve_trial(base, "base")["budget"]["epochs"]
+        halving = search.parse_halving(raw["halving"], max_epochs, (raw.get("report") or {}).get("metric", "test_acc"))
+        if halving["method"] == "hyperband" and space is None:
+            raise ConfigError("halving.method", "hyperband draws fresh configurations for each bracket: "
+                                                "give the suite a random: {space: ...} section")
+        if halving["method"] == "hyperband" and n_random is not None:
+            raise ConfigError("random.n", "hyperband sets the number of configurations of each bracket itself; "
+                                          "remove random.n")
+    elif space is not None and n_random is None:
+        raise ConfigError("random.n", "missing: how many configurations to draw")
 
     zip_rows = [dict(zip(zipped, row)) for row in zip(*zipped.values())] or [{}]
-    combos = []
-    for grid_row in itertools.product(*grid.values()):
-        for zip_row in zip_rows:
-            combos.append({**dict(zip(grid, grid_row)), **zip_row})
-
+    fixed = [{**dict(zip(grid, grid_row)), **zip_row} for grid_row in itertools.product(*grid.values())
+             for zip_row in zip_rows]
     labels = {axis: _labels(axis, values) for axis, values in {**grid, **zipped}.items()}
+    for axis, d in (space or {}).items():
+        if d["dist"] == "choice":
+            labels[axis] = _labels(axis, d["values"])
+    sources = {**{a: ("grid", v) for a, v in grid.items()}, **{a: ("zip", v) for a, v in zipped.items()},
+               **{a: ("random", d.get("values")) for a, d in (space or {}).items()}}
     trials: list[TrialSpec] = []
-    excluded = 0
-    for combo in combos:
-        config = _apply(base, combo, grid, zipped)
-        if any(_matches(rule, combo, config) for rule in exclude):
-            excluded += 1
-            continue
-        axis_values = {a: labels[a][_index(grid.get(a) or zipped[a], combo[a])] for a in axes}
-        for seed in seeds:
-            trials.append(TrialSpec.make(name, config, seed, axis_values))
+    seen: set[str] = set()
+    considered = 0
+
+    def expand(rows: list[dict[str, Any]], stop_after: int | None) -> list[list[str]]:
+        """Trials of every fixed combination x drawn row, each with every seed; the trial ids of each
+        configuration. A configuration drawn twice (a discrete space) is kept once."""
+        nonlocal considered
+        configs = []
+        for combo in ({**f, **r} for f in fixed for r in rows):
+            considered += 1
+            config = _apply(base, combo, sources, stop_after)
+            if any(_matches(rule, combo, config) for rule in exclude):
+                continue
+            key = canonical_json(config)
+            if key in seen:
+                if space is None:
+                    raise ConfigError("grid", "two grid points resolve to the same trial (a value listed twice?)")
+                continue
+            seen.add(key)
+            axis_values = {a: _axis_label(labels, sources, a, combo[a]) for a in axes}
+            specs = [TrialSpec.make(name, config, seed, axis_values) for seed in seeds]
+            trials.extend(specs)
+            configs.append([t.trial_id for t in specs])
+        return configs
+
+    search_info: dict[str, Any] | None = None
+    if space is not None or halving is not None:
+        search_info = {"space": space, "n": n_random, "seed": random_seed, "halving": halving}
+    if halving is None:
+        expand(search.draw(space, n_random, random_seed) if space else [{}], None)
+    elif halving["method"] == "halving":
+        rows = search.draw(space, n_random, random_seed) if space else [{}]
+        probe = search.halving_bracket(1, halving["max_epochs"], halving["min_epochs"], halving["eta"])
+        configs = expand(rows, probe.rungs[0] if probe.rungs[0] < halving["max_epochs"] else None)
+        search_info["brackets"] = [{**_bracket_dict(probe, len(configs), halving["eta"]), "configs": configs}]
+    else:
+        search_info["brackets"] = []
+        for bracket in search.hyperband_brackets(halving["max_epochs"], halving["min_epochs"], halving["eta"]):
+            rows = search.draw(space, bracket.keep[0], [random_seed, bracket.s])
+            first = bracket.rungs[0] if bracket.rungs[0] < halving["max_epochs"] else None
+            configs = expand(rows, first)  # n_s draws at each grid point, ranked together
+            search_info["brackets"].append({**_bracket_dict(bracket, len(configs), halving["eta"]), "configs": configs})
+    if search_info is not None and halving is not None:
+        search_info["metric"] = halving["metric"]
     if not trials:
-        raise ConfigError("exclude", f"the exclude rules remove all {len(combos)} combinations")
-    ids = [t.trial_id for t in trials]
-    if len(set(ids)) != len(ids):
-        raise ConfigError("grid", "two grid points resolve to the same trial (a value listed twice?)")
+        raise ConfigError("exclude", f"the exclude rules remove all {considered} combinations")
 
     report = resolve_params(params_of(_report), raw.get("report") or {}, "report", "report")
     if isinstance(report["compare"], str):
@@ -328,7 +383,44 @@ def _build(raw: dict[str, Any], file: str, sha: str, overrides: tuple[str, ...])
         raise ConfigError("report.metric", f"unknown metric {report['metric']!r}; {near_miss(report['metric'], METRICS)}")
     slurm = resolve_params(params_of(_slurm), raw.get("slurm") or {}, "slurm", "slurm")
     slurm["setup"], slurm["extra"] = list(slurm["setup"]), list(slurm["extra"])
-    return Suite(name, description, file, seeds, tuple(axes), tuple(trials), report, sha, overrides, slurm)
+    return Suite(name, description, file, seeds, tuple(axes), tuple(trials), report, sha, overrides, slurm,
+                 search_info, raw)
+
+
+def _random(value: Any, fixed_axes: list[str]) -> tuple[dict[str, dict[str, Any]] | None, int | None, int]:
+    """The ``random`` section: (space, n, seed); (None, None, 0) without one."""
+    if value is None:
+        return None, None, 0
+    if not isinstance(value, dict):
+        raise ConfigError("random", f"expected a mapping like {{n: 20, space: {{optimizer.lr: {{loguniform: "
+                                    f"[1.0e-4, 1.0]}}}}}}, got {value!r}")
+    check_keys(value, ["n", "seed", "space"], "random", "random key")
+    space = search.parse_space(value.get("space"))
+    for axis in space:
+        top = axis.split(".")[0]
+        if top not in TRIAL_KEYS:
+            raise ConfigError(f"random.space.{axis}", f"not a trial setting; {near_miss(top, TRIAL_KEYS)}")
+        if axis in fixed_axes:
+            raise ConfigError(f"random.space.{axis}", "is also a grid or zip axis")
+    n = value.get("n")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ConfigError("random.n", f"expected a whole number >= 1, got {n!r}")
+    seed = value.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError("random.seed", f"expected a whole number >= 0, got {seed!r}")
+    return space, n, seed
+
+
+def _bracket_dict(b: "search.Bracket", configs: int, eta: int) -> dict[str, Any]:
+    """A bracket as plain data; rung i keeps configs // eta^i of the configurations it actually has
+    (exclude rules and duplicate draws can leave fewer than drawn, a grid multiplies them)."""
+    return {"s": b.s, "rungs": list(b.rungs), "keep": [max(1, configs // eta ** i) for i in range(len(b.rungs))]}
+
+
+def _axis_label(labels: dict[str, list[Any]], sources: dict[str, tuple[str, Any]], axis: str, value: Any) -> Any:
+    if axis in labels:  # grid, zip and choice axes: the short name of the value
+        return labels[axis][_index(sources[axis][1], value)]
+    return value  # a number drawn from a range
 
 
 def _seeds(value: Any) -> tuple[int, ...]:
@@ -364,19 +456,25 @@ def _axes(raw: dict[str, Any], key: str) -> dict[str, list[Any]]:
     return {str(a): v for a, v in axes.items()}
 
 
-def _apply(base: dict[str, Any], combo: dict[str, Any], grid: dict[str, list], zipped: dict[str, list]) -> dict[str, Any]:
+def _apply(base: dict[str, Any], combo: dict[str, Any], sources: dict[str, tuple[str, Any]],
+           stop_after: int | None = None) -> dict[str, Any]:
     raw = copy.deepcopy(base)
     # Whole values first, so that `optimizer.lr` can refine a grid value of `optimizer`.
     for axis in sorted(combo, key=lambda a: a.count(".")):
         _set(raw, axis, copy.deepcopy(combo[axis]), axis)
+    if stop_after is not None:  # the first rung of successive halving
+        _set(raw, "budget.stop_after", stop_after, "halving")
     try:
         return resolve_trial(raw, "")
     except ConfigError as e:
         path = e.path.lstrip(".")
         for axis in sorted(combo, key=lambda a: -a.count(".")):
             if path == axis or path.startswith(axis + ".") or path.startswith(axis + "["):
-                section = "grid" if axis in grid else "zip"
-                i = _index(grid.get(axis) or zipped[axis], combo[axis])
+                section, values = sources[axis]
+                if section == "random":
+                    raise ConfigError(f"random.space.{axis}{path[len(axis):]}",
+                                      f"{e.message} (drawn value {combo[axis]!r})") from None
+                i = _index(values, combo[axis])
                 raise ConfigError(f"{section}.{axis}[{i}]{path[len(axis):]}", e.message) from None
         raise ConfigError(f"base.{path}", e.message) from None
 

@@ -105,13 +105,31 @@ def prepare(suite: Any, results: Path, plugins: list[str] | None = None) -> tupl
     return render(template, values, str(template_file)), plan, len(tasks)
 
 
-def submit(script: str, results: Path) -> str:
+def next_rung(suite: Any, results: Path, after: str, plugins: list[str] | None = None) -> str:
+    """The job that submits a search's next rung once job ``after`` (this rung's array) has ended."""
+    results = Path(results).resolve()
+    slurm = suite.slurm
+    # the small job asks for no GPU: only the scheduling options carry over
+    options = sbatch_options({k: slurm.get(k) for k in ("partition", "account", "time", "constraint")})
+    values = {
+        "job_name": suite.name, "after": after, "log_dir": shlex.quote(str(results / SLURM_DIR / "logs")),
+        "sbatch_options": options, "setup": "\n".join(slurm.get("setup", [])), "harness": _harness_command(),
+        "suite": shlex.quote(str(Path(suite.file).resolve())),
+        "overrides": "".join(f" {shlex.quote(o)}" for o in suite.overrides),
+        "results_root": shlex.quote(str(results.parent)),
+        "plugins": "".join(f" --plugin {shlex.quote(p)}" for p in plugins or []),
+    }
+    template = TEMPLATES / "next-rung.sbatch"
+    return render(template.read_text(), values, str(template))
+
+
+def submit(script: str, results: Path, name: str = "array.sbatch") -> str:
     """``sbatch`` the script (kept under ``<results>/slurm/``); returns the job id."""
     if shutil.which("sbatch") is None:
         raise UsageError("sbatch not found: submit from a SLURM login node (or --dry-run to see the script)")
     folder = Path(results) / SLURM_DIR
     (folder / "logs").mkdir(parents=True, exist_ok=True)
-    path = folder / "array.sbatch"
+    path = folder / name
     path.write_text(script)
     done = subprocess.run(["sbatch", "--parsable", str(path)], capture_output=True, text=True)
     if done.returncode != 0:
