@@ -15,7 +15,12 @@
 Flags (``flags``), each with the numbers that raised it:
 
 - ``vanishing gradients``: the first weight layer's gradient RMS (norm / sqrt(numel)) under
-  1/100 of the last one's; ``exploding gradients``: over 100 times it.
+  1/100 of the last one's; ``exploding gradients``: over 100 times it. (A weight's gradient is the
+  back-propagated error times the layer's input, so this catches errors that shrink or grow with
+  depth, as in deep sigmoid nets.)
+- ``collapsing activations``: the last activation layer's std under 1/100 of the first one's, the
+  small-init failure where every layer scales its input down (and with it every weight gradient);
+  ``exploding activations``: over 100 times it.
 - ``dead units``: a ReLU layer with more than half its units dead.
 - ``saturated units``: a tanh/sigmoid layer with more than half its outputs saturated.
 - ``large updates``: a layer's update/weight ratio over 0.1 in an epoch.
@@ -183,7 +188,16 @@ def flags(entry: dict[str, Any], sizes: dict[str, int], when: str) -> list[tuple
         elif rms_last > 0 and rms_first / rms_last > GRADIENT_RATIO:
             out.append(("exploding gradients", f"exploding gradients {when}: gradient RMS of {first} is {rms_first:.3g}, "
                        f"{rms_first / rms_last:.3g}x that of {last}"))
-    for name, stats in (entry.get("activations") or {}).items():
+    acts = entry.get("activations") or {}
+    if len(acts) >= 2:
+        (first, a), *_, (last, b) = acts.items()
+        if a["std"] > 0 and b["std"] / a["std"] < 1 / GRADIENT_RATIO:
+            out.append(("collapsing activations", f"collapsing activations {when}: std of {last} is {b['std']:.3g}, "
+                                                  f"{b['std'] / a['std']:.2g}x that of {first}"))
+        elif a["std"] > 0 and b["std"] / a["std"] > GRADIENT_RATIO:
+            out.append(("exploding activations", f"exploding activations {when}: std of {last} is {b['std']:.3g}, "
+                                                 f"{b['std'] / a['std']:.3g}x that of {first}"))
+    for name, stats in acts.items():
         if stats.get("dead", 0) > DEAD:
             out.append((f"dead units:{name}",
                         f"dead units {when}: {stats['dead']:.0%} of the units of {name} are zero on every probe input"))
