@@ -255,6 +255,27 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    import json
+
+    from harness.diagnose import diagnose, plot, resolve_target, verdict
+    from harness.store import atomic_write
+
+    _data_root(args)
+    _plugins(args)
+    spec, label = resolve_target(args.target, args.overrides, args.index)
+    _say(f"diagnosing {spec.trial_id} ({label}): overfit {args.samples} samples in at most {args.steps} steps")
+    d = diagnose(spec.config, spec.seed, samples=args.samples, max_steps=args.steps, label=label,
+                 trial_id=spec.trial_id)
+    out = Path(args.out) if args.out else Path(args.results) / spec.suite / "diagnose"
+    atomic_write(out / f"{spec.trial_id}.json",
+                 json.dumps({"config": spec.config, "seed": spec.seed, **d.as_dict()}, indent=1, allow_nan=False))
+    figure = plot(d, out / f"{spec.trial_id}.png", label)
+    _say(verdict(d))
+    _say(f"data and plot: {out / spec.trial_id}.json, {figure}")
+    return EXIT_OK if d.passed else EXIT_TRIALS
+
+
 def _split(values: list[str] | None) -> list[str]:
     return [v for item in values or [] for v in item.split(",") if v]
 
@@ -606,6 +627,20 @@ def parser() -> argparse.ArgumentParser:
     lrf.add_argument("--data-root", help="folder holding datasets (else $HARNESS_DATA_ROOT)")
     lrf.add_argument("--plugin", action="append", default=[], help="module or .py file adding components")
     lrf.set_defaults(func=cmd_lr_find)
+
+    dg = sub.add_parser("diagnose", help="sanity checks on one trial: initial loss, overfit a small sample, "
+                                         "activations and gradients by layer (exit 1: a check failed)")
+    dg.add_argument("target", help="a suite .yaml (trial --index) or a trial record RESULTS/<suite>/trials/<id>.json")
+    dg.add_argument("overrides", nargs="*", metavar="key.path=value",
+                    help="override suite keys (on a record: base.KEY=VALUE)")
+    dg.add_argument("--index", type=int, default=0, help="which trial of the suite's plan (default 0)")
+    dg.add_argument("--samples", type=_positive, default=32, help="training samples to memorize (default 32)")
+    dg.add_argument("--steps", type=_positive, default=200, help="most steps of the overfit test (default 200)")
+    dg.add_argument("--out", help="folder for the data and plot (default RESULTS/<suite>/diagnose)")
+    dg.add_argument("--results", default="results", help="results root")
+    dg.add_argument("--data-root", help="folder holding datasets (else $HARNESS_DATA_ROOT)")
+    dg.add_argument("--plugin", action="append", default=[], help="module or .py file adding components")
+    dg.set_defaults(func=cmd_diagnose)
 
     oc = sub.add_parser("optimizer-checks", help="optimizers on synthetic problems (Schaul et al. 2014): pass/fail and plots")
     oc.add_argument("--optimizer", action="append", help="optimizers to check (repeatable or a,b; default all)")

@@ -5,16 +5,15 @@
    (``diagnostics.initial_loss_warning``).
 2. **Profile at init**: each activation layer's mean, std and dead (ReLU) or saturated (tanh,
    sigmoid) fraction, each weight's gradient norm (``diagnostics.Probe``), and the flags they raise
-   (``diagnostics.flags``), plus *vanishing activations*: the last activation layer's std under
-   1/100 of the first's, the signal dying with depth. A deep tanh net with a tiny init does that
-   while its weight gradients stay in proportion to each other, so no gradient flag sees it.
+   (``diagnostics.flags``).
 3. **Overfit a small sample**: the trial's model and optimizer, at the optimizer's own learning
    rate held constant, train on the first N training samples as one batch, again and again, until
    they are all classified right (accuracy in eval mode, as the engine measures train accuracy) or
    K steps have passed. A model that cannot memorize 20-30 samples has a bug, a dead init or a
    learning rate that does not move it.
 4. **Profile after**: the activations at the end of that run, and each weight's mean gradient
-   norm and update/weight ratio over it (``diagnostics.StepStats``), with their flags.
+   norm and update/weight ratio over it (``diagnostics.StepStats``), with their flags; not
+   *large updates* for L-BFGS, whose one step is a whole line search (the 1e-3 rule is for SGD-like steps).
 
 The overfit run is the trial's training with everything that works *against* memorization
 taken out: the schedule (and warmup) is off, and the regularizers that transform batches (cutout,
@@ -41,9 +40,6 @@ from harness.engine import diagnostics as diag
 from harness.engine.loop import Trial, build, seed_everything
 from harness.errors import UsageError
 from harness.spec import Record, TrialSpec
-
-ACTIVATION_RATIO = 100.0  # last/first activation-layer std beyond this factor either way is flagged
-
 
 @dataclass
 class Overfit:
@@ -112,41 +108,26 @@ def diagnose(config: dict[str, Any], seed: int, *, samples: int = 32, max_steps:
     n_train = len(t.data.train[1])
     if samples > n_train:
         raise UsageError(f"diagnose: --samples {samples}: the training split has only {n_train}")
-    size = max(config["diagnostics"]["probe"], samples)
+    n_probe = config["diagnostics"]["probe"]  # the probe batch of the trial's own records
+    size = max(n_probe, samples)
     x, y = next(iter(make_loader(t.data, "train", size, limit=size, mode=t.pipeline, device=device)))
-    probe = diag.Probe(t.model, x[:config["diagnostics"]["probe"]], y[:config["diagnostics"]["probe"]])
+    probe = diag.Probe(t.model, x[:n_probe], y[:n_probe])
     sizes = {n: p.numel() for n, p in probe.weights}
     init = probe.at_init()
     warning = diag.initial_loss_warning(init["loss"], t.data.num_classes)
-    flags = diag.flags(init, sizes, "at init") 
+    flags = diag.flags(init, sizes, "at init")
 
     disabled = _disabled(config, t.data.num_classes, x)
     stats = diag.StepStats(t.model)
     overfit = _overfit(t, x[:samples], y[:samples], max_steps, stats, disabled)
     after = {"activations": probe.activations(), **stats.epoch()}
     seen = {kind for kind, _ in flags}
-    flags += [(k, m) for k, m in diag.flags(after, sizes, "in the overfit run") if k not in seen]
+    flags += [(k, m) for k, m in diag.flags(after, sizes, "in the overfit run", updates=not t.needs_closure)
+              if k not in seen]
 
     return Diagnosis(
         label, trial_id, config["optimizer"]["name"], t.data.num_classes, len(probe.y), init, after, overfit,
         {n: type(m).__name__ for n, m in probe.layers}, sizes, [warning] if warning else [], [m for _, m in flags])
-
-
-def _activation_flags(acts: dict[str, dict[str, float]], when: str) -> list[tuple[str, str]]:
-    """Activation std collapsing (or blowing up) from the first activation layer to the last."""
-    if len(acts) < 2:
-        return []
-    (first, a), (last, b) = next(iter(acts.items())), list(acts.items())[-1]
-    if not a["std"] > 0:
-        return []
-    ratio = b["std"] / a["std"]
-    if ratio < 1 / ACTIVATION_RATIO:
-        return [("vanishing activations", f"vanishing activations {when}: std of {last} is {b['std']:.3g}, "
-                 f"{ratio:.2g}x that of {first}; the signal dies with depth and the weight gradients with it")]
-    if ratio > ACTIVATION_RATIO:
-        return [("exploding activations", f"exploding activations {when}: std of {last} is {b['std']:.3g}, "
-                 f"{ratio:.3g}x that of {first}")]
-    return []
 
 
 def _disabled(config: dict[str, Any], num_classes: int, x: torch.Tensor) -> list[str]:
@@ -291,11 +272,11 @@ def plot(d: Diagnosis, path: Path, title: str) -> Path:
     ax_a.legend(handles=ax_a.get_lines() + acc_ax.get_lines(), fontsize=8, loc="center right")
 
     layers = list(d.init["activations"])
-    _bars(ax_b, layers, {"at init": [d.init["activations"][n]["std"] for n in layers],
+    _by_layer(ax_b, layers, {"at init": [d.init["activations"][n]["std"] for n in layers],
                          "after": [d.after["activations"].get(n, {}).get("std", math.nan) for n in layers]}, spread=10)
     ax_b.set(ylabel="activation std", title="(b) activation std by layer")
     names = list(d.init["grad_norm"])
-    _bars(ax_c, names, {"at init": [d.init["grad_norm"][n] for n in names],
+    _by_layer(ax_c, names, {"at init": [d.init["grad_norm"][n] for n in names],
                         "mean in run": [(d.after.get("grad_norm") or {}).get(n, math.nan) for n in names]})
     ax_c.set(ylabel="gradient norm", title="(c) gradient norm by weight")
     fig.suptitle(title)
@@ -307,7 +288,7 @@ def plot(d: Diagnosis, path: Path, title: str) -> Path:
     return path
 
 
-def _bars(ax: Any, names: list[str], series: dict[str, list[float]], spread: float = 1.0) -> None:
+def _by_layer(ax: Any, names: list[str], series: dict[str, list[float]], spread: float = 1.0) -> None:
     """Markers per layer; on a log scale when every value is positive and max/min exceeds ``spread``."""
     for i, (label, values) in enumerate(series.items()):
         ax.plot(range(len(names)), values, marker="o", color=f"C{i}", label=label)
@@ -332,7 +313,8 @@ def resolve_target(target: str, overrides: list[str] | None = None, index: int =
     if path.suffix in (".yaml", ".yml"):
         suite = load_suite(path, overrides)
         if not 0 <= index < len(suite.trials):
-            raise UsageError(f"--index {index}: the suite has trials 0..{len(suite.trials) - 1} (harness plan lists them)")
+            raise UsageError(f"--index {index}: the suite has trials 0..{len(suite.trials) - 1} "
+                             "(harness plan lists them)")
         spec = suite.trials[index]
         return spec, f"{suite.name}: {spec.label()}"
     if path.suffix != ".json":

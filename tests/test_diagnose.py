@@ -68,6 +68,12 @@ def test_a_diverging_run_stops_at_the_nan_and_still_saves():
     json.dumps(d.as_dict(), allow_nan=False)
 
 
+def test_lbfgs_memorizes_in_a_few_steps_without_a_large_update_flag():
+    d = _diagnose(optimizer={"name": "lbfgs"})
+    assert d.overfit.reached and d.overfit.steps <= 3 and d.passed
+    assert max(d.after["update_ratio"].values()) > 0.1  # a step is a whole line search: not flagged
+
+
 def test_a_large_init_warns_of_the_initial_loss_and_saturates_tanh():
     d = _diagnose(model={"activation": "tanh"}, init={"name": "normal", "std": 10.0})
     assert d.init["loss"] > 10 * math.log(10)
@@ -81,11 +87,12 @@ def test_a_deep_sigmoid_net_with_a_tiny_init_flags_vanishing_gradients():
     assert any(f.startswith("vanishing gradients at init: gradient RMS of 1.weight") for f in d.flags)
 
 
-def test_a_deep_tanh_net_with_a_tiny_init_flags_vanishing_activations_and_does_not_learn():
-    # its weight gradients shrink together (no gradient flag), but the signal is gone by the top layer
+def test_a_deep_tanh_net_with_a_tiny_init_flags_collapsing_activations_and_does_not_learn():
+    # its weight gradients shrink together (no gradient flag at init), but the signal is gone by the top layer
     d = _diagnose(model={"depth": 6, "activation": "tanh"}, init={"name": "normal", "std": 0.01})
     assert not d.warnings  # the initial loss is ln C exactly: the logits are all but zero
-    assert any(f.startswith("vanishing activations at init: std of 12") for f in d.flags)
+    assert any(f.startswith("collapsing activations at init: std of 12") for f in d.flags)
+    assert not any(f.startswith("vanishing gradients at init") for f in d.flags)
     assert not d.overfit.reached
 
 
@@ -130,7 +137,7 @@ def test_a_target_is_a_suite_trial_or_a_trial_record(tmp_path):
 
 
 def test_bad_targets_say_what_was_expected(tmp_path):
-    with pytest.raises(UsageError, match=r"nope\.yaml: no such file \(expected a suite \.yaml or a trial record \.json\)"):
+    with pytest.raises(UsageError, match=r"nope\.yaml: no such file \(expected a suite \.yaml or a trial record"):
         resolve_target(str(tmp_path / "nope.yaml"))
     (tmp_path / "x.json").write_text('{"rows": []}')
     with pytest.raises(UsageError, match=r"x\.json: not a trial record"):
@@ -140,5 +147,21 @@ def test_bad_targets_say_what_was_expected(tmp_path):
         resolve_target(str(tmp_path / "x.txt"))
     with pytest.raises(UsageError, match="a folder"):
         resolve_target(str(tmp_path))
+    mnist = {"dataset": {"name": "mnist", "root": str(tmp_path)}, "model": {"name": "mlp", "depth": 1, "width": 8}}
+    with pytest.raises(UsageError, match=r"dataset mnist: missing .*train-images-idx3-ubyte"):
+        diagnose(resolve_trial(mnist, "base"), 0)
     with pytest.raises(UsageError, match="--samples 1: need at least 2"):
         diagnose({}, 0, samples=1)  # checked before anything is built
+
+
+def test_the_command_exits_0_on_a_healthy_trial_and_1_when_a_check_fails(tmp_path, capsys):
+    from harness.cli import main
+
+    suite = write_suite(tmp_path, SUITE)
+    assert main(["diagnose", str(suite), "--out", str(tmp_path / "ok"), "--steps", "100"]) == 0
+    said = capsys.readouterr().out
+    assert "no problems found" in said and (tmp_path / "ok").glob("*.png")
+    stuck = main(["diagnose", str(suite), "grid.optimizer=[{name: sgd, lr: 1.0e-7}]", "--out", str(tmp_path / "stuck"),
+                  "--steps", "100"])
+    assert stuck == 1 and ": no" in capsys.readouterr().out
+    assert main(["diagnose", str(tmp_path / "missing.yaml")]) == 2

@@ -172,9 +172,10 @@ class StepStats:
         return out
 
 
-def flags(entry: dict[str, Any], sizes: dict[str, int], when: str) -> list[tuple[str, str]]:
+def flags(entry: dict[str, Any], sizes: dict[str, int], when: str, updates: bool = True) -> list[tuple[str, str]]:
     """The flags one profile (init or an epoch) raises, as (kind:layer, message); ``sizes``: each
-    weight's element count."""
+    weight's element count; ``updates``: whether to judge the update/weight ratio (not for L-BFGS,
+    whose one step is a whole line search)."""
     out = []
     norms = entry.get("grad_norm") or {}
     names = [n for n in norms if sizes.get(n)]
@@ -204,7 +205,7 @@ def flags(entry: dict[str, Any], sizes: dict[str, int], when: str) -> list[tuple
         if stats.get("saturated", 0) > SATURATED:
             out.append((f"saturated units:{name}",
                         f"saturated units {when}: {stats['saturated']:.0%} of the outputs of {name} are saturated"))
-    for name, ratio in (entry.get("update_ratio") or {}).items():
+    for name, ratio in (entry.get("update_ratio") or {}).items() if updates else ():
         if ratio > LARGE_UPDATE:
             out.append((f"large updates:{name}",
                         f"large updates {when}: a step changes {name} by {ratio:.2g} of its norm (about 1e-3 is usual)"))

@@ -514,6 +514,7 @@ class _Layers:
         self.steps = diag.StepStats(t.model)
         self.sizes = {n: p.numel() for n, p in self.probe.weights}
         self.record = record
+        self.judge_updates = not t.needs_closure
         d = record.diagnostics
         if resumed and "layers" in d:  # the profiles so far came back with the checkpoint
             return
@@ -528,7 +529,7 @@ class _Layers:
     def _flag(self, entry: dict[str, Any], when: str) -> None:
         d = self.record.diagnostics
         seen = set(d.setdefault("flag_kinds", []))
-        for kind, message in diag.flags(entry, self.sizes, when):
+        for kind, message in diag.flags(entry, self.sizes, when, self.judge_updates):
             if kind not in seen:  # the first time each layer raises each flag
                 seen.add(kind)
                 d["flag_kinds"].append(kind)
