@@ -229,18 +229,41 @@ def cmd_optimizer_checks(args: argparse.Namespace) -> int:
     return EXIT_TRIALS if failed else EXIT_OK
 
 
+def _one_trial(args: argparse.Namespace):
+    """(suite, trial --index of its plan), for the commands that look at one trial."""
+    _data_root(args)
+    suite = _load(args)
+    _preflight(suite)
+    if not 0 <= args.index < len(suite.trials):
+        raise UsageError(f"--index {args.index}: the suite has trials 0..{len(suite.trials) - 1} (harness plan lists them)")
+    return suite, suite.trials[args.index]
+
+
+def cmd_landscape(args: argparse.Namespace) -> int:
+    from harness.engine.checkpoint import weights_path
+    from harness.landscape import landscape
+
+    suite, spec = _one_trial(args)
+    results = Path(args.results) / suite.name
+    stored = weights_path(results, spec.trial_id)
+    _say(f"loss landscape of {spec.trial_id} ({spec.label()}): "
+         + (f"final weights from {stored}" if stored.exists() else "no stored weights; training the trial first"))
+    summary = landscape(spec, results, Path(args.out) if args.out else results / "landscape", points=args.points,
+                        grid=args.grid, span=args.span, samples=args.samples, seed=args.direction_seed)
+    _say(f"train loss: init {summary['init_loss']:.4g}, final {summary['final_loss']:.4g}, highest between them "
+         f"{summary['segment_max_loss']:.4g} (barrier {summary['barrier']:.3g})")
+    _say(f"2-D slice over ±{args.span:g}: mean border loss / centre loss = {summary['edge_over_centre']:.3g}")
+    _say(f"plots: {summary['files']['1d']}  {summary['files']['2d']}")
+    return EXIT_OK
+
+
 def cmd_lr_find(args: argparse.Namespace) -> int:
     import json
 
     from harness.lrfind import plot, range_test
     from harness.store import atomic_write
 
-    _data_root(args)
-    suite = _load(args)
-    _preflight(suite)
-    if not 0 <= args.index < len(suite.trials):
-        raise UsageError(f"--index {args.index}: the suite has trials 0..{len(suite.trials) - 1} (harness plan lists them)")
-    spec = suite.trials[args.index]
+    suite, spec = _one_trial(args)
     _say(f"LR range test on {spec.trial_id} ({spec.label()}): {args.steps} steps, lr {args.start:g} → {args.end:g}")
     result = range_test(spec.config, spec.seed, args.start, args.end, args.steps)
     out = Path(args.out) if args.out else Path(args.results) / suite.name / "lr-find"
@@ -627,6 +650,23 @@ def parser() -> argparse.ArgumentParser:
     lrf.add_argument("--data-root", help="folder holding datasets (else $HARNESS_DATA_ROOT)")
     lrf.add_argument("--plugin", action="append", default=[], help="module or .py file adding components")
     lrf.set_defaults(func=cmd_lr_find)
+
+    land = sub.add_parser("landscape", help="loss landscape of one trial (Li et al. 2018): init→final path and a 2-D slice")
+    land.add_argument("suite")
+    land.add_argument("overrides", nargs="*", metavar="key.path=value", help="override suite keys")
+    land.add_argument("--index", type=int, default=0, help="which trial of the suite's plan (default 0)")
+    land.add_argument("--points", type=_positive, default=41, help="points on the path, α from -0.5 to 1.5 (default 41)")
+    land.add_argument("--grid", type=_positive, default=21, help="the 2-D slice has GRID x GRID points (default 21)")
+    land.add_argument("--span", type=float, default=1.0,
+                      help="the slice spans [-SPAN, SPAN]² in filter-normalized units (default 1)")
+    land.add_argument("--samples", type=_positive, default=2048, help="train and test samples at each point (default 2048)")
+    land.add_argument("--direction-seed", type=int, default=0, help="seed of the two random directions (default 0)")
+    land.add_argument("--out", help="folder for the plots and data (default RESULTS/<suite>/landscape)")
+    land.add_argument("--results", default="results",
+                      help="results root; final weights are read from RESULTS/<suite>/weights/ (save_weights: true)")
+    land.add_argument("--data-root", help="folder holding datasets (else $HARNESS_DATA_ROOT)")
+    land.add_argument("--plugin", action="append", default=[], help="module or .py file adding components")
+    land.set_defaults(func=cmd_landscape)
 
     dg = sub.add_parser("diagnose", help="sanity checks on one trial: initial loss, overfit a small sample, "
                                          "activations and gradients by layer (exit 1: a check failed)")
