@@ -1,8 +1,10 @@
 """Records → tidy pandas tables → statistics over seeds.
 
 ``collect`` gives one row per trial (``runs``: the varying axes as columns, the workload
-(dataset/model), final and best metrics, timing, status), one row per trial-epoch (``curves``)
-and one per logged step window (``steps``). ``summarize`` groups runs (every axis but the seed)
+(dataset/model), final and best metrics, timing, status, the initial loss against ln C, and
+``run_id``/``stop_after``, which tie the rungs of successive halving to their run), one row per
+trial-epoch (``curves``), one per logged step window (``steps``) and one per warning or flag of
+the engine's diagnostics (``diagnostics``). ``summarize`` groups runs (every axis but the seed)
 and gives n, mean, std, an interval (t or bootstrap) and the median of a metric over the
 completed seeds, and counts the diverged and failed seeds of each group, so they are shown
 rather than silently dropped.
@@ -17,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from harness.report.stats import describe_groups
-from harness.spec import COMPLETED, DIVERGED, FAILED, INTERRUPTED, Record
+from harness.spec import COMPLETED, DIVERGED, FAILED, INTERRUPTED, Record, run_id_of
 from harness.store import scan
 from harness.store.records import PLAN_FILE
 
@@ -35,6 +37,7 @@ class Collected:
     missing: list[str] = field(default_factory=list)  # planned trials with no record yet
     corrupt: dict[str, str] = field(default_factory=dict)  # record file -> why it did not parse
     outside_plan: int = 0  # records of trials no longer in the suite's plan
+    diagnostics: pd.DataFrame = field(default_factory=pd.DataFrame)  # trial_id, kind, issue, message
 
 
 def workload(config: dict[str, Any]) -> str:
@@ -61,7 +64,40 @@ def _row(record: Record, axes: list[str]) -> dict[str, Any]:
     row["eval_s"] = record.timing.get("eval_s")
     row["steps"] = record.timing.get("steps")
     row["diverged_step"] = record.diverged_step
+    stop_after = (record.config.get("budget") or {}).get("stop_after")
+    row["stop_after"] = stop_after  # a rung of successive halving: the run cut at this epoch
+    # hashing only the rungs: every other trial is its own run, and a report may read 10,000
+    row["run_id"] = record.trial_id if stop_after is None else run_id_of(record.config, record.seed)
+    row["init_loss"] = record.diagnostics.get("init_loss")
+    row["ln_classes"] = record.diagnostics.get("ln_classes")
     return row
+
+
+def _issue(message: str, flag_kind: str | None = None) -> str:
+    """What a warning or flag is about, the same for every seed that raises it: a flag's kind and
+    layer (``large updates: 4.weight``); for a warning, its text before the advice after the colon,
+    or a name for the initial-loss warning, whose numbers differ by seed."""
+    if flag_kind:
+        what, _, layer = flag_kind.partition(":")
+        return f"{what}: {layer}" if layer else what
+    if message.startswith("initial loss"):
+        return "initial loss far from ln C"
+    return message.split(":")[0]
+
+
+def _diagnostics(records: list[Record]) -> pd.DataFrame:
+    """One row per warning and flag of each record. The engine appends a flag's message and its
+    kind (``flag_kinds``) together, the first time each layer raises it."""
+    rows = []
+    for r in records:
+        d = r.diagnostics or {}
+        for message in d.get("warnings") or []:
+            rows.append((r.trial_id, "warning", _issue(message), message))
+        flags, kinds = d.get("flags") or [], d.get("flag_kinds") or []
+        for i, message in enumerate(flags):
+            kind = kinds[i] if len(kinds) == len(flags) else None
+            rows.append((r.trial_id, "flag", _issue(message, kind), message))
+    return pd.DataFrame(rows, columns=["trial_id", "kind", "issue", "message"])
 
 
 def _per_trial(records: list[Record], axes: list[str], counts: list[int], frame: pd.DataFrame) -> pd.DataFrame:
@@ -111,7 +147,7 @@ def collect(results: Path) -> Collected:
         environments[key] = environments.get(key, 0) + 1
     envs = [{**dict(k), "trials": n} for k, n in environments.items()]
     corrupt = {str(p): why for p, why in found.corrupt.items()}
-    return Collected(runs, curves, axes, suite, steps, envs, missing, corrupt, outside)
+    return Collected(runs, curves, axes, suite, steps, envs, missing, corrupt, outside, _diagnostics(chosen))
 
 
 def summarize(runs: pd.DataFrame, by: list[str], metric: str, bootstrap: bool = False,

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from harness.report.tables import to_html
 
 if TYPE_CHECKING:
-    from harness.report.write import Section
+    from harness.report.sections import Section
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2rem auto;

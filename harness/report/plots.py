@@ -7,6 +7,12 @@
 - ``heatmap``: the mean metric over two axes (e.g. lr × weight decay, optimizer × norm).
 - ``sensitivity``: the metric against a numeric hyperparameter on a log axis, mean and 95% band.
 - ``profiles``: Dolan-Moré performance profiles.
+- ``parallel_coordinates``: one vertical axis per hyperparameter of a search (log, linear or
+  categorical) and one for the metric, a line per configuration coloured by the metric.
+- ``hyperparameter_scatter``: the metric against each hyperparameter of a search, a point per
+  configuration (log x for log-scale draws, a strip plot for choices).
+- ``halving_curves``: the validation curve of every run of successive halving, a panel per bracket,
+  with the rungs marked: which configurations went on and how far.
 
 Bands are computed with pandas (t-intervals), not seaborn's bootstrap: a report of 10,000 trials
 must take seconds.
@@ -20,6 +26,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display on a cluster node
 
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.collections import LineCollection  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
@@ -189,4 +197,153 @@ def profiles(profile: pd.DataFrame, title: str, path: Path) -> Path | None:
     ax.set_ylabel("fraction of workloads")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8, loc="lower right")
+    return _save(fig, path)
+
+
+def _position(values: pd.Series, dim: dict) -> tuple[np.ndarray, list[tuple[float, str]]]:
+    """Each value's place on a parallel axis from 0 to 1, and the axis's tick labels. ``dim``:
+    ``{"scale": "log" | "linear" | "category", "low", "high"}`` (bounds default to the data's) or
+    ``{"scale": "category", "order": [...]}``."""
+    if dim["scale"] == "category":
+        labels = values.astype(str)
+        order = [str(v) for v in dim.get("order") or []]
+        order = [v for v in order if v in set(labels)] + sorted(set(labels) - set(order))
+        span = max(len(order) - 1, 1)
+        place = {v: (i / span if len(order) > 1 else 0.5) for i, v in enumerate(order)}
+        return labels.map(place).to_numpy(float), [(place[v], v) for v in order]
+    x = pd.to_numeric(values, errors="coerce").to_numpy(float)
+    log = dim["scale"] == "log"
+    low = dim.get("low", np.nanmin(x) if np.isfinite(x).any() else 0.0)
+    high = dim.get("high", np.nanmax(x) if np.isfinite(x).any() else 1.0)
+    f = np.log10 if log else (lambda v: np.asarray(v, dtype=float))
+    a, b = float(f(low)), float(f(high))
+    b = b if b > a else a + 1.0
+    ticks = np.geomspace(low, high, 4) if log and low > 0 and high > low else np.linspace(low, high, 4)
+    return (f(x) - a) / (b - a), [((float(f(t)) - a) / (b - a), f"{t:.3g}") for t in ticks]
+
+
+def parallel_coordinates(configs: pd.DataFrame, dims: dict[str, dict], metric: str, higher: bool,
+                         path: Path) -> Path | None:
+    """``configs``: a row per configuration with a column per key of ``dims`` (see ``_position``),
+    ``metric``, ``full`` (trained its whole budget: drawn strong) and ``best`` (drawn on top)."""
+    if configs.empty or not dims:
+        return None
+    names = [*dims, metric]
+    columns = [_position(configs[d], dims[d]) for d in dims]
+    columns.append(_position(configs[metric], {"scale": "linear"}))
+    y = np.column_stack([pos for pos, _ in columns])
+    value = pd.to_numeric(configs[metric], errors="coerce").to_numpy(float)
+    cmap = plt.get_cmap("viridis" if higher else "viridis_r")  # better is brighter either way
+    shown = value[np.isfinite(value)]
+    norm = matplotlib.colors.Normalize(*(shown.min(), shown.max()) if shown.size else (0, 1))
+    fig, ax = plt.subplots(figsize=(1.6 * len(names) + 1.5, 4.2))
+    xs = np.arange(len(names), dtype=float)
+    full = configs["full"].to_numpy(bool)
+    order = np.argsort(np.where(np.isfinite(value), value if higher else -value, -np.inf), kind="stable")
+    for strong in (False, True):  # the configurations that trained the whole budget on top
+        idx = [i for i in order if full[i] == strong and np.isfinite(y[i]).sum() >= 2]
+        if not idx:
+            continue
+        colours = [cmap(norm(value[i])) if np.isfinite(value[i]) else (0.7, 0.7, 0.7, 1.0) for i in idx]
+        ax.add_collection(LineCollection([np.column_stack([xs, y[i]]) for i in idx], colors=colours,
+                                         linewidths=1.6 if strong else 0.8, alpha=0.9 if strong else 0.35))
+    best = np.flatnonzero(configs["best"].to_numpy(bool))
+    for i in best:
+        ax.plot(xs, y[i], color="crimson", lw=2.6, zorder=5, label="best configuration")
+    for x, (_, ticks) in zip(xs, columns):
+        ax.axvline(x, color="0.35", lw=0.8, zorder=1)
+        for pos, label in ticks:
+            ax.text(x + 0.04, pos, label, fontsize=7, va="center", ha="left", color="0.2")
+    ax.set_xlim(-0.2, len(names) - 0.5)
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_yticks([])
+    ax.set_xticks(xs)
+    ax.set_xticklabels(names, rotation=20, fontsize=8)
+    ax.grid(False)
+    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=metric, pad=0.02)
+    if len(best):
+        ax.legend(loc="upper left", bbox_to_anchor=(0, 1.12), fontsize=8, frameon=False)
+    return _save(fig, path)
+
+
+def hyperparameter_scatter(configs: pd.DataFrame, dims: dict[str, dict], metric: str, hue: str | None,
+                           path: Path, per_row: int = 4) -> Path | None:
+    """A panel per key of ``dims``: ``metric`` against it, a point per configuration, coloured by
+    ``hue``; the ``best`` configuration starred. Log x for log scales, a strip plot for categories."""
+    data = configs.assign(_y=pd.to_numeric(configs[metric], errors="coerce")).dropna(subset=["_y"])
+    if data.empty or not dims:
+        return None
+    data = data.assign(_hue=data[hue].astype(str) if hue else "")
+    colours = _palette(list(dict.fromkeys(data["_hue"])))
+    rows = -(-len(dims) // per_row)
+    cols = min(len(dims), per_row)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False, sharey=True)
+    for k, (name, dim) in enumerate(dims.items()):
+        ax = axes[k // per_row][k % per_row]
+        best = data[data["best"].astype(bool)]
+        if dim["scale"] == "category":
+            _, ticks = _position(data[name], dim)
+            order = [label for _, label in ticks]
+            sns.stripplot(data=data.assign(_x=data[name].astype(str)), x="_x", y="_y", hue="_hue", order=order,
+                          palette=colours, ax=ax, legend=False, size=4, jitter=0.2)
+            xs_best = [order.index(str(v)) for v in best[name]]
+            ax.tick_params(axis="x", rotation=30)
+        else:
+            x = pd.to_numeric(data[name], errors="coerce")
+            for value, part in data.groupby("_hue", sort=False):
+                ax.scatter(x[part.index], part["_y"], s=14, color=colours[value], alpha=0.8, lw=0)
+            if dim["scale"] == "log" and (x.dropna() > 0).all():
+                ax.set_xscale("log")
+                if "low" in dim:  # the whole searched range: where the draws fell in it shows
+                    ax.set_xlim(dim["low"] / 1.2, dim["high"] * 1.2)
+            elif "low" in dim:
+                pad = 0.04 * (dim["high"] - dim["low"])
+                ax.set_xlim(dim["low"] - pad, dim["high"] + pad)
+            xs_best = pd.to_numeric(best[name], errors="coerce").tolist()
+        ax.scatter(xs_best, best["_y"], marker="*", s=140, color="crimson", edgecolor="black", lw=0.5, zorder=5)
+        ax.set_xlabel(name)
+        ax.set_ylabel(metric if k % per_row == 0 else "")
+    for k in range(len(dims), rows * cols):
+        axes[k // per_row][k % per_row].axis("off")
+    handles = [Line2D([], [], marker="*", ls="", color="crimson", markeredgecolor="black", ms=10,
+                      label="best configuration")]
+    if hue:
+        handles += [Line2D([], [], marker="o", ls="", color=c, label=v) for v, c in colours.items()]
+    axes[0][cols - 1].legend(handles=handles, title=hue, loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8)
+    return _save(fig, path)
+
+
+def halving_curves(curves: pd.DataFrame, ends: pd.DataFrame, brackets: list[dict], metric: str,
+                   path: Path) -> Path | None:
+    """``curves``: a row per epoch of each run's furthest record (``run_id``, ``bracket``, ``epoch``,
+    ``metric``, ``reached``: how far the run went, as a label); ``ends``: a row per rung record
+    (``bracket``, ``epochs``, ``metric``, ``reached``); ``brackets``: the plan's, for the rungs."""
+    if curves.empty or metric not in curves or not brackets:
+        return None
+    colours = _palette(list(dict.fromkeys(ends.sort_values("_order")["reached"])))
+    top = max(b["rungs"][-1] for b in brackets)
+    ticks = sorted({1, *(r for b in brackets for r in b["rungs"])})
+    fig, axes = plt.subplots(1, len(brackets), figsize=(4.2 * len(brackets), 3.2), squeeze=False, sharey=True)
+    for ax, b in zip(axes[0], brackets):
+        part = curves[curves["bracket"] == b["s"]].dropna(subset=[metric])
+        for value, runs in part.groupby("reached", sort=False):
+            lines = [np.column_stack([r["epoch"], r[metric]]) for _, r in runs.groupby("run_id", sort=False)]
+            ax.add_collection(LineCollection(lines, colors=[colours[value]], linewidths=1.0, alpha=0.7))
+        end = ends[ends["bracket"] == b["s"]]
+        for value, points in end.groupby("reached", sort=False):
+            ax.scatter(points["epochs"], points[metric], s=14, color=colours[value], zorder=3, lw=0)
+        for r in b["rungs"]:
+            ax.axvline(r, color="0.5", ls=":", lw=0.8)
+        if top >= 3:  # rungs grow geometrically: evenly spaced on a log axis
+            ax.set_xscale("log")
+        ax.set_xticks(ticks)
+        ax.set_xticklabels([str(t) for t in ticks])
+        ax.minorticks_off()
+        ax.set_xlim(0.8, top * 1.15)
+        ax.autoscale_view(scalex=False)
+        ax.set_xlabel("epoch")
+        ax.set_title(f"bracket s={b['s']}: " + " → ".join(str(k) for k in b["keep"]) + " configurations", fontsize=9)
+    axes[0][0].set_ylabel(metric)
+    handles = [Line2D([], [], color=c, marker="o", ms=4, label=v) for v, c in colours.items()]
+    axes[0][-1].legend(handles=handles, title="trained", loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8)
     return _save(fig, path)

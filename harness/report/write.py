@@ -1,78 +1,37 @@
 """``write_report(results, ...)``: tables, statistics and plots of a results folder, in Markdown,
-self-contained HTML, LaTeX and CSV, under ``<results>/report/``."""
+self-contained HTML, LaTeX and CSV, under ``<results>/report/``.
+
+Sections, in order: a search's (``report/search.py``, when the suite has ``random:`` or
+``halving:``), a comparison table per compared axis with its figures, sensitivity and interactions,
+all groups, diagnostics (``report/diagnostics.py``), trials that did not complete, environment.
+The comparisons and statistics cover trials that trained their whole budget: the rungs of
+successive halving (``stopped`` at ``budget.stop_after``) are the search section's, and being
+planned, are not counted as trials that did not complete."""
 from __future__ import annotations
 
 import datetime as dt
-import multiprocessing
-import os
-from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
 
 import pandas as pd
 
 from harness.errors import UsageError
 from harness.report import plots
 from harness.report.aggregate import Collected, collect, summarize
+from harness.report.diagnostics import diagnostics_section
 from harness.report.html import render_html
+from harness.report.search import search_sections
+from harness.report.sections import Drawing, Section, default_jobs, slug
 from harness.report.stats import performance_profile, time_to_target
 from harness.report.tables import (
     Cell, Table, cell, compare, differences_table, latex_escape, lower_is_better, to_latex, to_markdown,
 )
-from harness.spec import COMPLETED
+from harness.spec import COMPLETED, STOPPED
 from harness.store.records import atomic_write
 
 REPORT_DIR = "report"
 FORMATS = ("md", "html", "latex", "csv")
 MAX_HEATMAPS = 4
-
-
-@dataclass
-class Section:
-    """A titled part of the report: text, tables and figures, rendered by every format."""
-
-    title: str
-    text: list[str] = field(default_factory=list)
-    tables: list[Table] = field(default_factory=list)
-    figures: list[tuple[Path, str]] = field(default_factory=list)  # (png, caption)
-    pending: list[tuple[Future, str]] = field(default_factory=list)  # figures being drawn: (Path | None, caption)
-
-    def resolve(self) -> None:
-        """Wait for the figures being drawn; one with nothing to show (None) is left out."""
-        drawn = [(f.result(), caption) for f, caption in self.pending]
-        self.figures += [(path, caption) for path, caption in drawn if path is not None]
-        self.pending = []
-
-
-class Drawing:
-    """Draws figures in forked worker processes while this one builds the tables: drawing and PNG
-    encoding are most of a large report's time, and the figures are independent of each other.
-    With ``jobs=1`` (or no fork on this platform) each figure is drawn on the spot."""
-
-    def __init__(self, jobs: int) -> None:
-        fork = "fork" in multiprocessing.get_all_start_methods()
-        self.pool = (ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"))
-                     if jobs > 1 and fork else None)
-
-    def __call__(self, plot: Callable[..., Path | None], *args: Any) -> Future:
-        if self.pool is not None:
-            return self.pool.submit(plot, *args)
-        done: Future = Future()
-        done.set_result(plot(*args))
-        return done
-
-    def __enter__(self) -> "Drawing":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(cancel_futures=True)
-
-
-def default_jobs() -> int:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cores, 8))
 
 
 def _parse_baseline(baseline: str | None) -> tuple[str, str] | None:
@@ -97,10 +56,6 @@ def _columns(runs: pd.DataFrame, axis: str, others: list[str]) -> pd.Series:
     return label
 
 
-def _slug(axis: str) -> str:
-    return "".join(ch if ch.isalnum() else "_" for ch in axis)
-
-
 def _numeric(values: pd.Series) -> bool:
     return pd.to_numeric(values, errors="coerce").notna().all() and values.nunique() >= 3
 
@@ -119,7 +74,11 @@ def write_report(results: Path, compare_axes: list[str] | None = None, metric: s
     settings = c.suite.get("report", {})
     metric = metric or settings.get("metric") or "test_acc"
     axes = list(c.axes)
-    chosen = compare_axes or settings.get("compare") or axes or ["workload"]
+    searched = set(((c.suite.get("search") or {}).get("space") or {}))
+    # a search's drawn values are one per configuration: the search section ranks them, and the
+    # comparison tables compare its grid axes (none without a grid: a table of single cells says nothing)
+    chosen = (compare_axes or settings.get("compare") or [a for a in axes if a not in searched]
+              or ([] if searched else ["workload"]))
     chosen = [chosen] if isinstance(chosen, str) else list(chosen)
     by = list(by or [])
     base = _parse_baseline(baseline or settings.get("baseline"))
@@ -132,20 +91,27 @@ def write_report(results: Path, compare_axes: list[str] | None = None, metric: s
     out = results / REPORT_DIR
     out.mkdir(parents=True, exist_ok=True)
     name = c.suite.get("name", results.name)
+    full = full_budget(c)
     sections: list[Section] = []
     csv: dict[str, pd.DataFrame] = {}
     if c.runs.empty:
         sections.append(Section("No records yet", ["Run the suite to produce records."]))
     with Drawing(default_jobs() if jobs is None else jobs) as draw:
-        for axis in ([] if c.runs.empty else chosen):
-            sections += _axis_sections(c, axis, [a for a in axes if a != axis and a not in by], by, metric,
+        sections += search_sections(c, metric, out, csv, draw)
+        if full.runs.empty and not c.runs.empty:
+            sections.append(Section("No full-budget records yet", ["Every record so far is a rung cut short at "
+                                                                   "budget.stop_after: nothing to compare yet."]))
+        for axis in ([] if full.runs.empty else chosen):
+            sections += _axis_sections(full, axis, [a for a in axes if a != axis and a not in by], by, metric,
                                        base[1] if base and base[0] == axis else None, bootstrap, confidence, out,
                                        csv, draw)
             if target is not None:
-                sections.append(_time_to_target(c, axis, [a for a in axes if a != axis], target, target_metric))
-        if not c.runs.empty:
-            sections += _extra_plots(c, chosen, metric, out, draw)
-            sections.append(Section("All groups", tables=[_all_groups(c)]))
+                sections.append(_time_to_target(full, axis, [a for a in axes if a != axis], target, target_metric))
+        if not full.runs.empty:
+            sections += _extra_plots(full, chosen, metric, out, draw, skip=searched)
+            sections.append(Section("All groups", tables=[_all_groups(full)]))
+        diagnostics = diagnostics_section(c, csv)
+        sections += [diagnostics] if diagnostics is not None else []
         sections.append(_problems(c))
         sections.append(_environment(c))
         for s in sections:
@@ -168,6 +134,17 @@ def write_report(results: Path, compare_axes: list[str] | None = None, metric: s
     return files
 
 
+def full_budget(c: Collected) -> Collected:
+    """``c`` without the rungs of successive halving (trials cut at ``budget.stop_after``): the
+    comparison tables and statistics cover trials that trained their whole budget."""
+    if c.runs.empty or c.runs["stop_after"].isna().all():
+        return c
+    keep = c.runs["stop_after"].isna()
+    ids = set(c.runs.loc[keep, "trial_id"])
+    part = lambda f: f[f["trial_id"].isin(ids)].reset_index(drop=True) if not f.empty else f  # noqa: E731
+    return replace(c, runs=c.runs[keep].reset_index(drop=True), curves=part(c.curves), steps=part(c.steps))
+
+
 def _write(path: Path, text: str) -> Path:
     atomic_write(path, text)  # a reader (or a browser refreshing the page) never sees half a report
     return path
@@ -182,6 +159,11 @@ def _intro(c: Collected, metric: str) -> list[str]:
     lines.append(f"{len(c.runs)} trials with records ({counts}); headline metric `{metric}` at the final epoch. "
                  "Cells are the mean ± half-width of the 95% interval over seeds, with n the completed seeds; "
                  "diverged and failed seeds are counted beside them, never averaged in.")
+    rungs = int(c.runs["stop_after"].notna().sum()) if not c.runs.empty else 0
+    if rungs:
+        where = " (shown in the search section)" if c.suite.get("search") else ""
+        lines.append(f"{rungs} trials are rungs cut short at budget.stop_after{where}: the comparison tables "
+                     "and statistics cover only trials that trained their whole budget.")
     return lines
 
 
@@ -210,17 +192,17 @@ def _axis_sections(c: Collected, axis: str, others: list[str], by: list[str], me
     if any(not d.empty for d in differences):
         csv[f"differences_{axis}"] = pd.concat(differences, ignore_index=True)
     figures = sections[0].pending
-    slug = _slug(axis)
+    name = slug(axis)
     n_columns = runs["column"].nunique()
     shown = f" Panels: the first {plots.MAX_PANELS} of {n_columns} table columns." if n_columns > plots.MAX_PANELS else ""
     curves = c.curves.assign(column=_columns(c.curves, axis, others)) if not c.curves.empty else c.curves
     steps = c.steps.assign(column=_columns(c.steps, axis, others)) if not c.steps.empty else c.steps
     figures += [
-        (draw(plots.learning_curves, curves, axis, out / f"curves_{slug}.png"),
+        (draw(plots.learning_curves, curves, axis, out / f"curves_{name}.png"),
          f"Learning curves by {axis}: mean over seeds with a 95% band, each seed faint.{shown}"),
-        (draw(plots.step_losses, steps, axis, out / f"steps_{slug}.png"),
+        (draw(plots.step_losses, steps, axis, out / f"steps_{name}.png"),
          f"Training loss every 16 steps by {axis}, moving average of 10 points, 95% band over seeds.{shown}"),
-        (draw(plots.final_metric, runs[runs["status"] == COMPLETED], axis, metric, out / f"final_{slug}.png"),
+        (draw(plots.final_metric, runs[runs["status"] == COMPLETED], axis, metric, out / f"final_{name}.png"),
          f"Final {metric} per group: every completed seed is a dot.{shown}"),
     ]
     summary = csv[f"summary_{axis}"]
@@ -229,7 +211,7 @@ def _axis_sections(c: Collected, axis: str, others: list[str], by: list[str], me
         if not lower_is_better(metric):
             cost = 1 - cost if ((cost >= 0) & (cost <= 1)).all().all() else -cost + cost.max().max() + 1e-12
         figure = draw(plots.profiles, performance_profile(cost), f"performance profile of {axis} on {metric} "
-                      f"({'cost' if lower_is_better(metric) else 'error = 1 - ' + metric})", out / f"profile_{slug}.png")
+                      f"({'cost' if lower_is_better(metric) else 'error = 1 - ' + metric})", out / f"profile_{name}.png")
         figures.append((figure, f"Performance profiles (Dolan & Moré 2002) of {axis} over the "
                                 f"{cost.shape[1]} table columns."))
     return sections
@@ -263,12 +245,15 @@ def _time_to_target(c: Collected, axis: str, others: list[str], target: float, m
                    tables=[Table(f"time to target by {axis}", [axis, *columns], table_rows, [note])])
 
 
-def _extra_plots(c: Collected, chosen: list[str], metric: str, out: Path, draw: Drawing) -> list[Section]:
+def _extra_plots(c: Collected, chosen: list[str], metric: str, out: Path, draw: Drawing,
+                 skip: set[str] = frozenset()) -> list[Section]:
+    """Heatmaps of axis pairs and sensitivity to numeric axes; not of the ``skip`` axes (a search's
+    drawn values, one per configuration: the search section plots them)."""
     done = c.runs[c.runs["status"] == COMPLETED]
     section = Section("Sensitivity and interactions")
     count = 0
     for axis in chosen:
-        for other in [a for a in c.axes if a != axis]:
+        for other in [a for a in c.axes if a != axis and a not in skip]:
             if count >= MAX_HEATMAPS or c.runs[axis].nunique() < 2 or c.runs[other].nunique() < 2:
                 continue
             summary = summarize(done.assign(**{axis: done[axis].astype(str), other: done[other].astype(str)}),
@@ -276,14 +261,14 @@ def _extra_plots(c: Collected, chosen: list[str], metric: str, out: Path, draw: 
             if summary[axis].nunique() < 2 or summary[other].nunique() < 2:
                 continue
             section.pending.append((draw(plots.heatmap, summary, axis, other, metric,
-                                         out / f"heatmap_{_slug(axis)}_{_slug(other)}.png"),
+                                         out / f"heatmap_{slug(axis)}_{slug(other)}.png"),
                                     f"Mean {metric} over {axis} × {other} (averaged over the other axes)."))
             count += 1
     for axis in c.axes:
-        if _numeric(c.runs[axis]):
+        if axis not in skip and _numeric(c.runs[axis]):
             hue = next((a for a in c.axes if a != axis and c.runs[a].nunique() <= 8), None)
             section.pending.append((draw(plots.sensitivity, done, axis, hue, metric,
-                                         out / f"sensitivity_{_slug(axis)}.png"),
+                                         out / f"sensitivity_{slug(axis)}.png"),
                                     f"Sensitivity of {metric} to {axis} (log axis), mean and 95% band."))
     return [section] if section.pending else []
 
@@ -306,13 +291,16 @@ def _all_groups(c: Collected) -> Table:
 
 def _problems(c: Collected) -> Section:
     section = Section("Trials that did not complete")
-    bad = c.runs[c.runs["status"] != COMPLETED] if not c.runs.empty else c.runs
+    # a stopped rung went as planned: it was not promoted
+    bad = c.runs[~c.runs["status"].isin([COMPLETED, STOPPED])] if not c.runs.empty else c.runs
     if len(bad):
         rows = [[Cell(r["trial_id"]), Cell(r["status"]), Cell(", ".join(f"{a}={r[a]}" for a in c.axes)),
                  Cell(str(r["seed"])), Cell(str(r["reason"] or "")[:200])] for _, r in bad.iterrows()]
         section.tables.append(Table("trials that did not complete", ["trial", "status", "axes", "seed", "reason"], rows))
     else:
-        section.text.append("Every trial with a record completed.")
+        section.text.append("Every trial with a record completed" +
+                            (" or, as a rung of a search, stopped as planned." if (c.runs["status"] == STOPPED).any()
+                             else "."))
     if c.missing:
         section.text.append(f"{len(c.missing)} planned trials have no record yet (run the suite again to finish them).")
     for path, why in c.corrupt.items():
