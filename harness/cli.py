@@ -299,10 +299,6 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     return EXIT_OK if d.passed else EXIT_TRIALS
 
 
-def _split(values: list[str] | None) -> list[str]:
-    return [v for item in values or [] for v in item.split(",") if v]
-
-
 def cmd_compare(args: argparse.Namespace) -> int:
     """The suite's workloads and seeds with the technique swapped in, run and judged against the baseline."""
     import yaml
@@ -566,6 +562,18 @@ def _runs_trials(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return p
 
 
+def _one_trial_args(p: argparse.ArgumentParser, what: str, first: str = "suite",
+                    first_help: str | None = None, overrides_help: str = "override suite keys") -> argparse.ArgumentParser:
+    """The arguments of every command that looks at one trial of a suite (lr-find, landscape, diagnose)."""
+    p.add_argument(first, help=first_help)
+    p.add_argument("overrides", nargs="*", metavar="key.path=value", help=overrides_help)
+    p.add_argument("--index", type=int, default=0, help="which trial of the suite's plan (default 0)")
+    p.add_argument("--out", help=f"folder for the plot and data (default RESULTS/<suite>/{what})")
+    p.add_argument("--data-root", help="folder holding datasets (else $HARNESS_DATA_ROOT)")
+    p.add_argument("--plugin", action="append", default=[], help="module or .py file adding components")
+    return p
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="harness", description="Benchmark optimizers and regularizers.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -638,48 +646,34 @@ def parser() -> argparse.ArgumentParser:
     ref.add_argument("-o", "--output", help="suite file to write (default DIR/refined.yaml)")
     ref.set_defaults(func=cmd_refine)
 
-    lrf = sub.add_parser("lr-find", help="LR range test (Smith 2017) on one trial of a suite: plot and suggested range")
-    lrf.add_argument("suite")
-    lrf.add_argument("overrides", nargs="*", metavar="key.path=value", help="override suite keys")
-    lrf.add_argument("--index", type=int, default=0, help="which trial of the suite's plan (default 0)")
+    lrf = _one_trial_args(sub.add_parser("lr-find", help="LR range test (Smith 2017) on one trial of a suite: plot "
+                                                         "and suggested range"), "lr-find")
     lrf.add_argument("--start", type=float, default=1e-6, help="first learning rate (default 1e-6)")
     lrf.add_argument("--end", type=float, default=10.0, help="last learning rate (default 10)")
     lrf.add_argument("--steps", type=_positive, default=200, help="steps, lr growing exponentially (default 200)")
-    lrf.add_argument("--out", help="folder for the plot and data (default RESULTS/<suite>/lr-find)")
     lrf.add_argument("--results", default="results", help="results root")
-    lrf.add_argument("--data-root", help="folder holding datasets (else $HARNESS_DATA_ROOT)")
-    lrf.add_argument("--plugin", action="append", default=[], help="module or .py file adding components")
     lrf.set_defaults(func=cmd_lr_find)
 
-    land = sub.add_parser("landscape", help="loss landscape of one trial (Li et al. 2018): init→final path and a 2-D slice")
-    land.add_argument("suite")
-    land.add_argument("overrides", nargs="*", metavar="key.path=value", help="override suite keys")
-    land.add_argument("--index", type=int, default=0, help="which trial of the suite's plan (default 0)")
+    land = _one_trial_args(sub.add_parser("landscape", help="loss landscape of one trial (Li et al. 2018): "
+                                                            "init→final path and a 2-D slice"), "landscape")
     land.add_argument("--points", type=_positive, default=41, help="points on the path, α from -0.5 to 1.5 (default 41)")
     land.add_argument("--grid", type=_positive, default=21, help="the 2-D slice has GRID x GRID points (default 21)")
     land.add_argument("--span", type=float, default=1.0,
                       help="the slice spans [-SPAN, SPAN]² in filter-normalized units (default 1)")
     land.add_argument("--samples", type=_positive, default=2048, help="train and test samples at each point (default 2048)")
     land.add_argument("--direction-seed", type=int, default=0, help="seed of the two random directions (default 0)")
-    land.add_argument("--out", help="folder for the plots and data (default RESULTS/<suite>/landscape)")
     land.add_argument("--results", default="results",
                       help="results root; final weights are read from RESULTS/<suite>/weights/ (save_weights: true)")
-    land.add_argument("--data-root", help="folder holding datasets (else $HARNESS_DATA_ROOT)")
-    land.add_argument("--plugin", action="append", default=[], help="module or .py file adding components")
     land.set_defaults(func=cmd_landscape)
 
-    dg = sub.add_parser("diagnose", help="sanity checks on one trial: initial loss, overfit a small sample, "
-                                         "activations and gradients by layer (exit 1: a check failed)")
-    dg.add_argument("target", help="a suite .yaml (trial --index) or a trial record RESULTS/<suite>/trials/<id>.json")
-    dg.add_argument("overrides", nargs="*", metavar="key.path=value",
-                    help="override suite keys (on a record: base.KEY=VALUE)")
-    dg.add_argument("--index", type=int, default=0, help="which trial of the suite's plan (default 0)")
+    dg = _one_trial_args(
+        sub.add_parser("diagnose", help="sanity checks on one trial: initial loss, overfit a small sample, "
+                                        "activations and gradients by layer (exit 1: a check failed)"),
+        "diagnose", "target", "a suite .yaml (trial --index) or a trial record RESULTS/<suite>/trials/<id>.json",
+        "override suite keys (on a record: base.KEY=VALUE)")
     dg.add_argument("--samples", type=_positive, default=32, help="training samples to memorize (default 32)")
     dg.add_argument("--steps", type=_positive, default=200, help="most steps of the overfit test (default 200)")
-    dg.add_argument("--out", help="folder for the data and plot (default RESULTS/<suite>/diagnose)")
     dg.add_argument("--results", default="results", help="results root")
-    dg.add_argument("--data-root", help="folder holding datasets (else $HARNESS_DATA_ROOT)")
-    dg.add_argument("--plugin", action="append", default=[], help="module or .py file adding components")
     dg.set_defaults(func=cmd_diagnose)
 
     oc = sub.add_parser("optimizer-checks", help="optimizers on synthetic problems (Schaul et al. 2014): pass/fail and plots")

@@ -39,7 +39,7 @@ from harness.data import make_loader
 from harness.engine import diagnostics as diag
 from harness.engine.loop import Trial, build, seed_everything
 from harness.errors import UsageError
-from harness.spec import Record, TrialSpec
+from harness.spec import Record, TrialSpec, json_safe
 
 @dataclass
 class Overfit:
@@ -91,7 +91,7 @@ class Diagnosis:
         return not self.problems
 
     def as_dict(self) -> dict[str, Any]:
-        return _finite({**asdict(self), "ln_classes": self.ln_classes, "passed": self.passed,
+        return json_safe({**asdict(self), "ln_classes": self.ln_classes, "passed": self.passed,
                         "problems": self.problems})
 
 
@@ -236,17 +236,6 @@ def _table(rows: list[tuple[str, ...]]) -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
             for r in rows]
-
-
-def _finite(obj: Any) -> Any:
-    """JSON has no NaN/Inf: stored as null."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
 
 
 def plot(d: Diagnosis, path: Path, title: str) -> Path:

@@ -31,7 +31,6 @@ from training the trial again here; the JSON says which.
 from __future__ import annotations
 
 import json
-import math
 import tempfile
 import time
 from pathlib import Path
@@ -46,7 +45,7 @@ from harness.engine import evaluate, run_trial
 from harness.engine.checkpoint import load_weights, weights_path
 from harness.engine.loop import Checkpointing, build
 from harness.errors import UsageError
-from harness.spec import COMPLETED, STOPPED, TrialSpec
+from harness.spec import COMPLETED, STOPPED, TrialSpec, json_safe
 from harness.store import atomic_write
 
 Batches = list[tuple[torch.Tensor, torch.Tensor]]
@@ -158,10 +157,6 @@ def _coords(span: float, grid: int) -> list[float]:
     return [float(span * (i - half) / half) for i in range(grid)]  # symmetric: the centre of an odd grid is 0.0
 
 
-def _finite(values: list[float]) -> list[float | None]:
-    return [v if math.isfinite(v) else None for v in values]  # JSON has no NaN or Infinity
-
-
 def summarize(line: dict[str, list[float]], grid: list[list[float]]) -> dict[str, float]:
     """Loss at init and final, the path's worst point, and how the loss rises around the final point.
 
@@ -232,9 +227,9 @@ def landscape(spec: TrialSpec, results: Path | None, out: Path, *, points: int =
                    "batchnorm": "running statistics recomputed at every point from the training samples",
                    "loss": "mean cross-entropy, eval mode", "samples": {"train": sum(len(y) for _, y in train),
                                                                         "test": sum(len(y) for _, y in test)}},
-        "summary": dict(zip(summary, _finite(list(summary.values())))),
-        "line": {k: _finite(v) for k, v in line.items()},
-        "plane": {"coords": coords, "train_loss": [_finite(row) for row in losses]},
+        "summary": json_safe(summary),
+        "line": json_safe(line),
+        "plane": {"coords": coords, "train_loss": json_safe(losses)},
         "timing": {"line_s": line_s, "plane_s": plane_s, "points": len(line["alpha"]), "plane_points": grid * grid},
     }
     atomic_write(files["json"], json.dumps(data, indent=1))

@@ -149,7 +149,7 @@ class Record:
             raise ValueError(f"status {self.status!r} is not one of {STATUSES}")
 
     def to_json(self) -> str:
-        return json.dumps(_finite(asdict(self)), indent=1, sort_keys=True, allow_nan=False)
+        return json.dumps(json_safe(asdict(self)), indent=1, sort_keys=True, allow_nan=False)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> "Record":
@@ -159,12 +159,12 @@ class Record:
         return cls(**data)
 
 
-def _finite(obj: Any) -> Any:
+def json_safe(obj: Any) -> Any:
     """JSON has no NaN/Inf; a diverged loss is stored as null with the reason saying why."""
     if isinstance(obj, float) and (obj != obj or obj in (float("inf"), float("-inf"))):
         return None
     if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
+        return {k: json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
+        return [json_safe(v) for v in obj]
     return obj

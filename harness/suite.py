@@ -304,7 +304,7 @@ def _build(raw: dict[str, Any], file: str, sha: str, overrides: tuple[str, ...])
     if "halving" in raw:
         for axis in axes:
             if axis == "budget" or axis.startswith("budget."):
-                raise ConfigError(f"halving", f"{axis} varies, but successive halving sets the budget itself")
+                raise ConfigError("halving", f"{axis} varies, but successive halving sets the budget itself")
         max_epochs = resolve_trial(base, "base")["budget"]["epochs"]
         halving = search.parse_halving(raw["halving"], max_epochs, (raw.get("report") or {}).get("metric", "test_acc"))
         if halving["method"] == "hyperband" and space is None:
