@@ -131,11 +131,15 @@ def s_max(max_epochs: int, min_epochs: int, eta: int) -> int:
     return s
 
 
+def keep_counts(n: int, eta: int, rungs: int) -> tuple[int, ...]:
+    """How many of ``n`` configurations each rung trains: n // eta^i, at least one."""
+    return tuple(max(1, n // eta ** i) for i in range(rungs))
+
+
 def halving_bracket(n: int, max_epochs: int, min_epochs: int, eta: int) -> Bracket:
     """Successive halving of ``n`` configurations: from min_epochs, the best 1/eta each rung (at least one)."""
     s = s_max(max_epochs, min_epochs, eta)
-    keep = tuple(max(1, n // eta ** i) for i in range(s + 1))
-    return Bracket(s, rung_epochs(max_epochs, eta, s), keep)
+    return Bracket(s, rung_epochs(max_epochs, eta, s), keep_counts(n, eta, s + 1))
 
 
 def hyperband_brackets(max_epochs: int, min_epochs: int, eta: int) -> list[Bracket]:
@@ -144,7 +148,7 @@ def hyperband_brackets(max_epochs: int, min_epochs: int, eta: int) -> list[Brack
     out = []
     for s in range(top, -1, -1):
         n = math.ceil((top + 1) / (s + 1) * eta ** s)
-        out.append(Bracket(s, rung_epochs(max_epochs, eta, s), tuple(max(1, n // eta ** i) for i in range(s + 1))))
+        out.append(Bracket(s, rung_epochs(max_epochs, eta, s), keep_counts(n, eta, s + 1)))
     return out
 
 
@@ -250,27 +254,13 @@ def checkpoints_to_drop(results: Path, dropped: list[TrialSpec]) -> list[Path]:
     return [p for p in (checkpoint_path(results, t.run_id) for t in dropped) if p.exists()]
 
 
-def _get(config: dict[str, Any], dotted: str) -> Any:
-    value: Any = config
-    for part in dotted.split("."):
-        value = value[part] if isinstance(value, dict) else None
-    return value
-
-
-def _same(choice: Any, actual: Any) -> bool:
-    """Whether a resolved config value is the listed choice (``relu`` is ``{name: relu}`` resolved)."""
-    if isinstance(actual, dict) and isinstance(choice, str):
-        return actual.get("name") == choice
-    if isinstance(actual, dict) and isinstance(choice, dict):
-        return all(actual.get(k) == v for k, v in choice.items())
-    return actual == choice
-
-
 def _narrow(d: dict[str, Any], values: list[Any], widen: float) -> dict[str, Any]:
     """One distribution narrowed to the span of ``values`` (the best configurations' draws), padded
     by ``widen`` times that span on each side (in log space for log scales), within the old range."""
     if d["dist"] == "choice":
-        kept = [v for v in d["values"] if any(_same(v, actual) for actual in values)]
+        from harness.suite import value_matches  # the suite imports this module
+
+        kept = [v for v in d["values"] if any(value_matches(actual, v) for actual in values)]
         return {"dist": "choice", "values": kept or d["values"]}
     log = d["dist"].startswith("log")
     to = (lambda v: math.log(v)) if log else (lambda v: v)
@@ -296,7 +286,9 @@ def space_yaml(space: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def refine(space: dict[str, dict[str, Any]], best: list[dict[str, Any]], widen: float = 0.25) -> dict[str, dict[str, Any]]:
     """Coarse to fine: each key's range narrowed around its values in the ``best`` configurations."""
-    return {key: _narrow(d, [_get(c, key) for c in best], widen) for key, d in space.items()}
+    from harness.suite import get_dotted  # the suite imports this module
+
+    return {key: _narrow(d, [get_dotted(c, key) for c in best], widen) for key, d in space.items()}
 
 
 def rank_configs(records: list[Record], metric: str) -> list[tuple[float, dict[str, Any], int]]:

@@ -177,7 +177,7 @@ def resolve_trial(raw: dict[str, Any], path: str) -> dict[str, Any]:
     return config
 
 
-def _get(d: dict[str, Any], dotted: str) -> Any:
+def get_dotted(d: dict[str, Any], dotted: str) -> Any:
     for part in dotted.split("."):
         if isinstance(d, str):  # a component given by name only has no parameters set
             d = {"name": d}
@@ -356,19 +356,21 @@ def _build(raw: dict[str, Any], file: str, sha: str, overrides: tuple[str, ...])
         search_info = {"space": space, "n": n_random, "seed": random_seed, "halving": halving}
     if halving is None:
         expand(search.draw(space, n_random, random_seed) if space else [{}], None)
-    elif halving["method"] == "halving":
-        rows = search.draw(space, n_random, random_seed) if space else [{}]
-        probe = search.halving_bracket(1, halving["max_epochs"], halving["min_epochs"], halving["eta"])
-        configs = expand(rows, probe.rungs[0] if probe.rungs[0] < halving["max_epochs"] else None)
-        search_info["brackets"] = [{**_bracket_dict(probe, len(configs), halving["eta"]), "configs": configs}]
     else:
+        top, low, eta = halving["max_epochs"], halving["min_epochs"], halving["eta"]
+        if halving["method"] == "halving":  # one bracket over the suite's draws (or its grid)
+            brackets = [search.halving_bracket(n_random or 1, top, low, eta)]
+            draws = lambda b: search.draw(space, n_random, random_seed) if space else [{}]  # noqa: E731
+        else:  # every bracket, each with n_s fresh draws at each grid point, ranked together
+            brackets = search.hyperband_brackets(top, low, eta)
+            draws = lambda b: search.draw(space, b.keep[0], [random_seed, b.s])  # noqa: E731
         search_info["brackets"] = []
-        for bracket in search.hyperband_brackets(halving["max_epochs"], halving["min_epochs"], halving["eta"]):
-            rows = search.draw(space, bracket.keep[0], [random_seed, bracket.s])
-            first = bracket.rungs[0] if bracket.rungs[0] < halving["max_epochs"] else None
-            configs = expand(rows, first)  # n_s draws at each grid point, ranked together
-            search_info["brackets"].append({**_bracket_dict(bracket, len(configs), halving["eta"]), "configs": configs})
-    if search_info is not None and halving is not None:
+        for b in brackets:
+            configs = expand(draws(b), b.rungs[0] if b.rungs[0] < top else None)
+            # what each rung keeps, of the configurations there are: exclude rules and duplicate
+            # draws can leave fewer than drawn, a grid multiplies them
+            search_info["brackets"].append({"s": b.s, "rungs": list(b.rungs), "configs": configs,
+                                            "keep": list(search.keep_counts(len(configs), eta, len(b.rungs)))})
         search_info["metric"] = halving["metric"]
     if not trials:
         raise ConfigError("exclude", f"the exclude rules remove all {considered} combinations")
@@ -409,12 +411,6 @@ def _random(value: Any, fixed_axes: list[str]) -> tuple[dict[str, dict[str, Any]
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError("random.seed", f"expected a whole number >= 0, got {seed!r}")
     return space, n, seed
-
-
-def _bracket_dict(b: "search.Bracket", configs: int, eta: int) -> dict[str, Any]:
-    """A bracket as plain data; rung i keeps configs // eta^i of the configurations it actually has
-    (exclude rules and duplicate draws can leave fewer than drawn, a grid multiplies them)."""
-    return {"s": b.s, "rungs": list(b.rungs), "keep": [max(1, configs // eta ** i) for i in range(len(b.rungs))]}
 
 
 def _axis_label(labels: dict[str, list[Any]], sources: dict[str, tuple[str, Any]], axis: str, value: Any) -> Any:
@@ -541,16 +537,17 @@ def _matches(rule: dict[str, Any], combo: dict[str, Any], config: dict[str, Any]
     """A rule matches when every key matches; a list of values matches any of them."""
     for key, wanted in rule.items():
         try:
-            actual = _get(config, key)
+            actual = get_dotted(config, key)
         except KeyError:
             return False
         options = wanted if isinstance(wanted, list) else [wanted]
-        if not any(_value_matches(actual, w) for w in options):
+        if not any(value_matches(actual, w) for w in options):
             return False
     return True
 
 
-def _value_matches(actual: Any, wanted: Any) -> bool:
+def value_matches(actual: Any, wanted: Any) -> bool:
+    """A resolved config value against a suite's way of naming it (``relu`` for ``{name: relu}``)."""
     if isinstance(actual, dict) and "name" in actual:
         if isinstance(wanted, str):
             return actual["name"] == wanted

@@ -123,21 +123,40 @@ class Probe:
         return {"loss": _round(loss.item()), "activations": stats, "grad_norm": norms}
 
 
+def grad_norms(params: list[nn.Parameter]) -> torch.Tensor:
+    """Each parameter's gradient norm (0 where it has none), in one fused call: the global norm and
+    the per-layer diagnostics both read them."""
+    present = [i for i, p in enumerate(params) if p.grad is not None]
+    norms = torch.stack(torch._foreach_norm([params[i].grad for i in present]))
+    if len(present) == len(params):
+        return norms
+    return norms.new_zeros(len(params)).index_copy(0, torch.tensor(present, device=norms.device), norms)
+
+
 class StepStats:
     """Per-layer gradient norms and update/weight ratios, sampled at some steps of an epoch."""
 
     def __init__(self, model: nn.Module) -> None:
         self.named = weights(model)
         self.params = [p for _, p in self.named]
+        position = {id(p): i for i, p in enumerate(model.parameters())}
+        self.index = torch.tensor([position[id(p)] for p in self.params], dtype=torch.long)
         self.grad_norms: list[torch.Tensor] = []  # one vector per sampled step, kept on the device
         self.ratios: list[torch.Tensor] = []
         self._before: list[torch.Tensor] | None = None
 
-    def gradients(self) -> None:
-        """After backward: each weight's gradient norm (before clipping: what the loss gave)."""
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
-        if grads:
-            self.grad_norms.append(torch.stack(torch._foreach_norm(grads)))
+    def gradients(self, per_param: torch.Tensor | None = None) -> None:
+        """After backward: each weight's gradient norm (before clipping: what the loss gave), picked
+        from ``per_param`` (the norms of all of the model's parameters, in order) when the caller
+        has them already."""
+        if not self.params:
+            return
+        if per_param is None:
+            self.grad_norms.append(grad_norms(self.params))
+            return
+        if self.index.device != per_param.device:
+            self.index = self.index.to(per_param.device)  # once: no copy per sampled step
+        self.grad_norms.append(per_param[self.index])
 
     def before_step(self) -> None:
         self._before = [p.detach().clone() for p in self.params]

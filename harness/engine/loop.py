@@ -216,11 +216,6 @@ def _sync(device: torch.device) -> float:
     return time.perf_counter()
 
 
-def _grad_norm(model: nn.Module) -> torch.Tensor:
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
-    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-
-
 def evaluate(model: nn.Module, loader: Loader) -> tuple[float, float]:
     """Mean cross-entropy (unsmoothed, so losses compare across configs) and accuracy."""
     loss, acc, _ = _evaluate(model, loader, keep_probs=False)
@@ -355,6 +350,7 @@ def _fit(config: dict[str, Any], seed: int, record: Record, accelerator: Acceler
     record.environment.update(precision=config["precision"], compiled=bool(config["compile"]),
                               channels_last=bool(channels_last), processes=accelerator.num_processes)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
+    params = list(t.model.parameters())  # the same objects, in the same order, as the wrapped model's
     # Data order and augmentation depend on the seed alone (and the process's rank).
     order = torch.Generator().manual_seed(seed)
     rng = Rng.seeded(seed, device, stream=shard.rank)
@@ -410,9 +406,10 @@ def _fit(config: dict[str, Any], seed: int, record: Record, accelerator: Acceler
                 optimizer.zero_grad(set_to_none=True)
                 backward(loss)
                 if sample_norm:
-                    norms.append(_grad_norm(model))  # before clipping: the gradient the loss gave
+                    per_param = diag.grad_norms(params)  # before clipping: the gradient the loss gave
+                    norms.append(torch.linalg.vector_norm(per_param))
                     if layers:
-                        layers.steps.gradients()
+                        layers.steps.gradients(per_param)
                 if clip is not None:
                     clip()
                 return loss
