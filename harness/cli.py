@@ -550,6 +550,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
 def _runs_trials(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The arguments of every command that runs a suite's trials (run, baseline, compare)."""
     p.add_argument("suite")
@@ -639,7 +649,7 @@ def parser() -> argparse.ArgumentParser:
     ref.add_argument("dir", help="results folder of a suite with a random: section")
     ref.add_argument("--top", type=_positive, default=5, help="configurations to narrow around (default 5)")
     ref.add_argument("--metric", help="ranking metric (default: the search's validation metric)")
-    ref.add_argument("--widen", type=float, default=0.25,
+    ref.add_argument("--widen", type=_non_negative, default=0.25,
                      help="pad each range by this fraction of the best values' span (default 0.25)")
     ref.add_argument("--n", type=_positive, help="configurations to draw (default: as before)")
     ref.add_argument("--name", help="name of the new suite (default NAME-refined)")

@@ -204,6 +204,9 @@ def test_refine_narrows_the_space_around_the_best_configurations(tmp_path):
     assert all(lo <= t.config["optimizer"]["lr"] <= hi for t in new.trials)
     grid_only = harness_cli("refine", tmp_path / "nothing")
     assert grid_only.returncode == 2 and "no trials/ folder" in grid_only.stderr
+    with pytest.raises(SystemExit) as bad:  # a negative pad would turn a range inside out
+        main(["refine", str(results), "--widen", "-0.5"])
+    assert bad.value.code == 2
 
 
 def test_halving_on_slurm_chains_one_array_per_rung(slurm_cluster, tmp_path):
