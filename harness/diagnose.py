@@ -33,11 +33,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from harness.components import REGULARIZERS
-from harness.components.regularizers import RegContext
 from harness.data import make_loader
 from harness.engine import diagnostics as diag
-from harness.engine.loop import Trial, build, seed_everything
+from harness.engine.build import Trial, build, seed_everything
+from harness.engine.step import Step
 from harness.errors import UsageError
 from harness.spec import Record, TrialSpec, json_safe
 
@@ -117,7 +116,7 @@ def diagnose(config: dict[str, Any], seed: int, *, samples: int = 32, max_steps:
     warning = diag.initial_loss_warning(init["loss"], t.data.num_classes)
     flags = diag.flags(init, sizes, "at init")
 
-    disabled = _disabled(config, t.data.num_classes, x)
+    disabled = _disabled(config, t)
     stats = diag.StepStats(t.model)
     overfit = _overfit(t, x[:samples], y[:samples], max_steps, stats, disabled)
     after = {"activations": probe.activations(), **stats.epoch()}
@@ -130,15 +129,9 @@ def diagnose(config: dict[str, Any], seed: int, *, samples: int = 32, max_steps:
         {n: type(m).__name__ for n, m in probe.layers}, sizes, [warning] if warning else [], [m for _, m in flags])
 
 
-def _disabled(config: dict[str, Any], num_classes: int, x: torch.Tensor) -> list[str]:
+def _disabled(config: dict[str, Any], t: Trial) -> list[str]:
     """The trial's regularizers that transform batches or add a penalty: the ones left out."""
-    ctx = RegContext(num_classes, x)
-    out = []
-    for r in config["regularizers"]:
-        parts = REGULARIZERS.build(r, ctx)
-        if parts.batch is not None or parts.penalty is not None:
-            out.append(r["name"])
-    return out
+    return [r["name"] for r, technique in zip(config["regularizers"], t.techniques) if technique.changes_batches()]
 
 
 def _overfit(t: Trial, x: torch.Tensor, y: torch.Tensor, max_steps: int, stats: diag.StepStats,
@@ -156,15 +149,14 @@ def _overfit(t: Trial, x: torch.Tensor, y: torch.Tensor, max_steps: int, stats: 
 
     calls = 0
 
-    def closure() -> torch.Tensor:
+    def gradients() -> None:
         nonlocal calls
-        loss = t.loss_fn(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
         if calls == 0:  # L-BFGS calls it again within a step: the step's gradient is the first
             stats.gradients()
         calls += 1
-        return loss
+
+    # the plain loss: the penalties are among the techniques left out
+    step_on = Step(model, optimizer, t.caps, lambda m, out, target: t.loss_fn(out, target), after_backward=[gradients])
 
     loss, acc = measure()
     losses, accs = [loss], [acc]
@@ -173,11 +165,7 @@ def _overfit(t: Trial, x: torch.Tensor, y: torch.Tensor, max_steps: int, stats: 
     while step < max_steps and acc < 1.0:
         calls = 0
         stats.before_step()
-        if t.needs_closure:
-            optimizer.step(closure)
-        else:
-            closure()
-            optimizer.step()
+        step_on(x, y)
         stats.after_step()
         step += 1
         loss, acc = measure()

@@ -20,9 +20,10 @@ import numpy as np
 import torch
 
 from harness.data import Rng, make_loader
-from harness.engine.loop import build, seed_everything
+from harness.engine.build import build, seed_everything
+from harness.engine.step import Step
 from harness.errors import UsageError
-from harness.components import OPTIMIZERS
+from harness.registries import OPTIMIZERS
 
 BETA = 0.98
 BLOW_UP = 4.0
@@ -45,7 +46,7 @@ class RangeTest:
 def range_test(config: dict[str, Any], seed: int, start: float = 1e-6, end: float = 10.0,
                steps: int = 200) -> RangeTest:
     """Run the test on a trial's resolved config (its optimizer, model, data and regularizers)."""
-    if OPTIMIZERS.get(config["optimizer"]["name"]).meta.get("needs_closure"):
+    if OPTIMIZERS.get(config["optimizer"]["name"]).caps.needs_closure:
         raise UsageError(f"lr-find: {config['optimizer']['name']} searches its own step length; no range to find")
     if not 0 < start < end:
         raise UsageError(f"lr-find: need 0 < start < end, got {start:g} and {end:g}")
@@ -57,20 +58,16 @@ def range_test(config: dict[str, Any], seed: int, start: float = 1e-6, end: floa
     factor = (end / start) ** (1 / max(steps - 1, 1))
     lrs, losses, smoothed, avg, best = [], [], [], 0.0, math.inf
     t.model.train()
+    step = Step(t.model, t.optimizer, t.caps, t.loss)
     stopped = False
     while len(lrs) < steps and not stopped:
         for x, y in loader:
             lr = start * factor ** len(lrs)
             for group in t.optimizer.param_groups:
                 group["lr"] = lr
-            x, y = t.transform(x, y, rng)
-            loss = t.loss_fn(t.model(x), y)
-            if t.penalty is not None:
-                loss = loss + t.penalty(t.model)
-            t.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            t.optimizer.step()
-            value = loss.item()
+            if t.transform is not None:
+                x, y = t.transform(x, y, rng)
+            value = step(x, y).item()
             lrs.append(lr)
             losses.append(value)
             avg = BETA * avg + (1 - BETA) * value

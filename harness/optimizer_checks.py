@@ -101,7 +101,7 @@ def run_one(optimizer: str, problem: Problem, lr: float, seed: int = 0) -> tuple
     theta = torch.tensor(problem.start, dtype=torch.float64, requires_grad=True)
     opt = OPTIMIZERS.build(OPTIMIZERS.resolve({"name": optimizer, "lr": lr}, "optimizer"), [theta])
     noise = torch.Generator().manual_seed(seed)
-    closure_needed = OPTIMIZERS.get(optimizer).meta.get("needs_closure")
+    caps = OPTIMIZERS.get(optimizer).caps
     path, gaps, first = [tuple(problem.start)], [], None
 
     def closure() -> torch.Tensor:
@@ -114,7 +114,11 @@ def run_one(optimizer: str, problem: Problem, lr: float, seed: int = 0) -> tuple
 
     for step in range(problem.steps):
         # the closure's loss is f at the iterate before this step: no extra evaluation per step
-        loss = opt.step(closure) if closure_needed else (closure(), opt.step())[0]
+        if caps.needs_closure and caps.step_returns_loss:
+            loss = opt.step(closure)
+        else:  # a step that takes a closure for its further passes (SAM) returns no loss
+            loss = closure()
+            opt.step(closure) if caps.needs_closure else opt.step()
         gap = loss.item() - problem.f_min
         if not math.isfinite(gap) or gap > 1e8:
             return math.inf, None, path

@@ -7,12 +7,13 @@ Positional parameters are the context the harness passes in (model parameters, a
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import inspect
 import types
 import typing
-from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from dataclasses import dataclass
+from typing import Any, Callable, Literal, Mapping
 
 from harness.errors import ConfigError
 
@@ -75,6 +76,9 @@ class Param:
         return text + ("" if self.required else f" = {self.default!r}")
 
 
+Compatible = Callable[[dict[str, Any]], "str | None"]  # a resolved trial config -> why not, or None
+
+
 @dataclass(frozen=True)
 class Entry:
     kind: str
@@ -82,7 +86,13 @@ class Entry:
     builder: Callable[..., Any]
     params: dict[str, Param]
     description: str
-    meta: dict[str, Any] = field(default_factory=dict)
+    caps: Any = None  # the registry's capability dataclass, filled in
+    compatible: Compatible | None = None
+
+    @property
+    def meta(self) -> Mapping[str, Any]:
+        """The capabilities as a read-only mapping."""
+        return types.MappingProxyType(dataclasses.asdict(self.caps)) if self.caps is not None else {}
 
     def build(self, *context: Any, **params: Any) -> Any:
         return self.builder(*context, **params)
@@ -229,19 +239,32 @@ def resolve_params(params: dict[str, Param], value: dict[str, Any], path: str, o
 
 
 class Registry:
-    """Named builders of one component kind. ``REG.register(name, **meta)`` is a decorator."""
+    """Named builders of one component kind. ``REG.register(name, compatible=..., **caps)`` is a
+    decorator; ``caps`` are the fields of the registry's capability dataclass."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, caps: type | None = None) -> None:
         self.kind = kind
+        self.caps_type = caps
         self._entries: dict[str, Entry] = {}
 
-    def register(self, name: str, **meta: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def register(self, name: str, compatible: Compatible | None = None,
+                 **caps: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        if self.caps_type is not None:
+            try:
+                typed = self.caps_type(**caps)
+            except TypeError:
+                known = [f.name for f in dataclasses.fields(self.caps_type)]
+                raise TypeError(f"{self.kind} {name!r}: unknown capability among {sorted(caps)}; a {self.kind} "
+                                f"declares {', '.join(known) or 'none'}") from None
+        else:
+            typed = None
+
         def decorate(builder: Callable[..., Any]) -> Callable[..., Any]:
             if name in self._entries:
                 raise ValueError(f"{self.kind} {name!r} is already registered")
             doc = inspect.getdoc(builder) or ""
             self._entries[name] = Entry(
-                self.kind, name, builder, params_of(builder), doc.split("\n")[0], meta
+                self.kind, name, builder, params_of(builder), doc.split("\n")[0], typed, compatible
             )
             return builder
 
@@ -277,13 +300,7 @@ class Registry:
             raise ConfigError(f"{path}.name", f"expected a {self.kind} name, got {value['name']!r}")
         entry = self.get(value["name"], f"{path}.name")
         params = {k: v for k, v in value.items() if k != "name"}
-        resolved = {"name": entry.name, **resolve_params(entry.params, params, path, f"{self.kind} {entry.name!r}")}
-        check = entry.meta.get("check")
-        if check is not None:
-            problem = check(resolved)
-            if problem:
-                raise ConfigError(path, problem)
-        return resolved
+        return {"name": entry.name, **resolve_params(entry.params, params, path, f"{self.kind} {entry.name!r}")}
 
     def build(self, config: dict[str, Any], *context: Any) -> Any:
         params = {k: v for k, v in config.items() if k != "name"}

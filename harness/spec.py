@@ -168,3 +168,33 @@ def json_safe(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [json_safe(v) for v in obj]
     return obj
+
+
+def summarize_history(record: Record, final_epoch: int, train_s: float, eval_s: float, steps: int) -> None:
+    """Fill ``final`` (metrics of ``final_epoch``), ``best`` (the best-validation epoch) and ``timing``."""
+    final = record.history[final_epoch - 1]
+    record.final = {k: v for k, v in final.items() if k not in ("train_time", "eval_time")}
+    best = max(record.history, key=lambda h: (h["val_acc"], -h["epoch"]))
+    record.best = {k: best[k] for k in ("epoch", "val_acc", "val_loss", "test_acc", "test_loss")}
+    record.timing = {"train_s": train_s, "eval_s": eval_s, "steps": steps,
+                     "train_step_ms": 1000 * train_s / max(steps, 1)}
+
+
+def get_dotted(d: dict[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        if isinstance(d, str):  # a component given by name only has no parameters set
+            d = {"name": d}
+        if not isinstance(d, dict) or part not in d:
+            raise KeyError(dotted)
+        d = d[part]
+    return d
+
+
+def value_matches(actual: Any, wanted: Any) -> bool:
+    """A resolved config value against a suite's way of naming it (``relu`` for ``{name: relu}``)."""
+    if isinstance(actual, dict) and "name" in actual:
+        if isinstance(wanted, str):
+            return actual["name"] == wanted
+        if isinstance(wanted, dict):
+            return all(actual.get(k) == v for k, v in wanted.items())
+    return actual == wanted

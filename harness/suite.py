@@ -12,118 +12,19 @@ import itertools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import yaml
 
+import harness.components  # noqa: F401  (registers the built-in components, datasets and models)
+import harness.data  # noqa: F401
+import harness.models  # noqa: F401
 from harness import search
-from harness.components import LOSSES, INITS, NORMS, OPTIMIZERS, REGULARIZERS, SCHEDULES
-from harness.data import DATASETS
 from harness.errors import ConfigError
-from harness.models import MODELS
-from harness.registry import Range, Registry, check_keys, check_value, near_miss, params_of, resolve_params
-from harness.spec import TrialSpec, canonical_json
+from harness.registry import check_keys, check_value, near_miss, resolve_params
+from harness.settings import COMPONENTS, LISTS, SCALARS, SECTIONS, TRIAL_KEYS, report_params, slurm_params
+from harness.spec import TrialSpec, canonical_json, get_dotted, value_matches  # noqa: F401  (suite helpers)
 from harness.tracking import tracker_missing
-
-# Trial keys that name a component, with the default used when the suite leaves them out.
-COMPONENTS: dict[str, tuple[Registry, str]] = {
-    "dataset": (DATASETS, "digits"),
-    "model": (MODELS, "mlp"),
-    "init": (INITS, "kaiming_normal"),
-    "norm": (NORMS, "none"),
-    "optimizer": (OPTIMIZERS, "sgd"),
-    "schedule": (SCHEDULES, "constant"),
-    "loss": (LOSSES, "cross_entropy"),
-}
-LISTS: dict[str, Registry] = {"regularizers": REGULARIZERS}
-
-
-def _budget(*, epochs: Annotated[int, Range(gt=0)] = 1, max_steps: Annotated[int, Range(gt=0)] | None = None,
-            stop_after: Annotated[int, Range(gt=0)] | None = None):
-    """How long a trial trains: whole epochs, optionally cut at max_steps optimizer steps; stop_after
-    stops it after that many epochs of an `epochs`-long run (schedules still see `epochs`), keeping its
-    checkpoint so that a longer trial of the same run resumes from it (successive halving's rungs)."""
-
-
-def _divergence(*, loss_ratio: Annotated[float, Range(gt=1)] = 100.0):
-    """A trial diverges on a NaN/Inf loss or a training loss above loss_ratio × its first loss."""
-
-
-def _scalars(
-    *, batch_size: Annotated[int, Range(gt=0)] = 128, eval_batch_size: Annotated[int, Range(gt=0)] = 1000,
-    trackers: list[Literal["tensorboard", "wandb", "mlflow"]] = (),
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32", compile: bool = False, channels_last: bool = False,
-    save_weights: bool = False,
-):
-    """Plain values of a trial; trackers log each trial's config and curves live (Accelerate's tracker API);
-    precision (mixed precision through Accelerate: bf16 autocast, or fp16 with a loss scaler), compile
-    (torch.compile) and channels_last (the memory format of conv models and image batches) are speed switches;
-    save_weights keeps the final weights in RESULTS/<suite>/weights/ (for harness landscape)."""
-
-
-def _warmup(*, epochs: Annotated[float, Range(ge=0)] = 0.0):
-    """Linear warm-up multiplying the schedule over the first `epochs` epochs (fractions allowed)."""
-
-
-def _decay(*, biases: bool = True, norm: bool = True):
-    """Which parameters the optimizer's weight_decay applies to (false: exempt biases / norm scales and shifts)."""
-
-
-Positive = Annotated[float, Range(gt=0)] | None
-
-
-def _clip(*, norm: Positive = None, value: Positive = None):
-    """Gradient clipping before each step: by global L2 norm and/or by value (null: off)."""
-
-
-def _ensemble(*, members: Annotated[int, Range(ge=1)] = 1):
-    """Train `members` independently seeded models and report their averaged probabilities."""
-
-
-def _loader(
-    *, mode: Literal["auto", "device", "dataloader"] = "auto", workers: Annotated[int, Range(ge=0)] = 0,
-    device_fraction: Annotated[float, Range(gt=0, le=1)] = 0.5,
-):
-    """Where batches come from: the data held on the device, or a DataLoader from host memory (auto: the
-    device unless the data takes more than device_fraction of its free memory). Same batches either way."""
-
-
-def _resources(*, processes: Annotated[int, Range(ge=1)] = 1, nodes: Annotated[int, Range(ge=1)] = 1):
-    """Processes (per node) that train one trial data-parallel through accelerate launch, the batch size
-    being the global batch; nodes > 1 spans SLURM nodes (harness submit, slurm/multinode.sbatch)."""
-
-
-def _diagnostics(*, layers: bool = True, probe: Annotated[int, Range(gt=0)] = 256):
-    """Per-layer activation, gradient and update statistics at init and each epoch's end, on a fixed
-    probe batch of `probe` training samples (harness/engine/diagnostics.py); recorded, not acted on."""
-
-
-SECTIONS = {
-    "budget": params_of(_budget), "divergence": params_of(_divergence), "warmup": params_of(_warmup),
-    "decay": params_of(_decay), "clip": params_of(_clip), "ensemble": params_of(_ensemble),
-    "loader": params_of(_loader), "resources": params_of(_resources), "diagnostics": params_of(_diagnostics),
-}
-SCALARS = params_of(_scalars)
-TRIAL_KEYS = [*COMPONENTS, *LISTS, *SECTIONS, *SCALARS]
-
-
-def _report(*, compare: str | list[str] | None = None, metric: str = "test_acc", baseline: str | None = None):
-    """What the report compares: axes (default: every axis that varies), the headline metric, and
-    a baseline AXIS=VALUE that every other row is tested against."""
-
-
-def _slurm(
-    *, partition: str | None = None, account: str | None = None, time: str | None = None,
-    gpus_per_task: Annotated[int, Range(ge=0)] = 0, cpus_per_task: Annotated[int, Range(ge=1)] = 1,
-    mem: str | None = None, constraint: str | None = None, max_parallel: Annotated[int, Range(ge=1)] | None = None,
-    chunk: Annotated[int, Range(ge=1)] = 1, signal_seconds: Annotated[int, Range(ge=1)] = 120,
-    setup: list[str] = (), extra: list[str] = (), template: str | None = None,
-):
-    """How `harness submit` asks SLURM for each array task: partition, account, time limit, GPUs and CPUs
-    per task, memory, node constraint; at most max_parallel tasks at once; chunk trials per task; the
-    USR1 warning signal_seconds before the limit; setup shell lines (modules, venv); extra #SBATCH
-    options; and an sbatch template of your own (default slurm/array.sbatch)."""
-
 
 SUITE_KEYS = ["name", "description", "seeds", "budget", "trackers", "base", "grid", "zip", "random", "halving",
               "exclude", "report", "slurm"]
@@ -166,25 +67,15 @@ def resolve_trial(raw: dict[str, Any], path: str) -> dict[str, Any]:
     if config["ensemble"]["members"] > 1 and any(r["name"] == "early_stopping" for r in config["regularizers"]):
         raise ConfigError(f"{path}.ensemble", "early_stopping would stop members at different epochs; "
                                               "an ensemble's members train for the same budget")
-    for key in (*COMPONENTS, *LISTS):
+    for key in (*COMPONENTS, *LISTS):  # each entry's compatible(config), once every setting is resolved
         entries = config[key] if key in LISTS else [config[key]]
         registry = LISTS[key] if key in LISTS else COMPONENTS[key][0]
         for entry in entries:
-            trial_check = registry.get(entry["name"]).meta.get("trial_check")
-            problem = trial_check(config) if trial_check else None
+            compatible = registry.get(entry["name"]).compatible
+            problem = compatible(config) if compatible else None
             if problem:
                 raise ConfigError(f"{path}.{key}", problem)
     return config
-
-
-def get_dotted(d: dict[str, Any], dotted: str) -> Any:
-    for part in dotted.split("."):
-        if isinstance(d, str):  # a component given by name only has no parameters set
-            d = {"name": d}
-        if not isinstance(d, dict) or part not in d:
-            raise KeyError(dotted)
-        d = d[part]
-    return d
 
 
 def _set(d: dict[str, Any], dotted: str, value: Any, path: str) -> None:
@@ -375,7 +266,7 @@ def _build(raw: dict[str, Any], file: str, sha: str, overrides: tuple[str, ...])
     if not trials:
         raise ConfigError("exclude", f"the exclude rules remove all {considered} combinations")
 
-    report = resolve_params(params_of(_report), raw.get("report") or {}, "report", "report")
+    report = resolve_params(report_params, raw.get("report") or {}, "report", "report")
     if isinstance(report["compare"], str):
         report["compare"] = [report["compare"]]
     for i, axis in enumerate(report["compare"] or []):
@@ -383,7 +274,7 @@ def _build(raw: dict[str, Any], file: str, sha: str, overrides: tuple[str, ...])
             raise ConfigError(f"report.compare[{i}]", f"{axis!r} is not an axis of this suite; axes: {axes}")
     if report["metric"] not in METRICS:
         raise ConfigError("report.metric", f"unknown metric {report['metric']!r}; {near_miss(report['metric'], METRICS)}")
-    slurm = resolve_params(params_of(_slurm), raw.get("slurm") or {}, "slurm", "slurm")
+    slurm = resolve_params(slurm_params, raw.get("slurm") or {}, "slurm", "slurm")
     slurm["setup"], slurm["extra"] = list(slurm["setup"]), list(slurm["extra"])
     return Suite(name, description, file, seeds, tuple(axes), tuple(trials), report, sha, overrides, slurm,
                  search_info, raw)
@@ -544,13 +435,3 @@ def _matches(rule: dict[str, Any], combo: dict[str, Any], config: dict[str, Any]
         if not any(value_matches(actual, w) for w in options):
             return False
     return True
-
-
-def value_matches(actual: Any, wanted: Any) -> bool:
-    """A resolved config value against a suite's way of naming it (``relu`` for ``{name: relu}``)."""
-    if isinstance(actual, dict) and "name" in actual:
-        if isinstance(wanted, str):
-            return actual["name"] == wanted
-        if isinstance(wanted, dict):
-            return all(actual.get(k) == v for k, v in wanted.items())
-    return actual == wanted

@@ -378,7 +378,7 @@ def test_label_smoothing_matches_its_definition():
 def test_mlp_has_depth_hidden_layers_with_norm_and_regularizer_layers():
     parts = REGULARIZERS.build(REGULARIZERS.resolve({"name": "dropout", "p": 0.3}, "r"), RegContext(10))
     model = MODELS.build(MODELS.resolve({"name": "mlp", "depth": 3, "width": 20, "activation": "tanh"}, "m"),
-                         _ctx("batchnorm", [parts.hidden]))
+                         parts.configure_model(_ctx("batchnorm")))
     kinds = [type(m).__name__ for m in model]
     assert kinds.count("Linear") == 4 and kinds.count("BatchNorm1d") == 3
     assert kinds.count("Tanh") == 3 and kinds.count("Dropout") == 3
@@ -389,7 +389,8 @@ def test_mlp_has_depth_hidden_layers_with_norm_and_regularizer_layers():
 
 def test_inverted_dropout_keeps_the_expectation_and_is_identity_at_eval():
     torch.manual_seed(0)
-    layer = REGULARIZERS.build({"name": "dropout", "p": 0.4, "variant": "inverted"}, RegContext(10)).hidden()
+    layer = REGULARIZERS.build({"name": "dropout", "p": 0.4, "variant": "inverted"},
+                              RegContext(10)).configure_model(_ctx()).hidden[-1]()
     x = torch.full((200_000,), 2.0)
     layer.train()
     y = layer(x)

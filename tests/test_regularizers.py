@@ -9,6 +9,7 @@ from harness.components.regularizers import RegContext
 from harness.data import Rng
 from harness.engine import run_trial
 from harness.errors import ConfigError
+from harness.models import ModelContext
 from harness.spec import COMPLETED, TrialSpec
 from harness.suite import resolve_trial
 
@@ -17,6 +18,12 @@ CTX = RegContext(num_classes=10)
 
 def _parts(config):
     return REGULARIZERS.build(REGULARIZERS.resolve(config, "r"), CTX)
+
+
+def _hidden_layer(config):
+    """The layer a technique has the model insert after each hidden activation."""
+    ctx = ModelContext(in_shape=(4,), num_classes=10, norm=lambda features, dims: nn.Identity())
+    return _parts(config).configure_model(ctx).hidden[-1]()
 
 
 @pytest.mark.parametrize("name", REGULARIZERS.names())
@@ -34,7 +41,7 @@ def test_every_regularizer_trains_a_tiny_trial(name):
 
 def test_vanilla_dropout_scales_at_test_and_matches_inverted_in_expectation():
     torch.manual_seed(0)
-    vanilla = _parts({"name": "dropout", "p": 0.25, "variant": "vanilla"}).hidden()
+    vanilla = _hidden_layer({"name": "dropout", "p": 0.25, "variant": "vanilla"})
     x = torch.full((200_000,), 2.0)
     train = vanilla(x)
     assert set(train.unique().tolist()) == {0.0, 2.0}  # kept units are not scaled
@@ -46,7 +53,7 @@ def test_vanilla_dropout_scales_at_test_and_matches_inverted_in_expectation():
 def test_dropconnect_masks_weights_in_training_and_is_the_dense_layer_at_eval():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(20, 30), nn.ReLU(), nn.Linear(30, 5))
-    _parts({"name": "dropconnect", "p": 0.5}).model(model)
+    _parts({"name": "dropconnect", "p": 0.5}).modify_model(model)
     hidden, head = model[0], model[2]
     assert type(head) is nn.Linear  # the classifier stays dense
     x = torch.randn(4, 20)

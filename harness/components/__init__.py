@@ -1,5 +1,5 @@
 """Component registries. Importing this package registers every built-in component."""
-from harness.components._registries import (
+from harness.registries import (
     ACTIVATIONS,
     INITS,
     LOSSES,

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import torch
 from torch import nn
 
-from harness.components._registries import ACTIVATIONS
+from harness.registries import ACTIVATIONS
 from harness.registry import Range
 
 

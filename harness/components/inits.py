@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 import torch
 from torch import nn
 
-from harness.components._registries import INITS
+from harness.registries import INITS
 from harness.components.activations import init_gain
 from harness.registry import Range
 
@@ -105,7 +105,7 @@ def orthogonal(model: nn.Module, ctx: InitContext, *, gain: Gain = 1.0, bias: fl
     _apply(model, bias, lambda w: nn.init.orthogonal_(w, gain=gain))
 
 
-@INITS.register("lsuv", needs_sample=True)
+@INITS.register("lsuv")
 def lsuv(
     model: nn.Module, ctx: InitContext, *, tol: Annotated[float, Range(gt=0, lt=1)] = 0.1,
     max_iter: Annotated[int, Range(gt=0)] = 10, bias: float = 0.0,

@@ -5,7 +5,7 @@ from typing import Annotated
 
 from torch import nn
 
-from harness.components._registries import LOSSES
+from harness.registries import LOSSES
 from harness.registry import Range
 
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from torch import nn
 
-from harness.components._registries import NORMS
+from harness.registries import MODELS, NORMS
 from harness.registry import Range
 
 Eps = Annotated[float, Range(gt=0)]
@@ -31,7 +31,7 @@ def none(num_features: int, dims: int) -> nn.Module:
     return nn.Identity()
 
 
-@NORMS.register("batchnorm", trial_check=_needs_batches)
+@NORMS.register("batchnorm", compatible=_needs_batches)
 def batchnorm(
     num_features: int, dims: int, *, momentum: Annotated[float, Range(gt=0, le=1)] = 0.1, eps: Eps = 1e-5,
 ) -> nn.Module:
@@ -46,7 +46,17 @@ def layernorm(num_features: int, dims: int, *, eps: Eps = 1e-5) -> nn.Module:
     return nn.LayerNorm(num_features, eps=eps) if dims == 1 else nn.GroupNorm(1, num_features, eps=eps)
 
 
-@NORMS.register("groupnorm")
+def _groups_divide(config: dict[str, Any]) -> str | None:
+    widths = MODELS.get(config["model"]["name"]).caps.norm_widths
+    groups = config["norm"]["groups"]
+    bad = sorted({w for w in (widths(config["model"]) if widths else []) if w % groups})
+    if bad:
+        return (f"groupnorm: {groups} groups do not divide the {', '.join(map(str, bad))} features that model "
+                f"{config['model']['name']!r} normalizes")
+    return None
+
+
+@NORMS.register("groupnorm", compatible=_groups_divide)
 def groupnorm(num_features: int, dims: int, *, groups: Annotated[int, Range(gt=0)] = 32, eps: Eps = 1e-5) -> nn.Module:
     """Group normalization over groups of channels of each sample (Wu & He 2018)."""
     if num_features % groups:

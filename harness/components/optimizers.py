@@ -1,8 +1,8 @@
 """Optimizers, from ``torch.optim``.
 
 Each builder takes the parameter groups to optimize and returns a ``torch.optim.Optimizer``.
-Capabilities are metadata: ``full_batch`` (one step per epoch on the whole training split) and
-``needs_closure`` (the step re-evaluates the loss), checked when a suite loads.
+Capabilities are typed data (``harness.registries.OptimizerCaps``): ``full_batch`` (one step per
+epoch on the whole training split) and ``closure`` (the step re-evaluates the loss).
 ``weight_decay`` is the optimizer's own: coupled L2 in the gradient for all but ``adamw``.
 ``momentum`` is Polyak's heavy ball (Polyak 1964) in PyTorch's form v ← μv + g, θ ← θ − ηv;
 ``nesterov`` evaluates the gradient at the look-ahead point (Nesterov 1983; Sutskever et al. 2013);
@@ -14,7 +14,7 @@ from typing import Annotated, Any, Iterable, Literal
 
 import torch
 
-from harness.components._registries import OPTIMIZERS
+from harness.registries import OPTIMIZERS
 from harness.registry import Range
 
 Params = Iterable[Any]

@@ -1,12 +1,12 @@
-"""Regularizers. A builder gets a ``RegContext`` and returns ``Parts``: where the technique enters.
+"""Regularizers. A builder gets a ``RegContext`` and returns a ``harness.technique.Technique``;
+most are ``Parts``, plain functions at the generic insertion points:
 
-``hidden``: a module factory the model inserts after each hidden activation (dropout);
-``model``: an in-place change of the built model, before init (DropConnect layers);
-``batch``: an on-device ``(x, y, rng) -> (x, y)`` transform of each training batch, where ``y`` may
-become soft targets (cutout, mixup, CutMix); ``penalty``: a term added to the training loss
-(L1/L2); ``epoch_end``: sees each epoch's validation metrics and may stop training (early
-stopping). The engine composes the parts of a trial's regularizers; the loop has no
-per-technique branches.
+``configure``: the model's context (dropout adds a layer after each hidden activation; stochastic
+depth sets the residual drop rate); ``modify``: an in-place change of the built model, before init
+(DropConnect layers); ``batch``: an on-device ``(x, y, rng) -> (x, y)`` transform of each training
+batch, where ``y`` may become soft targets (cutout, mixup, CutMix); ``penalty``: a term added to
+the training loss (L1/L2); ``epoch_end``: sees each epoch's validation metrics and may stop
+training (early stopping). The loop has no per-technique branches.
 
 - ``dropout``: Srivastava et al. 2014. ``inverted`` (``torch.nn.Dropout``): kept units scaled by
   1/(1 − p) in training, identity at evaluation. ``vanilla``: the paper's form, no scaling in
@@ -38,40 +38,28 @@ per-technique branches.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
-from typing import Annotated, Any, Callable, Literal
+from dataclasses import replace
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.components._registries import LOSSES, OPTIMIZERS, REGULARIZERS
 from harness.data import augment as augment_ops
 from harness.data.augment import Rng
+from harness.registries import DATASETS, LOSSES, MODELS, OPTIMIZERS, REGULARIZERS
 from harness.registry import Range
+from harness.technique import Parts, RegContext
+
+if TYPE_CHECKING:
+    from harness.models import ModelContext
+
+__all__ = ["Parts", "RegContext"]
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 Prob = Annotated[float, Range(ge=0, lt=1)]
 Strength = Annotated[float, Range(ge=0)]
 Alpha = Annotated[float, Range(gt=0)]
-
-
-@dataclass(frozen=True)
-class RegContext:
-    num_classes: int
-    train_x: torch.Tensor | None = None  # normalized training inputs, for data statistics (PCA lighting)
-
-
-@dataclass(frozen=True)
-class Parts:
-    hidden: Callable[[], nn.Module] | None = None
-    model: Callable[[nn.Module], None] | None = None
-    batch: Callable[[torch.Tensor, torch.Tensor, Rng], Batch] | None = None  # draws from the pipeline's Rng
-    penalty: Callable[[nn.Module], torch.Tensor] | None = None
-    drop_path: float | None = None  # stochastic depth rate of the last residual block
-    # sees each epoch's metrics; returns None to go on, or {"restored_epoch": k or None} to stop
-    epoch_end: Callable[[nn.Module, dict[str, float]], dict[str, Any] | None] | None = None
-    state: dict[str, Any] | None = None  # what epoch_end keeps between epochs: saved in checkpoints, restored on resume
 
 
 # --- dropout and DropConnect ---------------------------------------------------------------
@@ -96,9 +84,7 @@ class VanillaDropout(nn.Module):
 
 def _needs_hidden(name: str) -> Callable[[dict[str, Any]], str | None]:
     def check(config: dict[str, Any]) -> str | None:
-        from harness.models import MODELS
-
-        if not MODELS.get(config["model"]["name"]).meta.get("hidden_layers"):
+        if not MODELS.get(config["model"]["name"]).caps.hidden_layers:
             return (f"{name} acts on hidden fully connected layers; model {config['model']['name']!r} has none "
                     f"(wrn has its own dropout parameter)")
         return None
@@ -106,10 +92,13 @@ def _needs_hidden(name: str) -> Callable[[dict[str, Any]], str | None]:
     return check
 
 
-@REGULARIZERS.register("dropout", trial_check=_needs_hidden("dropout"))
+@REGULARIZERS.register("dropout", compatible=_needs_hidden("dropout"))
 def dropout(ctx: RegContext, *, p: Prob = 0.5, variant: Literal["inverted", "vanilla"] = "inverted") -> Parts:
     """Dropout after every hidden activation (Srivastava et al. 2014); inverted or the vanilla scale-at-test form."""
-    return Parts(hidden=lambda: nn.Dropout(p) if variant == "inverted" else VanillaDropout(p))
+    def layer() -> nn.Module:
+        return nn.Dropout(p) if variant == "inverted" else VanillaDropout(p)
+
+    return Parts(configure=lambda ctx: replace(ctx, hidden=(*ctx.hidden, layer)))
 
 
 class DropConnectLinear(nn.Linear):
@@ -127,7 +116,7 @@ class DropConnectLinear(nn.Linear):
         return super().extra_repr() + f", dropconnect_p={self.p}"
 
 
-@REGULARIZERS.register("dropconnect", trial_check=_needs_hidden("dropconnect"))
+@REGULARIZERS.register("dropconnect", compatible=_needs_hidden("dropconnect"))
 def dropconnect(ctx: RegContext, *, p: Prob = 0.5) -> Parts:
     """DropConnect on the weights of every hidden Linear layer (Wan et al. 2013); dense mean weights at eval."""
 
@@ -137,7 +126,7 @@ def dropconnect(ctx: RegContext, *, p: Prob = 0.5) -> Parts:
             layer.__class__ = DropConnectLinear
             layer.p = p
 
-    return Parts(model=convert)
+    return Parts(modify=convert)
 
 
 # --- penalties -----------------------------------------------------------------------------
@@ -181,28 +170,42 @@ def elastic_net(ctx: RegContext, *, l1: Strength = 1e-5, l2: Strength = 1e-4, bi
 
 def _needs_soft_targets(name: str) -> Callable[[dict[str, Any]], str | None]:
     def check(config: dict[str, Any]) -> str | None:
-        if not LOSSES.get(config["loss"]["name"]).meta.get("soft_targets"):
+        if not LOSSES.get(config["loss"]["name"]).caps.soft_targets:
             return f"{name} mixes targets and needs a loss that takes soft targets, not {config['loss']['name']!r}"
-        if OPTIMIZERS.get(config["optimizer"]["name"]).meta.get("needs_closure"):
+        if OPTIMIZERS.get(config["optimizer"]["name"]).caps.needs_closure:
             return f"{name} draws a new mix per call, so {config['optimizer']['name']!r}'s line search sees a different loss each time"
         return None
 
     return check
 
 
-@REGULARIZERS.register("cutout")
+def _needs_images(name: str) -> Callable[[dict[str, Any]], str | None]:
+    def check(config: dict[str, Any]) -> str | None:
+        shape = DATASETS.get(config["dataset"]["name"]).caps.in_shape
+        if shape and len(shape) != 3:
+            return f"{name} transforms images (C, H, W); dataset {config['dataset']['name']!r} gives shape {shape}"
+        return None
+
+    return check
+
+
+@REGULARIZERS.register("cutout", compatible=_needs_images("cutout"))
 def cutout(ctx: RegContext, *, size: Annotated[int, Range(gt=0)] = 4) -> Parts:
     """Cutout: one size x size square per image set to zero, centre anywhere, clipped at borders (DeVries & Taylor 2017)."""
     return Parts(batch=lambda x, y, rng: (augment_ops.cutout(x, size, rng), y))
 
 
-@REGULARIZERS.register("mixup", trial_check=_needs_soft_targets("mixup"))
+@REGULARIZERS.register("mixup", compatible=_needs_soft_targets("mixup"))
 def mixup(ctx: RegContext, *, alpha: Alpha = 0.2) -> Parts:
     """Mixup: convex combinations of input pairs and of their one-hot targets, lambda ~ Beta(alpha, alpha) (Zhang et al. 2018)."""
     return Parts(batch=lambda x, y, rng: augment_ops.mixup(x, y, alpha, ctx.num_classes, rng))
 
 
-@REGULARIZERS.register("cutmix", trial_check=_needs_soft_targets("cutmix"))
+def _cutmix_check(config: dict[str, Any]) -> str | None:
+    return _needs_soft_targets("cutmix")(config) or _needs_images("cutmix")(config)
+
+
+@REGULARIZERS.register("cutmix", compatible=_cutmix_check)
 def cutmix(ctx: RegContext, *, alpha: Alpha = 1.0) -> Parts:
     """CutMix: a box from a shuffled image pasted in, targets mixed by area (Yun et al. 2019)."""
     return Parts(batch=lambda x, y, rng: augment_ops.cutmix(x, y, alpha, ctx.num_classes, rng))
@@ -210,7 +213,7 @@ def cutmix(ctx: RegContext, *, alpha: Alpha = 1.0) -> Parts:
 
 # --- data augmentation ----------------------------------------------------------------------
 
-@REGULARIZERS.register("augment")
+@REGULARIZERS.register("augment", compatible=_needs_images("augment"))
 def augment(
     ctx: RegContext, *, crop_padding: Annotated[int, Range(ge=0)] = 0, flip: bool = False,
     brightness: Strength = 0.0, contrast: Annotated[float, Range(ge=0, lt=1)] = 0.0,
@@ -246,17 +249,18 @@ def augment(
 # --- stochastic depth -----------------------------------------------------------------------
 
 def _needs_residual(config: dict[str, Any]) -> str | None:
-    from harness.models import MODELS
-
-    if not MODELS.get(config["model"]["name"]).meta.get("residual"):
+    if not MODELS.get(config["model"]["name"]).caps.residual:
         return f"stochastic_depth drops residual branches; model {config['model']['name']!r} has none"
     return None
 
 
-@REGULARIZERS.register("stochastic_depth", trial_check=_needs_residual)
+@REGULARIZERS.register("stochastic_depth", compatible=_needs_residual)
 def stochastic_depth(ctx: RegContext, *, p: Prob = 0.5) -> Parts:
     """Stochastic depth: residual branches dropped in training, linear decay to p at the last block (Huang et al. 2016)."""
-    return Parts(drop_path=p)
+    def configure(ctx: "ModelContext") -> "ModelContext":
+        return replace(ctx, drop_path=max(ctx.drop_path, p))
+
+    return Parts(configure=configure)
 
 
 # --- early stopping ------------------------------------------------------------------------

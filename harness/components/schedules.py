@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass
 from typing import Annotated, Any, Callable, Literal
 
-from harness.components._registries import SCHEDULES
+from harness.registries import SCHEDULES
 from harness.registry import Range
 
 Ratio = Annotated[float, Range(ge=0, le=1)]

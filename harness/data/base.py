@@ -14,9 +14,7 @@ from typing import Any
 import torch
 
 from harness.errors import UsageError
-from harness.registry import Registry
-
-DATASETS = Registry("dataset")
+from harness.registries import DATASETS
 ROOT_ENV = "HARNESS_DATA_ROOT"
 DEFAULT_ROOT = Path("~/.cache/harness/data")
 

@@ -49,7 +49,10 @@ _HOW = (f"or point {ROOT_ENV} / --data-root / dataset.root at the folder that ho
 
 
 def _val_check(n_train: int, name: str):
-    def check(config: dict[str, Any]) -> str | None:
+    """A dataset's ``compatible``: the validation split must leave training data."""
+
+    def check(trial: dict[str, Any]) -> str | None:
+        config = trial["dataset"]
         if config["val_size"] >= n_train:
             return f"val_size {config['val_size']} leaves no training data ({name} has {n_train} training samples)"
         return None
@@ -62,7 +65,7 @@ def _val_check(n_train: int, name: str):
 _DIGITS_TRAIN = 1797 - round(0.2 * 1797)  # what is left for train + validation
 
 
-@DATASETS.register("digits", check=_val_check(_DIGITS_TRAIN, "digits"))
+@DATASETS.register("digits", compatible=_val_check(_DIGITS_TRAIN, "digits"), in_shape=(1, 8, 8), num_classes=10)
 def digits(
     *, val_size: ValSize = 300, split_seed: int = 0, train_subset: Subset = None,
     preprocess: Preprocess = "standardize", whiten_eps: WhitenEps = 0.1,
@@ -92,12 +95,12 @@ def _digits_file() -> tuple[np.ndarray, np.ndarray]:
     return table[:, :-1], table[:, -1].astype(int)
 
 
-def _mnist1d_check(config: dict[str, Any]) -> str | None:
-    n_train = int(config["num_samples"] // 10 * 10 * 0.8)
-    return _val_check(n_train, "mnist1d")(config)
+def _mnist1d_check(trial: dict[str, Any]) -> str | None:
+    n_train = int(trial["dataset"]["num_samples"] // 10 * 10 * 0.8)
+    return _val_check(n_train, "mnist1d")(trial)
 
 
-@DATASETS.register("mnist1d", check=_mnist1d_check)
+@DATASETS.register("mnist1d", compatible=_mnist1d_check, in_shape=(1, 40), num_classes=10)
 def mnist1d(
     *, val_size: ValSize = 500, split_seed: int = 0, train_subset: Subset = None,
     preprocess: Preprocess = "standardize", whiten_eps: WhitenEps = 0.1,
@@ -222,7 +225,8 @@ def _idx_dataset(name: str, cls_name: str, reference: str, n_train: int = 60000)
         )
 
     build.__doc__ = reference
-    DATASETS.register(name, preflight=preflight, check=_val_check(n_train, name))(build)
+    DATASETS.register(name, compatible=_val_check(n_train, name), preflight=preflight, in_shape=(1, 28, 28),
+                      num_classes=10)(build)
 
 
 _idx_dataset("mnist", "MNIST", "MNIST (60,000 train / 10,000 test, 28x28; LeCun et al. 1998) via torchvision.")
@@ -232,7 +236,7 @@ _idx_dataset("kmnist", "KMNIST", "Kuzushiji-MNIST (60,000 / 10,000 28x28 cursive
 
 # --- CIFAR-10/100 -----------------------------------------------------------------------------
 
-def _cifar_dataset(name: str, cls_name: str, reference: str) -> None:
+def _cifar_dataset(name: str, cls_name: str, reference: str, classes: int) -> None:
     def torchvision_class() -> type:
         import torchvision.datasets
 
@@ -271,11 +275,12 @@ def _cifar_dataset(name: str, cls_name: str, reference: str) -> None:
         )
 
     build.__doc__ = reference
-    DATASETS.register(name, preflight=preflight, check=_val_check(50000, name))(build)
+    DATASETS.register(name, compatible=_val_check(50000, name), preflight=preflight, in_shape=(3, 32, 32),
+                      num_classes=classes)(build)
 
 
-_cifar_dataset("cifar10", "CIFAR10", "CIFAR-10 (50,000 / 10,000 32x32 colour images, 10 classes; Krizhevsky 2009) via torchvision.")
-_cifar_dataset("cifar100", "CIFAR100", "CIFAR-100 (50,000 / 10,000 32x32 colour images, 100 fine classes; Krizhevsky 2009) via torchvision.")
+_cifar_dataset("cifar10", "CIFAR10", "CIFAR-10 (50,000 / 10,000 32x32 colour images, 10 classes; Krizhevsky 2009) via torchvision.", 10)
+_cifar_dataset("cifar100", "CIFAR100", "CIFAR-100 (50,000 / 10,000 32x32 colour images, 100 fine classes; Krizhevsky 2009) via torchvision.", 100)
 
 
 # --- SVHN -------------------------------------------------------------------------------------
@@ -304,7 +309,8 @@ def _svhn_preflight(config: dict[str, Any]) -> None:
         _require("svhn", _svhn_folder(base), [f for f, _ in _svhn_files(config["extra"])], _SVHN_LAYOUT)
 
 
-@DATASETS.register("svhn", preflight=_svhn_preflight, check=_val_check(73257, "svhn"))
+@DATASETS.register("svhn", compatible=_val_check(73257, "svhn"), preflight=_svhn_preflight, in_shape=(3, 32, 32),
+                   num_classes=10)
 def svhn(
     *, val_size: ValSize = 5000, split_seed: int = 0, train_subset: Subset = None,
     preprocess: Preprocess = "standardize", whiten_eps: WhitenEps = 0.1,

@@ -19,10 +19,12 @@ import numpy as np
 import torch
 
 from harness.store.records import atomic_write
+from harness.technique import Callback, Cursor, Run, Stop
 
 CHECKPOINT_DIR = "checkpoints"
 WEIGHTS_DIR = "weights"
-FORMAT = 1
+FORMAT = 2  # 2: the cursor and every callback's state_dict
+CHECK_EVERY = 16  # steps between the processes' joint decision to stop, in a multi-process trial
 
 
 def checkpoint_path(results: Path, trial_id: str) -> Path:
@@ -84,3 +86,97 @@ def load_weights(path: Path, trial_id: str) -> dict[str, Any]:
     if state.get("trial_id") != trial_id:
         raise ValueError(f"{path} holds the weights of trial {state.get('trial_id')}, not {trial_id}")
     return state["model"]
+
+
+class Preempted(Exception):
+    """Asked to stop (a scheduler's signal): the trial's state is in its checkpoint."""
+
+
+class Checkpointer(Callback):
+    """Saves a trial's checkpoint after every epoch and when ``stop()`` turns true (asked after every
+    step), and resumes from it. In a multi-process trial every process's random streams are
+    gathered into the one file the main process writes, and the decision to stop is taken
+    together (every CHECK_EVERY steps). ``states`` returns the state of everything else that a
+    resumed trial needs (the other callbacks, the schedule); ``restore`` puts it back."""
+
+    def __init__(self, path: Path, run_id: str, stop: Any, states: Any, restore: Any, total_steps: int) -> None:
+        # kept under the run's id: a promoted rung of successive halving resumes the run's checkpoint
+        self.path, self.run_id, self.stop = path, run_id, stop
+        self.states, self.restore = states, restore
+        self.total_steps = total_steps
+        self.pending: dict[str, Any] | None = None  # random states to restore once the resumed epoch's order is drawn
+
+    def _asked(self, run: Run, now: bool = False) -> bool:
+        world = run.accelerator.num_processes
+        if world == 1:
+            return self.stop()
+        if not now and run.cursor.step % CHECK_EVERY:
+            return False
+        flag = torch.tensor([1.0 if self.stop() else 0.0], device=run.device)
+        return bool(run.accelerator.reduce(flag, "sum").item() > 0)
+
+    def _ranks(self, run: Run) -> list[dict[str, Any]]:
+        mine = {"rng": run.rng.state(), "global": global_rng_state()}
+        if run.accelerator.num_processes == 1:
+            return [mine]
+        from accelerate.utils import gather_object
+
+        return gather_object([mine])
+
+    def save(self, run: Run, cursor: Cursor, order_state: torch.Tensor) -> None:
+        ranks = self._ranks(run)  # every process takes part in the gather
+        if not run.accelerator.is_main_process:
+            return
+        r = run.record
+        save(self.path, {
+            "trial_id": self.run_id, "world": run.accelerator.num_processes, "cursor": vars(cursor),
+            "model": run.accelerator.unwrap_model(run.model).state_dict(),
+            "optimizer": run.optimizer.state_dict(), "states": self.states(), "order": order_state, "ranks": ranks,
+            "record": {"history": r.history, "steps": r.steps, "diagnostics": r.diagnostics,
+                       "started_at": r.started_at},
+        })
+
+    def on_restore(self, run: Run) -> None:
+        state, why = load(self.path, self.run_id)
+        world = run.accelerator.num_processes
+        if state is not None and state["world"] != world:
+            state, why = None, f"checkpoint was written by {state['world']} processes, not {world}; started over"
+        if why:
+            run.record.diagnostics["checkpoint"] = why
+        if state is None:
+            return
+        run.accelerator.unwrap_model(run.model).load_state_dict(state["model"])
+        run.optimizer.load_state_dict(state["optimizer"])
+        saved = state["record"]
+        run.cursor = Cursor(**state["cursor"])
+        resumes = saved["diagnostics"].get("resumed_at_step", []) + [run.cursor.step]
+        run.record.history, run.record.steps = saved["history"], saved["steps"]
+        run.record.diagnostics = {**saved["diagnostics"], "resumed_at_step": resumes}
+        run.record.started_at = saved["started_at"]
+        run.order.set_state(state["order"])
+        self.restore(state["states"])
+        self.pending = state["ranks"][run.accelerator.process_index]
+
+    def on_epoch_start(self, run: Run) -> None:
+        if self.pending is not None:  # after the loader drew its permutation from the restored order
+            run.rng.set_state(self.pending["rng"])
+            set_global_rng_state(self.pending["global"])
+            self.pending = None
+
+    def after_step(self, run: Run) -> None:
+        if run.cursor.step >= self.total_steps or not self._asked(run):
+            return
+        c = run.cursor
+        c.epoch_train_s = run.clock() - run.epoch_started
+        self.save(run, c, run.epoch_order)
+        raise Preempted(f"stopped at step {c.step} (epoch {c.epoch}) when asked; resumes from its checkpoint")
+
+    def on_epoch_done(self, run: Run, stop: Stop | None) -> None:
+        if stop is not None and not stop.keep_checkpoint:
+            return
+        c = run.cursor
+        self.save(run, Cursor(c.epoch + 1, c.step, 0, c.train_s, c.eval_s), run.order.get_state())
+        if stop is not None:
+            run.record.reason = (run.record.reason or "") + "; its checkpoint is kept for a longer trial of the same run"
+        elif self._asked(run, now=True):
+            raise Preempted(f"stopped after epoch {c.epoch} when asked; resumes from its checkpoint")

@@ -40,6 +40,7 @@ from torch import nn
 
 from harness.components.activations import Maxout
 from harness.engine import checkpoint as ckpt
+from harness.technique import Callback, Run, Stop
 
 ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.SELU, nn.GELU, nn.Tanh, nn.Sigmoid, Maxout)
 SATURATION: dict[type, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -240,3 +241,81 @@ def initial_loss_warning(loss: float, num_classes: int) -> str | None:
             f"(expected within {INIT_LOSS_LOW}-{INIT_LOSS_HIGH}x): check the init scale of the output layer "
             "and the inputs' normalization")
 
+
+
+GRAD_NORM_EVERY = 16  # steps between gradient-norm samples (a norm over all parameters)
+
+
+class Diagnostics(Callback):
+    """The history's ``grad_norm`` (the global gradient norm, sampled every GRAD_NORM_EVERY steps
+    before clipping) and, with ``probe`` (a batch of training samples), the per-layer profiles of
+    ``record.diagnostics``: ``layers`` (at init and each epoch's end), ``flags`` and ``warnings``."""
+
+    def __init__(self, model: nn.Module, params: list[torch.Tensor], device: torch.device,
+                 probe: tuple[torch.Tensor, torch.Tensor] | None, num_classes: int, judge_updates: bool) -> None:
+        self.params, self.device, self.num_classes = params, device, num_classes
+        self.norms: list[torch.Tensor] = []
+        self.sample = False
+        self.probe = Probe(model, *probe) if probe is not None else None  # the module itself: no DDP or compiled wrapper
+        self.steps = StepStats(model) if probe is not None else None
+        self.sizes = {n: p.numel() for n, p in self.probe.weights} if self.probe else {}
+        self.judge_updates = judge_updates
+
+    def on_start(self, run: Run) -> None:
+        d = run.record.diagnostics
+        if self.probe is None or "layers" in d:  # none asked for, or the profiles so far came back with a checkpoint
+            return
+        init = self.probe.at_init()
+        d["layers"] = {"init": init, "epochs": []}
+        d["init_loss"] = init["loss"]
+        warning = initial_loss_warning(init["loss"], self.num_classes)
+        if warning:
+            d.setdefault("warnings", []).append(warning)
+        self._flag(d, init, "at init")
+
+    def on_epoch_start(self, run: Run) -> None:
+        if run.cursor.batches == 0:
+            self.norms = []
+
+    def before_step(self, run: Run) -> None:
+        self.sample = run.cursor.step % GRAD_NORM_EVERY == 0 or not self.norms  # at least one sample per epoch
+        if self.sample and self.steps is not None:
+            self.steps.before_step()
+
+    def after_backward(self, run: Run) -> None:
+        if self.sample:
+            per_param = grad_norms(self.params)  # before clipping: the gradient the loss gave
+            self.norms.append(torch.linalg.vector_norm(per_param))
+            if self.steps is not None:
+                self.steps.gradients(per_param)
+
+    def after_step(self, run: Run) -> None:
+        if self.sample and self.steps is not None:
+            self.steps.after_step()
+
+    def on_epoch_trained(self, run: Run, row: dict[str, Any]) -> None:
+        row["grad_norm"] = torch.stack(self.norms).mean().item() if self.norms else None
+
+    def on_epoch_end(self, run: Run, row: dict[str, Any]) -> Stop | None:
+        if self.probe is not None:
+            epoch = row["epoch"]
+            entry = {"epoch": epoch, "activations": self.probe.activations(), **self.steps.epoch()}
+            run.record.diagnostics["layers"]["epochs"].append(entry)
+            self._flag(run.record.diagnostics, entry, f"in epoch {epoch}")
+        return None
+
+    def _flag(self, d: dict[str, Any], entry: dict[str, Any], when: str) -> None:
+        seen = set(d.setdefault("flag_kinds", []))
+        for kind, message in flags(entry, self.sizes, when, self.judge_updates):
+            if kind not in seen:  # the first time each layer raises each flag
+                seen.add(kind)
+                d["flag_kinds"].append(kind)
+                d.setdefault("flags", []).append(message)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"norms": [v.item() for v in self.norms], "layers": self.steps.state() if self.steps else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.norms = [torch.tensor(v, device=self.device) for v in state["norms"]]
+        if self.steps is not None:
+            self.steps.restore(state["layers"], self.device)

@@ -13,7 +13,9 @@ from typing import Callable
 
 import torch
 
-from harness.spec import COMPLETED, Record, TrialSpec
+from harness.data import load
+from harness.engine.callbacks import Diverged
+from harness.spec import COMPLETED, Record, TrialSpec, summarize_history
 
 MEMBER_SEED_STRIDE = 10_000  # far apart, so member seeds never collide with a suite's other seeds
 
@@ -28,8 +30,6 @@ def _metrics(probs: list[torch.Tensor], y: torch.Tensor) -> tuple[float, float]:
 
 def train_ensemble(spec: TrialSpec, record: Record, members: int, fit: Fit) -> None:
     """Train every member with ``fit(seed, member_record, probs)``; combine into ``record``."""
-    from harness.data import load
-    from harness.engine.loop import Diverged, summarize_history
 
     runs: list[tuple[Record, list[tuple[torch.Tensor, torch.Tensor]]]] = []
     for m in range(members):

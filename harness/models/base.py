@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from torch import nn
 
-from harness.registry import Registry
-
-MODELS = Registry("model")
+from harness.registries import DATASETS, MODELS
 
 
 @dataclass(frozen=True)
@@ -20,3 +18,18 @@ class ModelContext:
     norm: Callable[[int, int], nn.Module]  # (num_features, dims) -> layer
     hidden: tuple[Callable[[], nn.Module], ...] = field(default_factory=tuple)  # after each activation
     drop_path: float = 0.0  # stochastic depth: drop rate of the last residual block
+
+
+def fits_images(config: dict[str, Any]) -> str | None:
+    """``compatible`` of the models that take (C, H, W) images of at least ``min_size`` a side."""
+    name = config["model"]["name"]
+    caps = MODELS.get(name).caps
+    shape = DATASETS.get(config["dataset"]["name"]).caps.in_shape
+    if not shape:  # a dataset that does not declare its shape is checked when the model is built
+        return None
+    if len(shape) != 3:
+        return f"model {name!r} needs image inputs (C, H, W); dataset {config['dataset']['name']!r} gives shape {shape}"
+    if min(shape[1:]) < caps.min_size:
+        return (f"model {name!r} needs images of at least {caps.min_size}x{caps.min_size}; dataset "
+                f"{config['dataset']['name']!r} gives {shape[1]}x{shape[2]}")
+    return None

@@ -25,8 +25,8 @@ from typing import Annotated, Literal
 import torch
 from torch import nn
 
-from harness.components import ACTIVATIONS
-from harness.models.base import MODELS, ModelContext
+from harness.registries import ACTIVATIONS
+from harness.models.base import MODELS, ModelContext, fits_images
 from harness.registry import ComponentOf, Range
 
 Activation = Annotated[str | dict, ComponentOf(ACTIVATIONS)]
@@ -132,7 +132,8 @@ def _image(ctx: ModelContext, name: str) -> None:
         raise ValueError(f"{name} needs image inputs (C, H, W), got shape {ctx.in_shape}")
 
 
-@MODELS.register("resnet", residual=True)
+@MODELS.register("resnet", compatible=fits_images, residual=True, images=True,
+                 norm_widths=lambda c: [16 * c["width"], 32 * c["width"], 64 * c["width"]])
 def resnet(
     ctx: ModelContext, *, depth: Literal[8, 14, 20, 32, 44, 56, 110] = 20, width: Annotated[int, Range(gt=0)] = 1,
     preact: bool = False, activation: Activation = "relu", zero_init_residual: bool = False,
@@ -144,7 +145,7 @@ def resnet(
                   zero_init_residual)
 
 
-@MODELS.register("resnet18", residual=True)
+@MODELS.register("resnet18", compatible=fits_images, residual=True, images=True, norm_widths=lambda c: [64, 128, 256, 512])
 def resnet18(
     ctx: ModelContext, *, preact: bool = False, activation: Activation = "relu", zero_init_residual: bool = False,
 ) -> nn.Module:
@@ -153,7 +154,8 @@ def resnet18(
     return ResNet(ctx, 64, [64, 128, 256, 512], [2, 2, 2, 2], preact, activation, zero_init_residual)
 
 
-@MODELS.register("wrn", residual=True)
+@MODELS.register("wrn", compatible=fits_images, residual=True, images=True,
+                 norm_widths=lambda c: [16, 16 * c["widen"], 32 * c["widen"], 64 * c["widen"]])
 def wrn(
     ctx: ModelContext, *, depth: Literal[10, 16, 22, 28, 40] = 16, widen: Annotated[int, Range(gt=0)] = 4,
     dropout: Annotated[float, Range(ge=0, lt=1)] = 0.0, activation: Activation = "relu",
@@ -187,14 +189,14 @@ def _cnn(ctx: ModelContext, convs: list[tuple[int, int, int]], pool: tuple[int, 
     return nn.Sequential(*layers)
 
 
-@MODELS.register("cnn_2c2d", hidden_layers=True)
+@MODELS.register("cnn_2c2d", compatible=fits_images, hidden_layers=True, images=True, norm_widths=lambda c: [32, 64])
 def cnn_2c2d(ctx: ModelContext, *, activation: Activation = "relu") -> nn.Module:
     """DeepOBS 2c2d: conv 32 5x5, conv 64 5x5 (2x2 max-pool each), dense 1024, classifier (Schneider et al. 2019)."""
     _image(ctx, "cnn_2c2d")
     return _cnn(ctx, [(32, 5, 2), (64, 5, 2)], (2, 2), [1024], activation)
 
 
-@MODELS.register("cnn_3c3d", hidden_layers=True)
+@MODELS.register("cnn_3c3d", compatible=fits_images, hidden_layers=True, images=True, min_size=9, norm_widths=lambda c: [64, 96, 128])
 def cnn_3c3d(ctx: ModelContext, *, activation: Activation = "relu") -> nn.Module:
     """DeepOBS 3c3d: conv 64 5x5, 96 3x3, 128 3x3 (3x3/2 max-pool each), dense 512, 256, classifier."""
     _image(ctx, "cnn_3c3d")

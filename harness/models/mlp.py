@@ -9,12 +9,17 @@ from typing import Annotated
 
 from torch import nn
 
-from harness.components import ACTIVATIONS
+from harness.registries import ACTIVATIONS
 from harness.models.base import MODELS, ModelContext
 from harness.registry import ComponentOf, Range
 
 
-@MODELS.register("mlp", hidden_layers=True)
+def _widths(config: dict) -> list[int]:
+    activation = config["activation"]
+    return [config["width"] * (activation.get("pieces", 1) if activation["name"] == "maxout" else 1)]
+
+
+@MODELS.register("mlp", hidden_layers=True, norm_widths=_widths)
 def mlp(
     ctx: ModelContext, *, depth: Annotated[int, Range(ge=0)] = 2, width: Annotated[int, Range(gt=0)] = 256,
     activation: Annotated[str | dict, ComponentOf(ACTIVATIONS)] = "relu",

@@ -1,0 +1,141 @@
+"""``build(config) -> Trial``: data, model, init, optimizer, schedule and techniques of one trial.
+
+The techniques of ``regularizers`` act through the generic insertion points of
+``harness.technique.Technique``, in the suite's order: they configure the model's context, modify
+the built model (before its init, so the init sees the final layers), wrap the optimizer, and
+transform batches or wrap the loss at every step.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from harness.components.schedules import Schedule, ScheduleContext
+from harness.components.inits import InitContext
+from harness.data import DataSplits, Rng, Shard, load, place
+from harness.data.loader import count_batches
+from harness.models import ModelContext
+from harness.registries import INITS, LOSSES, MODELS, NORMS, OPTIMIZERS, REGULARIZERS, SCHEDULES, OptimizerCaps
+from harness.technique import Batch, LossFn, RegContext, Technique
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+@dataclass(kw_only=True)
+class Trial:
+    """Everything built from a spec, ready to train."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    caps: OptimizerCaps  # the optimizer's, after any technique wrapped it
+    schedule: Callable[[int], float]  # lr factor of an optimizer step, warm-up included
+    observe: Callable[[dict[str, Any]], None] | None  # the schedule's view of each epoch's metrics
+    schedule_state: dict[str, Any] | None
+    loss_fn: nn.Module  # the configured loss of (logits, targets)
+    loss: LossFn  # the training loss of (model, logits, targets): loss_fn wrapped by the techniques
+    transform: Callable[[torch.Tensor, torch.Tensor, Rng], Batch] | None  # the techniques' batch transforms
+    techniques: list[Technique]
+    data: DataSplits  # placed: on the device, or in host memory for the DataLoader path
+    pipeline: str  # "device" or "dataloader"
+    pipeline_reason: str | None  # why auto chose the DataLoader path
+    total_steps: int
+    steps_per_epoch: int
+    batch_size: int  # the whole training split for full-batch optimizers
+
+    @property
+    def needs_closure(self) -> bool:
+        return self.caps.needs_closure
+
+
+_NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
+
+
+def param_groups(model: nn.Module, decay_biases: bool, decay_norm: bool) -> list[dict[str, Any]]:
+    """Parameters in one group, or two where biases and/or normalization parameters skip weight decay."""
+    decay, exempt = [], []
+    for module in model.modules():
+        is_norm = isinstance(module, _NORM_LAYERS)
+        for name, p in module.named_parameters(recurse=False):
+            skip = (is_norm and not decay_norm) or (name == "bias" and not decay_biases)
+            (exempt if skip else decay).append(p)
+    return [{"params": decay}] + ([{"params": exempt, "weight_decay": 0.0}] if exempt else [])
+
+
+def _warmed(schedule: Schedule, warmup_steps: float) -> Callable[[int], float]:
+    if warmup_steps <= 0:
+        return schedule.factor
+    return lambda step: min(1.0, (step + 1) / warmup_steps) * schedule.factor(step)
+
+
+def _chain(techniques: list[Technique]) -> Callable[[torch.Tensor, torch.Tensor, Rng], Batch] | None:
+    transforms = [t.transform_batch for t in techniques if t.uses("transform_batch")]
+    if not transforms:
+        return None
+
+    def transform(x: torch.Tensor, y: torch.Tensor, rng: Rng) -> Batch:
+        for apply in transforms:
+            x, y = apply(x, y, rng)
+        return x, y
+
+    return transform
+
+
+def build(config: dict[str, Any], seed: int, device: torch.device, shard: Shard = Shard()) -> Trial:
+    """Data, model, init, optimizer, schedule and techniques from a resolved config."""
+    stored = load(config["dataset"])
+    seed_everything(seed)  # after loading, so cached and fresh data give the same init
+    techniques: list[Technique] = [
+        REGULARIZERS.build(r, RegContext(stored.num_classes, stored.inputs("train", 2000)))
+        for r in config["regularizers"]]
+    norm = config["norm"]
+    ctx = ModelContext(in_shape=stored.in_shape, num_classes=stored.num_classes,
+                       norm=lambda features, dims: NORMS.build(norm, features, dims))
+    for technique in techniques:
+        ctx = technique.configure_model(ctx)
+    model = MODELS.build(config["model"], ctx)
+    for technique in techniques:
+        technique.modify_model(model)  # before init, so the init sees the final layers
+    sample = stored.inputs("train", config["batch_size"])  # on the CPU, like the model at init
+    INITS.build(config["init"], model, InitContext(config["model"].get("activation"), sample))
+    after_init = getattr(model, "after_init", None)
+    if after_init is not None:
+        after_init()  # e.g. zero-init of each residual block's last norm scale
+    model.to(device)
+
+    entry = OPTIMIZERS.get(config["optimizer"]["name"])
+    if "weight_decay" in entry.params:
+        params: Any = param_groups(model, config["decay"]["biases"], config["decay"]["norm"])
+    else:
+        params = model.parameters()  # L-BFGS takes a single group and has no decay
+    optimizer, caps = OPTIMIZERS.build(config["optimizer"], params), entry.caps
+    for technique in techniques:
+        optimizer, caps = technique.wrap_optimizer(optimizer, caps)
+
+    n_train = len(stored.train[1])
+    batch_size = n_train if caps.full_batch else config["batch_size"]
+    steps_per_epoch = count_batches(n_train, batch_size, shard.world)
+    total = config["budget"]["epochs"] * steps_per_epoch
+    if config["budget"]["max_steps"] is not None:
+        total = min(total, config["budget"]["max_steps"])
+    schedule = SCHEDULES.build(config["schedule"], ScheduleContext(total, steps_per_epoch))
+    loss_fn = LOSSES.build(config["loss"])
+    loss: LossFn = lambda model, out, y: loss_fn(out, y)  # noqa: E731
+    for technique in techniques:
+        loss = technique.wrap_loss(loss)
+    data, pipeline, reason = place(stored, device, config["loader"]["mode"], config["loader"]["device_fraction"])
+    return Trial(
+        model=model, optimizer=optimizer, caps=caps,
+        schedule=_warmed(schedule, config["warmup"]["epochs"] * steps_per_epoch), observe=schedule.observe,
+        schedule_state=schedule.state, loss_fn=loss_fn, loss=loss, transform=_chain(techniques),
+        techniques=techniques, data=data, pipeline=pipeline, pipeline_reason=reason, total_steps=total,
+        steps_per_epoch=steps_per_epoch, batch_size=batch_size,
+    )

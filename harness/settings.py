@@ -1,0 +1,114 @@
+"""Every setting of a trial and of a suite besides its components, declared once as keyword-only
+parameters (types, bounds and defaults read from the signatures): suite validation and ``harness
+list`` read the same source."""
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from harness.registries import DATASETS, INITS, LOSSES, MODELS, NORMS, OPTIMIZERS, REGULARIZERS, SCHEDULES
+from harness.registry import Range, Registry, params_of
+
+# Trial keys that name a component, with the default used when the suite leaves them out.
+COMPONENTS: dict[str, tuple[Registry, str]] = {
+    "dataset": (DATASETS, "digits"),
+    "model": (MODELS, "mlp"),
+    "init": (INITS, "kaiming_normal"),
+    "norm": (NORMS, "none"),
+    "optimizer": (OPTIMIZERS, "sgd"),
+    "schedule": (SCHEDULES, "constant"),
+    "loss": (LOSSES, "cross_entropy"),
+}
+LISTS: dict[str, Registry] = {"regularizers": REGULARIZERS}
+
+
+def _budget(*, epochs: Annotated[int, Range(gt=0)] = 1, max_steps: Annotated[int, Range(gt=0)] | None = None,
+            stop_after: Annotated[int, Range(gt=0)] | None = None):
+    """How long a trial trains: whole epochs, optionally cut at max_steps optimizer steps; stop_after
+    stops it after that many epochs of an `epochs`-long run (schedules still see `epochs`), keeping its
+    checkpoint so that a longer trial of the same run resumes from it (successive halving's rungs)."""
+
+
+def _divergence(*, loss_ratio: Annotated[float, Range(gt=1)] = 100.0):
+    """A trial diverges on a NaN/Inf loss or a training loss above loss_ratio × its first loss."""
+
+
+def _scalars(
+    *, batch_size: Annotated[int, Range(gt=0)] = 128, eval_batch_size: Annotated[int, Range(gt=0)] = 1000,
+    trackers: list[Literal["tensorboard", "wandb", "mlflow"]] = (),
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32", compile: bool = False, channels_last: bool = False,
+    save_weights: bool = False,
+):
+    """Plain values of a trial; trackers log each trial's config and curves live (Accelerate's tracker API);
+    precision (mixed precision through Accelerate: bf16 autocast, or fp16 with a loss scaler), compile
+    (torch.compile) and channels_last (the memory format of conv models and image batches) are speed switches;
+    save_weights keeps the final weights in RESULTS/<suite>/weights/ (for harness landscape)."""
+
+
+def _warmup(*, epochs: Annotated[float, Range(ge=0)] = 0.0):
+    """Linear warm-up multiplying the schedule over the first `epochs` epochs (fractions allowed)."""
+
+
+def _decay(*, biases: bool = True, norm: bool = True):
+    """Which parameters the optimizer's weight_decay applies to (false: exempt biases / norm scales and shifts)."""
+
+
+Positive = Annotated[float, Range(gt=0)] | None
+
+
+def _clip(*, norm: Positive = None, value: Positive = None):
+    """Gradient clipping before each step: by global L2 norm and/or by value (null: off)."""
+
+
+def _ensemble(*, members: Annotated[int, Range(ge=1)] = 1):
+    """Train `members` independently seeded models and report their averaged probabilities."""
+
+
+def _loader(
+    *, mode: Literal["auto", "device", "dataloader"] = "auto", workers: Annotated[int, Range(ge=0)] = 0,
+    device_fraction: Annotated[float, Range(gt=0, le=1)] = 0.5,
+):
+    """Where batches come from: the data held on the device, or a DataLoader from host memory (auto: the
+    device unless the data takes more than device_fraction of its free memory). Same batches either way."""
+
+
+def _resources(*, processes: Annotated[int, Range(ge=1)] = 1, nodes: Annotated[int, Range(ge=1)] = 1):
+    """Processes (per node) that train one trial data-parallel through accelerate launch, the batch size
+    being the global batch; nodes > 1 spans SLURM nodes (harness submit, slurm/multinode.sbatch)."""
+
+
+def _diagnostics(*, layers: bool = True, probe: Annotated[int, Range(gt=0)] = 256):
+    """Per-layer activation, gradient and update statistics at init and each epoch's end, on a fixed
+    probe batch of `probe` training samples (harness/engine/diagnostics.py); recorded, not acted on."""
+
+
+SECTIONS = {
+    "budget": params_of(_budget), "divergence": params_of(_divergence), "warmup": params_of(_warmup),
+    "decay": params_of(_decay), "clip": params_of(_clip), "ensemble": params_of(_ensemble),
+    "loader": params_of(_loader), "resources": params_of(_resources), "diagnostics": params_of(_diagnostics),
+}
+SCALARS = params_of(_scalars)
+TRIAL_KEYS = [*COMPONENTS, *LISTS, *SECTIONS, *SCALARS]
+
+
+def _report(*, compare: str | list[str] | None = None, metric: str = "test_acc", baseline: str | None = None):
+    """What the report compares: axes (default: every axis that varies), the headline metric, and
+    a baseline AXIS=VALUE that every other row is tested against."""
+
+
+def _slurm(
+    *, partition: str | None = None, account: str | None = None, time: str | None = None,
+    gpus_per_task: Annotated[int, Range(ge=0)] = 0, cpus_per_task: Annotated[int, Range(ge=1)] = 1,
+    mem: str | None = None, constraint: str | None = None, max_parallel: Annotated[int, Range(ge=1)] | None = None,
+    chunk: Annotated[int, Range(ge=1)] = 1, signal_seconds: Annotated[int, Range(ge=1)] = 120,
+    setup: list[str] = (), extra: list[str] = (), template: str | None = None,
+):
+    """How `harness submit` asks SLURM for each array task: partition, account, time limit, GPUs and CPUs
+    per task, memory, node constraint; at most max_parallel tasks at once; chunk trials per task; the
+    USR1 warning signal_seconds before the limit; setup shell lines (modules, venv); extra #SBATCH
+    options; and an sbatch template of your own (default slurm/array.sbatch)."""
+
+
+
+
+report_params = params_of(_report)
+slurm_params = params_of(_slurm)
