@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from harness.components.averaging import recompute_batchnorm
 from harness.data import make_loader
 from harness.engine import evaluate, run_trial
 from harness.engine.checkpoint import load_weights, weights_path
@@ -84,32 +85,6 @@ def random_direction(final: dict[str, torch.Tensor], generator: torch.Generator)
         scale = w.reshape(w.shape[0], -1).norm(dim=1) / (d.norm(dim=1) + 1e-10)  # 1e-10: a zero filter stays zero
         direction[name] = (d * scale[:, None]).reshape(w.shape)
     return direction
-
-
-_BATCHNORM = nn.modules.batchnorm._BatchNorm
-
-
-@torch.inference_mode()
-def recompute_batchnorm(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> None:
-    """Running mean and variance of every BatchNorm layer averaged over ``batches``, each sample
-    weighing the same (a short last batch does not count as much as a full one)."""
-    layers = [m for m in model.modules() if isinstance(m, _BATCHNORM)]
-    if not layers:
-        return
-    momenta = [m.momentum for m in layers]
-    model.eval()
-    for m in layers:
-        m.reset_running_stats()
-        m.train()
-    seen = 0
-    for x, _ in batches:
-        for m in layers:
-            m.momentum = len(x) / (seen + len(x))  # running = (seen·running + b·batch) / (seen + b)
-        model(x)
-        seen += len(x)
-    for m, momentum in zip(layers, momenta):
-        m.momentum = momentum
-    model.eval()
 
 
 def _measure(model: nn.Module, train: Batches, test: Batches | None) -> tuple[float, ...]:

@@ -157,7 +157,7 @@ class Technique(Callback):
     """A callback that may also change the trial while it is built."""
 
     def uses(self, event: str) -> bool:
-        return getattr(type(self), event) is not getattr(Technique, event, getattr(Callback, event))
+        return getattr(type(self), event) is not getattr(Technique, event)
 
     def configure_model(self, ctx: "ModelContext") -> "ModelContext":
         return ctx

@@ -18,8 +18,7 @@ from typing import Annotated, Any, Callable, Iterable
 
 import torch
 
-from harness.components import OPTIMIZERS
-from harness.registry import Range
+from harness.api import OPTIMIZERS, Range
 
 __version__ = "1.0"
 

@@ -26,9 +26,7 @@ from typing import Annotated
 import torch
 from torch import nn
 
-from harness.components import REGULARIZERS
-from harness.components.regularizers import Parts, RegContext
-from harness.registry import Range
+from harness.api import REGULARIZERS, Parts, Range, RegContext
 
 __version__ = "1.0"
 

@@ -8,6 +8,8 @@ from harness.registries import (
     REGULARIZERS,
     SCHEDULES,
 )
-from harness.components import activations, inits, losses, norms, optimizers, regularizers, schedules  # noqa: F401
+from harness.components import (  # noqa: F401
+    activations, ema, inits, lookahead, losses, norms, optimizers, regularizers, sam, schedules, swa,
+)
 
 __all__ = ["ACTIVATIONS", "INITS", "LOSSES", "NORMS", "OPTIMIZERS", "REGULARIZERS", "SCHEDULES"]

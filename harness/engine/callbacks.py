@@ -123,3 +123,25 @@ class Capture(Callback):
 
     def on_evaluate(self, run: Run, outputs: dict[str, torch.Tensor]) -> None:
         self.into.append((outputs["val"], outputs["test"]))
+
+
+class OptimizerModes(Callback):
+    """``optimizer.train()`` before training and ``optimizer.eval()`` before evaluation, for the
+    optimizers that evaluate on other weights than they train (``OptimizerCaps.train_eval``:
+    Schedule-Free, Defazio et al. 2024, whose authors document exactly these two calls). With
+    BatchNorm, its statistics are then recomputed at the evaluation weights from the first
+    ``bn_batches`` training batches, the authors' remedy (the running statistics were gathered at
+    the training weights)."""
+
+    def __init__(self, batches: Callable[[], Any] | None) -> None:
+        self.batches = batches
+
+    def train_mode(self, run: Run) -> None:
+        run.optimizer.train()
+
+    def eval_mode(self, run: Run) -> None:
+        run.optimizer.eval()
+        if self.batches is not None:
+            from harness.components.averaging import recompute_batchnorm
+
+            recompute_batchnorm(run.trial.model, self.batches())

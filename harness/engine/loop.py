@@ -31,7 +31,8 @@ from harness.data import Rng, Shard, make_loader
 from harness.data.loader import Loader
 from harness.engine import checkpoint as ckpt
 from harness.engine.build import Trial, build, param_groups, seed_everything  # noqa: F401  (the engine's API)
-from harness.engine.callbacks import Budget, Capture, Diverged, Guard, Log
+from harness.components.averaging import has_batchnorm
+from harness.engine.callbacks import Budget, Capture, Diverged, Guard, Log, OptimizerModes
 from harness.engine.checkpoint import Checkpointer, Preempted
 from harness.engine.diagnostics import Diagnostics
 from harness.engine.ensemble import train_ensemble
@@ -200,7 +201,12 @@ def _prepare(config: dict[str, Any], seed: int, record: Record, accelerator: Acc
     size = config["diagnostics"]["probe"]
     probe = next(iter(make_loader(t.data, "train", size, limit=size, **mode))) if config["diagnostics"]["layers"] else None
     diagnostics = Diagnostics(t.model, params, device, probe, t.data.num_classes, judge_updates=not t.caps.needs_closure)
-    callbacks: list[Callback] = [Guard(config["divergence"]["loss_ratio"], device), diagnostics, *extra,
+    modes = []
+    if t.caps.train_eval:  # the authors' BatchNorm remedy: statistics from 50 training batches at the eval weights
+        bn = (lambda: make_loader(t.data, "train", t.batch_size, limit=50 * t.batch_size, **mode)) \
+            if has_batchnorm(t.model) else None
+        modes = [OptimizerModes(bn)]
+    callbacks: list[Callback] = [Guard(config["divergence"]["loss_ratio"], device), diagnostics, *modes, *extra,
                                  *t.techniques, Budget(config["budget"]["epochs"], config["budget"]["stop_after"],
                                                        t.total_steps)]
     if checkpointing is not None:
