@@ -64,6 +64,8 @@ class Step:
         else:
             loss = closure()
             optimizer.step(closure)
+        if create_graph:  # gradients that hold their graph reference the parameters: break the cycle now
+            optimizer.zero_grad(set_to_none=True)
         return loss
 
 
