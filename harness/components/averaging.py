@@ -76,3 +76,18 @@ def evaluated_on(run: "Run", weights: list[torch.Tensor], bn_samples: int | None
             torch._foreach_copy_([p.data for p in params], kept)
             for b, saved in zip(model.buffers(), buffers):
                 b.copy_(saved)
+
+
+AVERAGING = ("ema", "swa", "lookahead")  # the techniques that supply evaluation weights
+
+
+def alone(name: str):
+    """A ``compatible`` check: one technique at a time decides which weights are evaluated."""
+
+    def check(config: dict) -> str | None:
+        others = [r["name"] for r in config["regularizers"] if r["name"] in AVERAGING and r["name"] != name]
+        if others:
+            return f"{name} and {others[0]} would each evaluate on weights of their own; use one"
+        return None
+
+    return check

@@ -19,7 +19,7 @@ from typing import Annotated, Any, ContextManager
 
 import torch
 
-from harness.components.averaging import evaluated_on
+from harness.components.averaging import alone, evaluated_on
 from harness.registries import REGULARIZERS
 from harness.registry import Range
 from harness.technique import RegContext, Run, Technique
@@ -55,7 +55,7 @@ class EMA(Technique):
         self.average, self.updates = list(state["average"]) or None, state["updates"]
 
 
-@REGULARIZERS.register("ema")
+@REGULARIZERS.register("ema", compatible=alone("ema"))
 def ema(ctx: RegContext, *, decay: Annotated[float, Range(gt=0, lt=1)] = 0.999, warmup: bool = True,
         bn_samples: Annotated[int, Range(gt=0)] | None = None) -> EMA:
     """Evaluate on an exponential moving average of the weights, BN statistics recomputed (Polyak & Juditsky 1992)."""

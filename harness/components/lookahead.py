@@ -17,6 +17,7 @@ from typing import Annotated, Any, ContextManager, Iterator
 
 import torch
 
+from harness.components.averaging import alone
 from harness.registries import REGULARIZERS
 from harness.registry import Range
 from harness.technique import RegContext, Run, Technique
@@ -65,7 +66,7 @@ class Lookahead(Technique):
         self.slow, self.count = list(state["slow"]) or None, state["count"]
 
 
-@REGULARIZERS.register("lookahead")
+@REGULARIZERS.register("lookahead", compatible=alone("lookahead"))
 def lookahead(ctx: RegContext, *, k: Annotated[int, Range(ge=1)] = 5,
               alpha: Annotated[float, Range(gt=0, le=1)] = 0.5) -> Lookahead:
     """Lookahead: every k steps the slow weights move alpha toward the fast ones, which restart there (Zhang et al. 2019)."""

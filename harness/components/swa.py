@@ -18,7 +18,7 @@ from typing import Annotated, Any, ContextManager
 
 import torch
 
-from harness.components.averaging import evaluated_on
+from harness.components.averaging import alone, evaluated_on
 from harness.registries import REGULARIZERS
 from harness.registry import Range
 from harness.technique import RegContext, Run, Technique
@@ -58,7 +58,7 @@ class SWA(Technique):
         self.average, self.n = list(state["average"]) or None, state["n"]
 
 
-@REGULARIZERS.register("swa")
+@REGULARIZERS.register("swa", compatible=alone("swa"))
 def swa(ctx: RegContext, *, start: Annotated[float, Range(ge=0, le=1)] = 0.75,
         bn_samples: Annotated[int, Range(gt=0)] | None = None) -> SWA:
     """Stochastic weight averaging of the epoch-end weights from start x epochs on, BN recomputed (Izmailov et al. 2018)."""
