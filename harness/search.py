@@ -33,6 +33,7 @@ from typing import Any, Callable
 import numpy as np
 
 from harness.errors import ConfigError
+from harness.layout import checkpoint_path
 from harness.spec import FINAL_STATUSES, Record, TrialSpec
 
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "logint", "choice")
@@ -249,8 +250,6 @@ def parse_halving(value: Any, max_epochs: int, report_metric: str) -> dict[str, 
 
 def checkpoints_to_drop(results: Path, dropped: list[TrialSpec]) -> list[Path]:
     """Checkpoints of runs that no rung will resume."""
-    from harness.engine.checkpoint import checkpoint_path
-
     return [p for p in (checkpoint_path(results, t.run_id) for t in dropped) if p.exists()]
 
 

@@ -18,10 +18,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from harness.layout import plan_path
 from harness.report.stats import describe_groups
 from harness.spec import COMPLETED, DIVERGED, FAILED, INTERRUPTED, Record, run_id_of
 from harness.store import scan
-from harness.store.records import PLAN_FILE
 
 METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
 
@@ -116,7 +117,7 @@ def _per_trial(records: list[Record], axes: list[str], counts: list[int], frame:
 def collect(results: Path) -> Collected:
     results = Path(results)
     found = scan(results)
-    plan_file = results / PLAN_FILE
+    plan_file = plan_path(results)
     records = found.records
     suite: dict[str, Any] = {}
     missing: list[str] = []
