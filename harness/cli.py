@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections import Counter
 from pathlib import Path
 
 from harness import layout
@@ -84,16 +83,10 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
 def _verdicts(candidate: Path, baseline: Path, metric: str, margin: float, technique: list[str] | None,
               output: Path) -> int:
-    from harness.regress import WORSE, check_provenance, markdown_report, read_results, regress, terminal_table
-    from harness.store import atomic_write
+    from harness.regress import WORSE
+    from harness.sweep import judge
 
-    if not Path(baseline).is_dir():
-        raise UsageError(f"baseline {baseline}: no such folder (make one with `harness baseline SUITE`)")
-    provenance = check_provenance(baseline)
-    keys, verdicts = regress(read_results(candidate, "candidate"), read_results(baseline, "baseline"), metric,
-                             margin, technique)
-    _say(terminal_table(verdicts))
-    atomic_write(output, markdown_report(verdicts, metric, margin, keys, candidate, baseline, provenance))
+    verdicts = judge(candidate, baseline, metric, margin, technique, output, _say)
     worse = sum(1 for v in verdicts if v.verdict == WORSE)
     _say(f"\n{len(verdicts)} comparisons on {metric} (margin {margin:g}); {worse} worse; Markdown: {output}")
     return EXIT_TRIALS if worse else EXIT_OK
@@ -152,8 +145,9 @@ def cmd_landscape(args: argparse.Namespace) -> int:
     stored = layout.weights_path(results, spec.trial_id)
     _say(f"loss landscape of {spec.trial_id} ({spec.label()}): "
          + (f"final weights from {stored}" if stored.exists() else "no stored weights; training the trial first"))
-    summary = landscape(spec, results, Path(args.out) if args.out else results / layout.LANDSCAPE_DIR, points=args.points,
-                        grid=args.grid, span=args.span, samples=args.samples, seed=args.direction_seed)
+    out = Path(args.out) if args.out else results / layout.LANDSCAPE_DIR
+    summary = landscape(spec, results, out, points=args.points, grid=args.grid, span=args.span, samples=args.samples,
+                        seed=args.direction_seed)
     _say(f"train loss: init {summary['init_loss']:.4g}, final {summary['final_loss']:.4g}, highest between them "
          f"{summary['segment_max_loss']:.4g} (barrier {summary['barrier']:.3g})")
     _say(f"2-D slice over ±{args.span:g}: mean border loss / centre loss = {summary['edge_over_centre']:.3g}")
@@ -258,23 +252,17 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from harness.store import read_plan, scan
+    from harness.sweep import tally
 
     results = Path(args.dir)
-    if not results.is_dir():
-        raise UsageError(f"{results}: no such results folder")
-    found = scan(results)
-    plan = read_plan(results)
-    ids = [t.trial_id for t in plan[1]] if plan else list(found.records)
-    counts = Counter(found.records[i].status for i in ids if i in found.records)
-    missing = sum(1 for i in ids if i not in found.records)
-    _say(f"{results}: {len(ids)} trials" + (" in the plan" if plan else ""))
-    for status, n in sorted(counts.items()):
+    t = tally(results)
+    _say(f"{results}: {t.trials} trials" + (" in the plan" if t.planned else ""))
+    for status, n in sorted(t.counts.items()):
         _say(f"  {status:<12}{n}")
-    if missing:
-        _say(f"  {'no record':<12}{missing}")
-    if found.corrupt:
-        _say(f"  {'unreadable':<12}{len(found.corrupt)}  ({', '.join(p.name for p in found.corrupt)})")
+    if t.missing:
+        _say(f"  {'no record':<12}{t.missing}")
+    if t.unreadable:
+        _say(f"  {'unreadable':<12}{len(t.unreadable)}  ({', '.join(p.name for p in t.unreadable)})")
     from harness.launch.slurm import job_states
 
     states = job_states(results)
@@ -348,23 +336,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    import pandas as pd
-
     from harness.report import collect
+    from harness.report.aggregate import write_runs
 
     results = _results_dir(args.dir)
     c = collect(results)
-    runs = c.runs.drop(columns=["reason"]).assign(reason=c.runs["reason"])  # long text last
-    for axis in c.axes:  # parquet columns have one type: labels of mixed types become text
-        if not pd.api.types.is_numeric_dtype(runs[axis]):
-            runs[axis] = runs[axis].map(lambda v: None if v is None else str(v))
     out = Path(args.output) if args.output else layout.collected_path(results, args.csv)
-    tmp = out.with_name(f".{out.name}.tmp")
-    if args.csv or out.suffix == ".csv":
-        runs.to_csv(tmp, index=False)
-    else:
-        runs.to_parquet(tmp, index=False)
-    tmp.replace(out)  # atomic: a reader never sees half a table
+    runs = write_runs(c, out, args.csv)
     _say(f"{out}  ({len(runs)} trials, {len(runs.columns)} columns)")
     return EXIT_OK
 

@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from harness import layout, search
 from harness.errors import ConfigError, UsageError
-from harness.store import clean_temp, read_plan, scan, write_plan
+from harness.store import atomic_write, clean_temp, read_plan, scan, write_plan
 
 if TYPE_CHECKING:
+    from harness.regress import Verdict
     from harness.spec import TrialSpec
     from harness.suite import Suite
 
@@ -201,6 +202,45 @@ def run_compare(suite: Suite, suite_file: str, key: str, results_root: Path, bas
     results = layout.compare_dir(results_root, suite.name, f"{key}={label_of(suite.trials[0].config[key])}")
     run_suite(suite, results, pool, say, warn)
     return results
+
+
+@dataclass(frozen=True)
+class Tally:
+    """The records of a results folder by status: over the trials of its plan (``planned``), else
+    over the records found; ``unreadable`` records are listed apart."""
+
+    trials: int
+    planned: bool
+    counts: Counter
+    missing: int
+    unreadable: list[Path]
+
+
+def tally(results: Path) -> Tally:
+    if not results.is_dir():
+        raise UsageError(f"{results}: no such results folder")
+    found = scan(results)
+    plan = read_plan(results)
+    ids = [t.trial_id for t in plan[1]] if plan else list(found.records)
+    counts = Counter(found.records[i].status for i in ids if i in found.records)
+    missing = sum(1 for i in ids if i not in found.records)
+    return Tally(len(ids), plan is not None, counts, missing, list(found.corrupt))
+
+
+def judge(candidate: Path, baseline: Path, metric: str, margin: float, technique: list[str] | None,
+          output: Path, say: Say = _quiet) -> list[Verdict]:
+    """Verdicts of the candidate's records against the baseline's, after checking the baseline's
+    provenance: shown through ``say`` as a table, written to ``output`` as Markdown."""
+    from harness.regress import check_provenance, markdown_report, read_results, regress, terminal_table
+
+    if not Path(baseline).is_dir():
+        raise UsageError(f"baseline {baseline}: no such folder (make one with `harness baseline SUITE`)")
+    provenance = check_provenance(baseline)
+    keys, verdicts = regress(read_results(candidate, "candidate"), read_results(baseline, "baseline"), metric,
+                             margin, technique)
+    say(terminal_table(verdicts))
+    atomic_write(output, markdown_report(verdicts, metric, margin, keys, candidate, baseline, provenance))
+    return verdicts
 
 
 @dataclass(frozen=True)

@@ -151,6 +151,21 @@ def collect(results: Path) -> Collected:
     return Collected(runs, curves, axes, suite, steps, envs, missing, corrupt, outside, _diagnostics(chosen))
 
 
+def write_runs(c: Collected, out: Path, csv: bool = False) -> pd.DataFrame:
+    """The table of runs written to ``out`` (CSV when ``csv`` or a .csv name, else parquet); the table."""
+    runs = c.runs.drop(columns=["reason"]).assign(reason=c.runs["reason"])  # long text last
+    for axis in c.axes:  # parquet columns have one type: labels of mixed types become text
+        if not pd.api.types.is_numeric_dtype(runs[axis]):
+            runs[axis] = runs[axis].map(lambda v: None if v is None else str(v))
+    tmp = out.with_name(f".{out.name}.tmp")
+    if csv or out.suffix == ".csv":
+        runs.to_csv(tmp, index=False)
+    else:
+        runs.to_parquet(tmp, index=False)
+    tmp.replace(out)  # atomic: a reader never sees half a table
+    return runs
+
+
 def summarize(runs: pd.DataFrame, by: list[str], metric: str, bootstrap: bool = False,
               confidence: float = 0.95) -> pd.DataFrame:
     """One row per group of ``by``: n (completed seeds), mean, std, CI, median, diverged, failed."""
