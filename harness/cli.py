@@ -6,13 +6,13 @@ Exit codes: 0 success; 1 some trials failed or diverged (recorded; the sweep wen
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
-from collections import Counter
 from pathlib import Path
 
-from harness.errors import ConfigError, UsageError
+from harness import layout
+from harness.errors import UsageError
+from harness.layout import regress_path, suite_dir
 
 EXIT_OK, EXIT_TRIALS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -34,112 +34,14 @@ def _plugins(args: argparse.Namespace) -> None:
     load_plugins(getattr(args, "plugin", None))  # each plugin is imported once per process
 
 
-def _preflight(suite) -> None:
-    """Missing dataset files are bad input: say so before any trial starts."""
-    from harness.data import DATASETS
-
-    seen = set()
-    for spec in suite.trials:
-        dataset = spec.config["dataset"]
-        key = repr(sorted(dataset.items()))
-        if key in seen:
-            continue
-        seen.add(key)
-        check = DATASETS.get(dataset["name"]).meta.get("preflight")
-        if check is not None:
-            try:
-                check(dataset)
-            except UsageError as e:
-                raise ConfigError("dataset", str(e), suite.file) from None
+def _warn(text: str) -> None:
+    print(text, file=sys.stderr)
 
 
-def _gpu_slots(args: argparse.Namespace, suite) -> list[int | None]:
-    """Each worker's GPU, after checking that this node can run what the trials ask for."""
-    import torch
+def _pool(args: argparse.Namespace):
+    from harness.sweep import Pool
 
-    from harness.launch.local import gpu_slots
-
-    gpus = torch.cuda.device_count()
-    if not gpus and any(t.config["precision"] == "fp16" for t in suite.trials):
-        raise ConfigError("precision", "fp16 needs a GPU (its loss scaler is CUDA's); use bf16 on a CPU", suite.file)
-    processes = max(t.config["resources"]["processes"] for t in suite.trials)
-    if gpus and processes > 1:
-        # one process per GPU (NCCL cannot put two ranks on one device), and such a trial takes them all
-        if processes > gpus:
-            raise ConfigError("resources.processes", f"{processes} processes need {processes} GPUs; this node "
-                              f"has {gpus}", suite.file)
-        if args.workers > 1:
-            raise UsageError("multi-process trials take every GPU of the node: run them with --workers 1")
-    return gpu_slots(args.workers, gpus, args.workers_per_gpu)
-
-
-def _run_suite(args: argparse.Namespace, suite, results: Path) -> Counter:
-    """Run the suite's trials that have no final record into ``results``; their statuses."""
-    from harness.launch import run_local
-    from harness.store import clean_temp, scan, write_plan
-
-    if args.workers < 1:
-        raise UsageError(f"--workers must be >= 1, got {args.workers}")
-    _preflight(suite)
-    slots = _gpu_slots(args, suite)
-    results.mkdir(parents=True, exist_ok=True)
-    clean_temp(results)
-    write_plan(results, suite.to_dict(), suite.trials)
-    found = scan(results)
-    for path, why in found.corrupt.items():
-        print(f"harness: unreadable record {path} ({why}); running that trial again", file=sys.stderr)
-    if suite.search and suite.search.get("halving"):
-        trials = _run_halving(args, suite, results, slots)
-    else:
-        todo = [t for t in suite.trials if not found.done(t.trial_id)]
-        done = len(suite.trials) - len(todo)
-        if not todo:
-            _say(f"nothing to run: all {len(suite.trials)} trials of {suite.name} already have records in {results}")
-        else:
-            if done:
-                _say(f"{done} of {len(suite.trials)} trials already have records; running the other {len(todo)}")
-            else:
-                _say(f"running {len(todo)} trials of {suite.name} ({args.workers} worker{'s' * (args.workers > 1)})")
-            run_local(todo, results, args.workers, plugins=args.plugin, slots=slots)
-        trials = list(suite.trials)
-    final = scan(results)
-    statuses = Counter(final.records[t.trial_id].status if t.trial_id in final.records else "missing"
-                       for t in trials)
-    _say(f"results: {results}  ({', '.join(f'{n} {s}' for s, n in sorted(statuses.items()))})")
-    return statuses
-
-
-def search_step(suite, results: Path, given_up: set[str] = frozenset()):
-    """Where a successive-halving suite stands from its records (``harness.search.progress``), with
-    the plan rewritten to hold every trial started so far and the checkpoints of runs no rung will
-    resume removed."""
-    from harness import search
-    from harness.store import scan, write_plan
-
-    found = scan(results)
-    step = search.progress(suite.search, {t.trial_id: t for t in suite.trials}, found.records.get, given_up)
-    for path in search.checkpoints_to_drop(results, step.dropped):
-        path.unlink(missing_ok=True)
-    write_plan(results, suite.to_dict(), step.trials)  # what the report covers: every rung so far
-    return step
-
-
-def _run_halving(args: argparse.Namespace, suite, results: Path, slots: list[int | None]) -> list:
-    """Rung after rung until every bracket is done; each rung is an ordinary sweep of the local pool."""
-    from harness.launch import run_local
-    from harness.store import scan
-
-    given_up: set[str] = set()  # trials that failed in this command: ranked last, not retried in a loop
-    while True:
-        step = search_step(suite, results, given_up)
-        for line in step.lines:
-            _say(line)
-        if not step.todo:
-            return step.trials
-        _say(f"running {len(step.todo)} trials of {suite.name} ({args.workers} worker{'s' * (args.workers > 1)})")
-        run_local(step.todo, results, args.workers, plugins=args.plugin, slots=slots)
-        found = scan(results)
-        given_up.update(t.trial_id for t in step.todo if not found.done(t.trial_id))
+    return Pool(args.workers, args.workers_per_gpu, args.plugin)
 
 
 def _data_root(args: argparse.Namespace) -> None:
@@ -150,11 +52,12 @@ def _data_root(args: argparse.Namespace) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.report import write_report
     from harness.spec import COMPLETED, STOPPED
+    from harness.sweep import run_suite
 
     _data_root(args)
     suite = _load(args)
-    results = Path(args.results) / suite.name
-    statuses = _run_suite(args, suite, results)
+    results = suite_dir(args.results, suite.name)
+    statuses = run_suite(suite, results, _pool(args), _say, _warn)
     if not args.no_report:
         files = write_report(results)
         _say(f"report:  {files[0]}")
@@ -168,29 +71,22 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_baseline(args: argparse.Namespace) -> int:
     """Run a suite into the baselines folder and write its provenance: the only way baselines are made."""
-    from harness.regress import PROVENANCE_FILE, write_provenance
+    from harness.sweep import run_baseline
 
     _data_root(args)
     suite = _load(args)
-    results = Path(args.results) / suite.name
-    statuses = _run_suite(args, suite, results)
-    listed = write_provenance(results, suite, dict(statuses), "harness " + " ".join(sys.argv[1:]))
-    _say(f"baseline: {results} ({listed} records, provenance in {PROVENANCE_FILE})")
+    results = suite_dir(args.results, suite.name)
+    listed = run_baseline(suite, results, _pool(args), "harness " + " ".join(sys.argv[1:]), _say, _warn)
+    _say(f"baseline: {results} ({listed} records, provenance in {layout.PROVENANCE_FILE})")
     return EXIT_OK if listed == len(suite.trials) else EXIT_TRIALS
 
 
 def _verdicts(candidate: Path, baseline: Path, metric: str, margin: float, technique: list[str] | None,
               output: Path) -> int:
-    from harness.regress import WORSE, check_provenance, markdown_report, read_results, regress, terminal_table
-    from harness.store import atomic_write
+    from harness.regress import WORSE
+    from harness.sweep import judge
 
-    if not Path(baseline).is_dir():
-        raise UsageError(f"baseline {baseline}: no such folder (make one with `harness baseline SUITE`)")
-    provenance = check_provenance(baseline)
-    keys, verdicts = regress(read_results(candidate, "candidate"), read_results(baseline, "baseline"), metric,
-                             margin, technique)
-    _say(terminal_table(verdicts))
-    atomic_write(output, markdown_report(verdicts, metric, margin, keys, candidate, baseline, provenance))
+    verdicts = judge(candidate, baseline, metric, margin, technique, output, _say)
     worse = sum(1 for v in verdicts if v.verdict == WORSE)
     _say(f"\n{len(verdicts)} comparisons on {metric} (margin {margin:g}); {worse} worse; Markdown: {output}")
     return EXIT_TRIALS if worse else EXIT_OK
@@ -199,7 +95,7 @@ def _verdicts(candidate: Path, baseline: Path, metric: str, margin: float, techn
 def cmd_regress(args: argparse.Namespace) -> int:
     candidate = Path(args.candidate)
     return _verdicts(candidate, Path(args.baseline), args.metric, args.margin, args.technique,
-                     Path(args.output) if args.output else candidate / "regress.md")
+                     Path(args.output) if args.output else regress_path(candidate))
 
 
 def cmd_optimizer_checks(args: argparse.Namespace) -> int:
@@ -231,25 +127,27 @@ def cmd_optimizer_checks(args: argparse.Namespace) -> int:
 
 def _one_trial(args: argparse.Namespace):
     """(suite, trial --index of its plan), for the commands that look at one trial."""
+    from harness.sweep import preflight
+
     _data_root(args)
     suite = _load(args)
-    _preflight(suite)
+    preflight(suite)
     if not 0 <= args.index < len(suite.trials):
         raise UsageError(f"--index {args.index}: the suite has trials 0..{len(suite.trials) - 1} (harness plan lists them)")
     return suite, suite.trials[args.index]
 
 
 def cmd_landscape(args: argparse.Namespace) -> int:
-    from harness.engine.checkpoint import weights_path
     from harness.landscape import landscape
 
     suite, spec = _one_trial(args)
-    results = Path(args.results) / suite.name
-    stored = weights_path(results, spec.trial_id)
+    results = suite_dir(args.results, suite.name)
+    stored = layout.weights_path(results, spec.trial_id)
     _say(f"loss landscape of {spec.trial_id} ({spec.label()}): "
          + (f"final weights from {stored}" if stored.exists() else "no stored weights; training the trial first"))
-    summary = landscape(spec, results, Path(args.out) if args.out else results / "landscape", points=args.points,
-                        grid=args.grid, span=args.span, samples=args.samples, seed=args.direction_seed)
+    out = Path(args.out) if args.out else results / layout.LANDSCAPE_DIR
+    summary = landscape(spec, results, out, points=args.points, grid=args.grid, span=args.span, samples=args.samples,
+                        seed=args.direction_seed)
     _say(f"train loss: init {summary['init_loss']:.4g}, final {summary['final_loss']:.4g}, highest between them "
          f"{summary['segment_max_loss']:.4g} (barrier {summary['barrier']:.3g})")
     _say(f"2-D slice over ±{args.span:g}: mean border loss / centre loss = {summary['edge_over_centre']:.3g}")
@@ -266,7 +164,7 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     suite, spec = _one_trial(args)
     _say(f"LR range test on {spec.trial_id} ({spec.label()}): {args.steps} steps, lr {args.start:g} → {args.end:g}")
     result = range_test(spec.config, spec.seed, args.start, args.end, args.steps)
-    out = Path(args.out) if args.out else Path(args.results) / suite.name / "lr-find"
+    out = Path(args.out) if args.out else suite_dir(args.results, suite.name) / layout.LR_FIND_DIR
     atomic_write(out / f"{spec.trial_id}.json", json.dumps({"trial_id": spec.trial_id, "config": spec.config,
                                                              "seed": spec.seed, **result.as_dict()}, indent=1))
     figure = plot(result, out / f"{spec.trial_id}.png", f"{suite.name}: {spec.label()}")
@@ -290,7 +188,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     _say(f"diagnosing {spec.trial_id} ({label}): overfit {args.samples} samples in at most {args.steps} steps")
     d = diagnose(spec.config, spec.seed, samples=args.samples, max_steps=args.steps, label=label,
                  trial_id=spec.trial_id)
-    out = Path(args.out) if args.out else Path(args.results) / spec.suite / "diagnose"
+    out = Path(args.out) if args.out else suite_dir(args.results, spec.suite) / layout.DIAGNOSE_DIR
     atomic_write(out / f"{spec.trial_id}.json",
                  json.dumps({"config": spec.config, "seed": spec.seed, **d.as_dict()}, indent=1, allow_nan=False))
     figure = plot(d, out / f"{spec.trial_id}.png", label)
@@ -301,78 +199,35 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """The suite's workloads and seeds with the technique swapped in, run and judged against the baseline."""
-    import yaml
-
     from harness.suite import load_suite
+    from harness.sweep import run_compare, swap_technique
 
-    key, sep, value = args.technique.partition("=")
-    if not sep or not key or "." in key:
-        raise UsageError(f"--technique {args.technique!r}: expected KEY=VALUE with a top-level trial key, "
-                         "e.g. optimizer=lion or 'optimizer={name: lion, lr: 1.0e-4}'")
-    try:
-        raw = yaml.safe_load(Path(args.suite).read_text()) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise UsageError(f"{args.suite}: cannot read the suite ({e})") from None
-    if key in (raw.get("zip") or {}):
-        raise UsageError(f"--technique {key}: {key} is a zip axis of {args.suite}; compare needs it in base or grid")
-    # the technique replaces the grid axis (all its values become this one) or the base value
-    swap = f"grid.{key}=[{value}]" if key in (raw.get("grid") or {}) else f"base.{key}={value}"
+    key, swap = swap_technique(args.suite, args.technique)
     _data_root(args)
     _plugins(args)
     suite = load_suite(args.suite, [*args.overrides, swap])
-    baseline = Path(args.baseline) if args.baseline else Path(args.baselines) / suite.name
-    if not baseline.is_dir():
-        raise UsageError(f"baseline {baseline}: no such folder (make one with `harness baseline {args.suite}`)")
-    from harness.regress import label_of
-
-    results = Path(args.results) / "compare" / suite.name / f"{key}={label_of(suite.trials[0].config[key])}"
-    _run_suite(args, suite, results)
+    baseline = Path(args.baseline) if args.baseline else suite_dir(args.baselines, suite.name)
+    results = run_compare(suite, args.suite, key, Path(args.results), baseline, _pool(args), _say, _warn)
     return _verdicts(results, baseline, args.metric or suite.report["metric"], args.margin, [key],
-                     results / "regress.md")
+                     regress_path(results))
 
 
 def cmd_refine(args: argparse.Namespace) -> int:
     """A follow-up random search whose ranges narrow around the best configurations of a finished one."""
-    import copy
-
     import yaml
 
-    from harness import search
-    from harness.store import atomic_write, read_plan, scan
+    from harness.store import atomic_write
+    from harness.sweep import refine_search
 
     results = _results_dir(args.dir)
-    plan = read_plan(results)
-    suite = plan[0] if plan else {}
-    space = (suite.get("search") or {}).get("space")
-    if not space or not suite.get("raw"):
-        raise UsageError(f"{results}: not the results of a random search (its plan.json has no random space); "
-                         "refine narrows the space of a suite with a random: section")
-    halving = suite["search"].get("halving")
-    metric = args.metric or (halving["metric"] if halving else
-                             {"test_acc": "val_acc", "test_loss": "val_loss"}.get(suite["report"]["metric"], "val_acc"))
-    if metric.startswith("test_"):
-        raise UsageError(f"--metric {metric}: choosing the next search on test data biases every result after it; "
-                         "use a validation metric")
-    ranked = search.rank_configs(list(scan(results).records.values()), metric)
-    if not ranked:
-        raise UsageError(f"{results}: no completed trial with {metric} to refine around")
-    best = ranked[:args.top]
-    new_space = search.refine(space, [c for _, c, _ in best], args.widen)
-    raw = copy.deepcopy(suite["raw"])
-    raw["name"] = args.name or f"{suite['name']}-refined"
-    raw["random"] = {**(raw.get("random") or {}), "space": search.space_yaml(new_space),
-                     "seed": (raw.get("random") or {}).get("seed", 0) + 1}
-    if args.n:
-        raw["random"]["n"] = args.n
-    raw["description"] = (f"Refined from {results} ({suite['name']}): ranges narrowed around the best "
-                          f"{len(best)} of {len(ranked)} configurations by {metric}.")
-    out = Path(args.output) if args.output else results / "refined.yaml"
-    atomic_write(out, yaml.safe_dump(raw, sort_keys=False, width=100))
-    _say(f"best {len(best)} of {len(ranked)} configurations by {metric}: "
-         + ", ".join(f"{v:.4g}" for v, _, _ in best))
-    width = max(len(k) for k in new_space)
-    for key, d in space.items():
-        _say(f"  {key.ljust(width)}  {_describe(d)}  ->  {_describe(new_space[key])}")
+    r = refine_search(results, args.top, args.metric, args.widen, args.n, args.name)
+    out = Path(args.output) if args.output else layout.refined_path(results)
+    atomic_write(out, yaml.safe_dump(r.suite, sort_keys=False, width=100))
+    _say(f"best {len(r.best)} of {r.ranked} configurations by {r.metric}: "
+         + ", ".join(f"{v:.4g}" for v, _, _ in r.best))
+    width = max(len(k) for k in r.new_space)
+    for key, d in r.space.items():
+        _say(f"  {key.ljust(width)}  {_describe(d)}  ->  {_describe(r.new_space[key])}")
     _say(f"suite: {out}")
     _say(f"run it: harness run {out}")
     return EXIT_OK
@@ -397,23 +252,17 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from harness.store import read_plan, scan
+    from harness.sweep import tally
 
     results = Path(args.dir)
-    if not results.is_dir():
-        raise UsageError(f"{results}: no such results folder")
-    found = scan(results)
-    plan = read_plan(results)
-    ids = [t.trial_id for t in plan[1]] if plan else list(found.records)
-    counts = Counter(found.records[i].status for i in ids if i in found.records)
-    missing = sum(1 for i in ids if i not in found.records)
-    _say(f"{results}: {len(ids)} trials" + (" in the plan" if plan else ""))
-    for status, n in sorted(counts.items()):
+    t = tally(results)
+    _say(f"{results}: {t.trials} trials" + (" in the plan" if t.planned else ""))
+    for status, n in sorted(t.counts.items()):
         _say(f"  {status:<12}{n}")
-    if missing:
-        _say(f"  {'no record':<12}{missing}")
-    if found.corrupt:
-        _say(f"  {'unreadable':<12}{len(found.corrupt)}  ({', '.join(p.name for p in found.corrupt)})")
+    if t.missing:
+        _say(f"  {'no record':<12}{t.missing}")
+    if t.unreadable:
+        _say(f"  {'unreadable':<12}{len(t.unreadable)}  ({', '.join(p.name for p in t.unreadable)})")
     from harness.launch.slurm import job_states
 
     states = job_states(results)
@@ -425,19 +274,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     from harness.launch.slurm import next_rung, prepare, submit
-    from harness.store import write_plan
+    from harness.sweep import due_for_submission
 
     suite = _load(args)
-    _preflight(suite)
-    results = Path(args.results) / suite.name
-    results.mkdir(parents=True, exist_ok=True)
-    write_plan(results, suite.to_dict(), suite.trials)  # the current plan, which reports read
-    halving = bool(suite.search and suite.search.get("halving"))
-    if halving:  # the rung due now; a job after it submits the next
-        step = search_step(suite, results)
-        for line in step.lines:
-            _say(line)
-        suite = dataclasses.replace(suite, trials=tuple(step.todo))
+    results = suite_dir(args.results, suite.name)
+    suite, halving = due_for_submission(suite, results, _say)
     script, plan, tasks = prepare(suite, results, args.plugin) if suite.trials else ("", None, 0)
     if not tasks:
         _say(f"nothing to submit: every trial of {suite.name} {'due now ' * halving}already has a record in {results}")
@@ -448,7 +289,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     job = submit(script, results)
     _say(f"submitted {suite.name}: job {job}, {tasks} array tasks; plan {plan}")
     if halving:
-        follow = submit(next_rung(suite, results, job, args.plugin), results, "next-rung.sbatch")
+        follow = submit(next_rung(suite, results, job, args.plugin), results, layout.NEXT_RUNG_SCRIPT)
         _say(f"job {follow} submits the next rung when job {job} has ended")
     _say(f"watch it: harness status {results}")
     return EXIT_OK
@@ -472,7 +313,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def _results_dir(path: str) -> Path:
     results = Path(path)
-    if not (results / "trials").is_dir():
+    if not layout.trials_dir(results).is_dir():
         raise UsageError(f"{results}: no trials/ folder of records here")
     return results
 
@@ -495,23 +336,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    import pandas as pd
-
     from harness.report import collect
+    from harness.report.aggregate import write_runs
 
     results = _results_dir(args.dir)
     c = collect(results)
-    runs = c.runs.drop(columns=["reason"]).assign(reason=c.runs["reason"])  # long text last
-    for axis in c.axes:  # parquet columns have one type: labels of mixed types become text
-        if not pd.api.types.is_numeric_dtype(runs[axis]):
-            runs[axis] = runs[axis].map(lambda v: None if v is None else str(v))
-    out = Path(args.output) if args.output else results / ("collected.csv" if args.csv else "collected.parquet")
-    tmp = out.with_name(f".{out.name}.tmp")
-    if args.csv or out.suffix == ".csv":
-        runs.to_csv(tmp, index=False)
-    else:
-        runs.to_parquet(tmp, index=False)
-    tmp.replace(out)  # atomic: a reader never sees half a table
+    out = Path(args.output) if args.output else layout.collected_path(results, args.csv)
+    runs = write_runs(c, out, args.csv)
     _say(f"{out}  ({len(runs)} trials, {len(runs.columns)} columns)")
     return EXIT_OK
 

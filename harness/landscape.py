@@ -43,9 +43,10 @@ from torch import nn
 from harness.components.averaging import recompute_batchnorm
 from harness.data import make_loader
 from harness.engine import evaluate, run_trial
-from harness.engine.checkpoint import load_weights, weights_path
+from harness.engine.checkpoint import load_weights
 from harness.engine.loop import Checkpointing, build
 from harness.errors import UsageError
+from harness.layout import weights_path
 from harness.spec import COMPLETED, STOPPED, TrialSpec, json_safe
 from harness.store import atomic_write
 

@@ -31,7 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness import layout
 from harness.errors import UsageError
+from harness.layout import PROVENANCE_FILE
 from harness.report.aggregate import workload
 from harness.report.stats import difference
 from harness.report.tables import lower_is_better, markdown
@@ -39,7 +41,6 @@ from harness.spec import COMPLETED, Record, canonical_json, identity
 from harness.store import atomic_write, scan
 
 BETTER, SAME, WORSE, INCONCLUSIVE = "better", "no difference", "worse", "inconclusive"
-PROVENANCE_FILE = "provenance.json"
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,8 @@ class Verdict:
 def read_results(folder: Path, side: str) -> list[Record]:
     """The records of a results folder; bad input (exit 2) when there is none."""
     folder = Path(folder)
-    if not (folder / "trials").is_dir():
-        raise UsageError(f"{side} {folder}: not a results folder (no trials/ inside)")
+    if not layout.trials_dir(folder).is_dir():
+        raise UsageError(f"{side} {folder}: not a results folder (no {layout.TRIALS_DIR}/ inside)")
     found = scan(folder)
     if found.corrupt:
         path, why = next(iter(found.corrupt.items()))
@@ -87,7 +88,7 @@ def write_provenance(folder: Path, suite: Any, statuses: dict[str, int], command
         raise UsageError(f"{folder} holds records of trials not in the suite's plan; start from an empty folder")
     if not records:
         raise UsageError(f"{folder}: no trial left a record; nothing to keep as a baseline")
-    for working in ("locks", "checkpoints", "tracking"):  # not results
+    for working in layout.WORKING_DIRS:
         shutil.rmtree(Path(folder) / working, ignore_errors=True)
     env = next(records[i] for i in ids if i in records).environment
     provenance = {
@@ -96,21 +97,21 @@ def write_provenance(folder: Path, suite: Any, statuses: dict[str, int], command
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "device": env.get("device_name") or env.get("device"), "versions": env.get("versions", {}),
         "git": env.get("git", {}), "plugins": env.get("plugins", []), "statuses": statuses,
-        "records": {i: _sha256(Path(folder) / "trials" / f"{i}.json") for i in ids if i in records},
+        "records": {i: _sha256(layout.record_path(folder, i)) for i in ids if i in records},
     }
-    atomic_write(Path(folder) / PROVENANCE_FILE, json.dumps(provenance, indent=1, sort_keys=True))
+    atomic_write(layout.provenance_path(folder), json.dumps(provenance, indent=1, sort_keys=True))
     return len(provenance["records"])
 
 
 def check_provenance(folder: Path) -> dict[str, Any] | None:
     """A baseline's provenance (written by ``harness baseline``), after checking that every record
     is the one it lists: a baseline edited by hand is bad input."""
-    path = Path(folder) / PROVENANCE_FILE
+    path = layout.provenance_path(folder)
     if not path.exists():
         return None
     provenance = json.loads(path.read_text())
     listed = provenance.get("records", {})
-    present = {p.stem: p for p in (Path(folder) / "trials").glob("*.json")}
+    present = {p.stem: p for p in layout.trials_dir(folder).glob("*.json")}
     for trial_id, sha in listed.items():
         if trial_id not in present:
             raise UsageError(f"baseline {folder}: record {trial_id} listed in {PROVENANCE_FILE} is missing")

@@ -33,6 +33,7 @@ from typing import Any, Callable
 import numpy as np
 
 from harness.errors import ConfigError
+from harness.layout import checkpoint_path
 from harness.spec import FINAL_STATUSES, Record, TrialSpec
 
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "logint", "choice")
@@ -249,18 +250,14 @@ def parse_halving(value: Any, max_epochs: int, report_metric: str) -> dict[str, 
 
 def checkpoints_to_drop(results: Path, dropped: list[TrialSpec]) -> list[Path]:
     """Checkpoints of runs that no rung will resume."""
-    from harness.engine.checkpoint import checkpoint_path
-
     return [p for p in (checkpoint_path(results, t.run_id) for t in dropped) if p.exists()]
 
 
-def _narrow(d: dict[str, Any], values: list[Any], widen: float) -> dict[str, Any]:
+def _narrow(d: dict[str, Any], values: list[Any], widen: float, matches: Callable[[Any, Any], bool]) -> dict[str, Any]:
     """One distribution narrowed to the span of ``values`` (the best configurations' draws), padded
     by ``widen`` times that span on each side (in log space for log scales), within the old range."""
     if d["dist"] == "choice":
-        from harness.suite import value_matches  # the suite imports this module
-
-        kept = [v for v in d["values"] if any(value_matches(actual, v) for actual in values)]
+        kept = [v for v in d["values"] if any(matches(actual, v) for actual in values)]
         return {"dist": "choice", "values": kept or d["values"]}
     log = d["dist"].startswith("log")
     to = (lambda v: math.log(v)) if log else (lambda v: v)
@@ -284,11 +281,13 @@ def space_yaml(space: dict[str, dict[str, Any]]) -> dict[str, Any]:
             for k, d in space.items()}
 
 
-def refine(space: dict[str, dict[str, Any]], best: list[dict[str, Any]], widen: float = 0.25) -> dict[str, dict[str, Any]]:
-    """Coarse to fine: each key's range narrowed around its values in the ``best`` configurations."""
-    from harness.suite import get_dotted  # the suite imports this module
-
-    return {key: _narrow(d, [get_dotted(c, key) for c in best], widen) for key, d in space.items()}
+def refine(space: dict[str, dict[str, Any]], best: dict[str, list[Any]], widen: float,
+           matches: Callable[[Any, Any], bool]) -> dict[str, dict[str, Any]]:
+    """Coarse to fine: each key's range narrowed around ``best[key]``, its values in the best
+    configurations; ``matches(value, listed)`` says whether a resolved value is the one a choice lists.
+    Both come from the caller because the suite, which knows how configs spell values, imports this
+    module: importing it back would make a cycle."""
+    return {key: _narrow(d, best[key], widen, matches) for key, d in space.items()}
 
 
 def rank_configs(records: list[Record], metric: str) -> list[tuple[float, dict[str, Any], int]]:

@@ -14,7 +14,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-TRACKING_DIR = "tracking"  # under a results folder
 PACKAGES = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",), "mlflow": ("mlflow",)}
 
 

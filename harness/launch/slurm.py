@@ -22,15 +22,14 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from harness import layout
 from harness.errors import UsageError
 from harness.launch.trial import StopFlag, execute, finished
 from harness.spec import INTERRUPTED, TrialSpec
 from harness.store import scan
 from harness.store.records import read_plan_file, write_plan_file
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "slurm"
-SLURM_DIR = "slurm"  # under the results: scripts, logs, job ids
-JOBS_FILE = "jobs.txt"
+TEMPLATES = Path(__file__).resolve().parents[2] / "slurm"  # the repository's templates, not a results folder
 _PLACEHOLDER = re.compile(r"{{\s*([a-z_]+)\s*}}")
 
 
@@ -94,7 +93,7 @@ def prepare(suite: Any, results: Path, plugins: list[str] | None = None) -> tupl
         raise UsageError(f"slurm.template: cannot read {template_file}: {e.strerror}") from None
     resources = trials[0].config["resources"]
     values = {
-        "job_name": suite.name, "array": array, "log_dir": shlex.quote(str(results / SLURM_DIR / "logs")),
+        "job_name": suite.name, "array": array, "log_dir": shlex.quote(str(layout.slurm_logs_dir(results))),
         "signal_seconds": slurm["signal_seconds"], "cpus_per_task": slurm["cpus_per_task"],
         "sbatch_options": sbatch_options(slurm), "setup": "\n".join(slurm.get("setup", [])),
         "harness": _harness_command(), "python": shlex.quote(sys.executable), "plan": shlex.quote(str(plan)), "chunk": chunk,
@@ -112,7 +111,7 @@ def next_rung(suite: Any, results: Path, after: str, plugins: list[str] | None =
     # the small job asks for no GPU: only the scheduling options carry over
     options = sbatch_options({k: slurm.get(k) for k in ("partition", "account", "time", "constraint")})
     values = {
-        "job_name": suite.name, "after": after, "log_dir": shlex.quote(str(results / SLURM_DIR / "logs")),
+        "job_name": suite.name, "after": after, "log_dir": shlex.quote(str(layout.slurm_logs_dir(results))),
         "sbatch_options": options, "setup": "\n".join(slurm.get("setup", [])), "harness": _harness_command(),
         "suite": shlex.quote(str(Path(suite.file).resolve())),
         "overrides": "".join(f" {shlex.quote(o)}" for o in suite.overrides),
@@ -123,19 +122,19 @@ def next_rung(suite: Any, results: Path, after: str, plugins: list[str] | None =
     return render(template.read_text(), values, str(template))
 
 
-def submit(script: str, results: Path, name: str = "array.sbatch") -> str:
+def submit(script: str, results: Path, name: str = layout.ARRAY_SCRIPT) -> str:
     """``sbatch`` the script (kept under ``<results>/slurm/``); returns the job id."""
     if shutil.which("sbatch") is None:
         raise UsageError("sbatch not found: submit from a SLURM login node (or --dry-run to see the script)")
-    folder = Path(results) / SLURM_DIR
-    (folder / "logs").mkdir(parents=True, exist_ok=True)
+    folder = layout.slurm_dir(results)
+    layout.slurm_logs_dir(results).mkdir(parents=True, exist_ok=True)
     path = folder / name
     path.write_text(script)
     done = subprocess.run(["sbatch", "--parsable", str(path)], capture_output=True, text=True)
     if done.returncode != 0:
         raise UsageError(f"sbatch failed: {done.stderr.strip() or done.stdout.strip()}")
     job = done.stdout.strip().split(";")[0]
-    with open(folder / JOBS_FILE, "a") as f:
+    with open(layout.jobs_file(results), "a") as f:
         f.write(job + "\n")
     return job
 
@@ -143,7 +142,7 @@ def submit(script: str, results: Path, name: str = "array.sbatch") -> str:
 def job_states(results: Path) -> dict[str, int] | None:
     """Task states (PENDING, RUNNING, ...) of the arrays submitted for these results, from
     ``squeue``; None where there is no SLURM or nothing was submitted."""
-    jobs_file = Path(results) / SLURM_DIR / JOBS_FILE
+    jobs_file = layout.jobs_file(results)
     if shutil.which("squeue") is None or not jobs_file.exists():
         return None
     jobs = [j for j in jobs_file.read_text().split() if j]
@@ -160,7 +159,7 @@ def job_states(results: Path) -> dict[str, int] | None:
 def work(plan_file: Path, index: int, chunk: int, stream: TextIO = sys.stderr) -> int:
     """The array task ``index``: its trials without a final record, one after another."""
     suite, specs = read_plan_file(plan_file)
-    results = Path(plan_file).resolve().parent.parent
+    results = layout.results_of_plan_file(Path(plan_file).resolve())
     mine = specs[index * chunk:(index + 1) * chunk]
     if not mine:
         raise UsageError(f"task {index} has no trials: the plan has {len(specs)} trials, {chunk} per task")
@@ -204,4 +203,4 @@ def pending(plan_file: Path, index: int) -> str | None:
     """The trial id of task ``index`` when it has no final record (multi-node template's check)."""
     _, specs = read_plan_file(plan_file)
     spec = specs[index]
-    return None if finished(Path(plan_file).resolve().parent.parent, spec.trial_id) else spec.trial_id
+    return None if finished(layout.results_of_plan_file(Path(plan_file).resolve()), spec.trial_id) else spec.trial_id

@@ -22,22 +22,17 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
-from harness.engine.checkpoint import checkpoint_path, remove, weights_path
+from harness.engine.checkpoint import remove
+from harness.layout import (
+    checkpoint_path, lock_path, record_path, results_of_plan_file, stop_path, tracking_dir, weights_path,
+)
 from harness.spec import FAILED, FINAL_STATUSES, INTERRUPTED, STOPPED, Record, TrialSpec
-from harness.store import record_path, write_record
-from harness.tracking import TRACKING_DIR
+from harness.store import write_record
 
 if TYPE_CHECKING:
     from harness.engine.loop import Checkpointing
 
-LOCK_DIR = "locks"
 STOP_SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
-
-
-def stop_path(results: Path, trial_id: str) -> Path:
-    """A file whose presence asks the processes of a multi-process trial to stop: they look for it
-    every few steps and agree, which no signal through ``accelerate launch`` would guarantee."""
-    return checkpoint_path(results, trial_id).with_suffix(".stop")
 
 
 class StopFlag:
@@ -66,7 +61,7 @@ class StopFlag:
 @contextlib.contextmanager
 def claim(results: Path, trial_id: str) -> Iterator[bool]:
     """Yields True while this process holds the trial's lock, False when another one does."""
-    path = Path(results) / LOCK_DIR / f"{trial_id}.lock"
+    path = lock_path(results, trial_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as f:
         try:
@@ -107,7 +102,7 @@ def execute(spec: TrialSpec, results: Path, stop: Callable[[], bool] = lambda: F
         else:
             from harness.engine import run_trial
 
-            record = run_trial(spec, tracking_dir=results / TRACKING_DIR, checkpointing=checkpointing(spec, results, stop))
+            record = run_trial(spec, tracking_dir=tracking_dir(results), checkpointing=checkpointing(spec, results, stop))
             write_record(results, record)
         if record.status not in (INTERRUPTED, STOPPED):  # a stopped rung is resumed by its promotion
             remove(checkpoint_path(results, spec.run_id))  # a failed trial starts clean next time
@@ -182,12 +177,12 @@ def main(argv: list[str] | None = None) -> int:
         from harness.store.records import read_plan_file
 
         plan = Path(args[1])
-        spec, results_dir = read_plan_file(plan)[1][int(args[3])], plan.parent.parent
+        spec, results_dir = read_plan_file(plan)[1][int(args[3])], results_of_plan_file(plan)
     else:  # `SPEC_JSON RESULTS`
         spec, results_dir = TrialSpec.from_dict(json.loads(Path(args[0]).read_text())), Path(args[1])
     flag = StopFlag().install()
     stop = stop_path(results_dir, spec.trial_id)
-    record = run_trial(spec, tracking_dir=results_dir / TRACKING_DIR,
+    record = run_trial(spec, tracking_dir=tracking_dir(results_dir),
                        checkpointing=checkpointing(spec, results_dir, lambda: flag() or stop.exists()))
     if PartialState().is_main_process:
         write_record(results_dir, record)

@@ -18,10 +18,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from harness.layout import plan_path
 from harness.report.stats import describe_groups
 from harness.spec import COMPLETED, DIVERGED, FAILED, INTERRUPTED, Record, run_id_of
 from harness.store import scan
-from harness.store.records import PLAN_FILE
 
 METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
 
@@ -116,7 +117,7 @@ def _per_trial(records: list[Record], axes: list[str], counts: list[int], frame:
 def collect(results: Path) -> Collected:
     results = Path(results)
     found = scan(results)
-    plan_file = results / PLAN_FILE
+    plan_file = plan_path(results)
     records = found.records
     suite: dict[str, Any] = {}
     missing: list[str] = []
@@ -148,6 +149,21 @@ def collect(results: Path) -> Collected:
     envs = [{**dict(k), "trials": n} for k, n in environments.items()]
     corrupt = {str(p): why for p, why in found.corrupt.items()}
     return Collected(runs, curves, axes, suite, steps, envs, missing, corrupt, outside, _diagnostics(chosen))
+
+
+def write_runs(c: Collected, out: Path, csv: bool = False) -> pd.DataFrame:
+    """The table of runs written to ``out`` (CSV when ``csv`` or a .csv name, else parquet); the table."""
+    runs = c.runs.drop(columns=["reason"]).assign(reason=c.runs["reason"])  # long text last
+    for axis in c.axes:  # parquet columns have one type: labels of mixed types become text
+        if not pd.api.types.is_numeric_dtype(runs[axis]):
+            runs[axis] = runs[axis].map(lambda v: None if v is None else str(v))
+    tmp = out.with_name(f".{out.name}.tmp")
+    if csv or out.suffix == ".csv":
+        runs.to_csv(tmp, index=False)
+    else:
+        runs.to_parquet(tmp, index=False)
+    tmp.replace(out)  # atomic: a reader never sees half a table
+    return runs
 
 
 def summarize(runs: pd.DataFrame, by: list[str], metric: str, bootstrap: bool = False,

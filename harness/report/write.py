@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness import layout
 from harness.errors import UsageError
 from harness.report import plots
 from harness.report.aggregate import Collected, collect, summarize
@@ -29,7 +30,6 @@ from harness.report.tables import (
 from harness.spec import COMPLETED, STOPPED
 from harness.store.records import atomic_write
 
-REPORT_DIR = "report"
 FORMATS = ("md", "html", "latex", "csv")
 MAX_HEATMAPS = 4
 
@@ -88,7 +88,7 @@ def write_report(results: Path, compare_axes: list[str] | None = None, metric: s
             raise UsageError(f"{results}: no axis {a!r}; the varying axes are {', '.join(sorted(known))}")
     if not c.runs.empty and metric not in c.runs:
         raise UsageError(f"{results}: no metric {metric!r} in the records")
-    out = results / REPORT_DIR
+    out = layout.report_dir(results)
     out.mkdir(parents=True, exist_ok=True)
     name = c.suite.get("name", results.name)
     full = full_budget(c)
@@ -120,11 +120,11 @@ def write_report(results: Path, compare_axes: list[str] | None = None, metric: s
     stamp = f"Written {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC from {results}."
     files: list[Path] = []
     if "md" in formats:
-        files.append(_write(out / "report.md", _markdown(name, intro, sections, stamp)))
+        files.append(_write(out / layout.REPORT_FILES["md"], _markdown(name, intro, sections, stamp)))
     if "html" in formats:
-        files.append(_write(out / "report.html", render_html(name, intro, sections, stamp)))
+        files.append(_write(out / layout.REPORT_FILES["html"], render_html(name, intro, sections, stamp)))
     if "latex" in formats:
-        files.append(_write(out / "report.tex", _latex(sections)))
+        files.append(_write(out / layout.REPORT_FILES["latex"], _latex(sections)))
     if "csv" in formats:
         for key, frame in csv.items():
             path = out / f"{key}.csv"

@@ -1,4 +1,5 @@
-"""Records on disk: ``<results>/<suite>/trials/<trial_id>.json``, one file per trial.
+"""Records on disk: ``<results>/<suite>/trials/<trial_id>.json``, one file per trial (the names
+of a results folder: ``harness.layout``).
 
 Writes are atomic (a temp file in the same folder, fsync, rename), so a killed run leaves either
 the whole record or none. A record that does not parse is reported and treated as missing, so it
@@ -14,11 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from harness import layout
+from harness.layout import record_path
 from harness.spec import FINAL_STATUSES, Record, TrialSpec
 
-PLAN_FILE = "plan.json"
-PLANS_DIR = "plans"
-TRIALS_DIR = "trials"
 _TMP_PREFIX = ".tmp-"
 
 
@@ -35,10 +35,6 @@ def atomic_write(path: Path, content: str | bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def record_path(results: Path, trial_id: str) -> Path:
-    return Path(results) / TRIALS_DIR / f"{trial_id}.json"
 
 
 def write_record(results: Path, record: Record) -> Path:
@@ -60,7 +56,7 @@ class Scan:
 def scan(results: Path) -> Scan:
     """Every record under ``results``; files that do not parse are listed, not skipped silently."""
     out = Scan()
-    folder = Path(results) / TRIALS_DIR
+    folder = layout.trials_dir(results)
     if not folder.is_dir():
         return out
     # names sorted as strings: sorting 10,000 Path objects alone costs half a second
@@ -79,12 +75,12 @@ def scan(results: Path) -> Scan:
 
 def clean_temp(results: Path) -> None:
     """Remove temp files a killed writer left behind (never a complete record)."""
-    for path in (Path(results) / TRIALS_DIR).glob(f"{_TMP_PREFIX}*"):
+    for path in layout.trials_dir(results).glob(f"{_TMP_PREFIX}*"):
         path.unlink(missing_ok=True)
 
 
 def write_plan(results: Path, suite: dict[str, Any], trials: Iterable[TrialSpec]) -> Path:
-    path = Path(results) / PLAN_FILE
+    path = layout.plan_path(results)
     atomic_write(path, json.dumps({"suite": suite, "trials": [t.to_dict() for t in trials]}, indent=1))
     return path
 
@@ -94,7 +90,7 @@ def write_plan_file(results: Path, suite: dict[str, Any], trials: Iterable[Trial
     tasks of a submission index into it, so editing the suite and resubmitting cannot change the
     trial a running task is given."""
     text = json.dumps({"suite": suite, "trials": [t.to_dict() for t in trials]}, indent=1)
-    path = Path(results) / PLANS_DIR / f"plan-{hashlib.sha256(text.encode()).hexdigest()[:12]}.json"
+    path = layout.plan_file_path(results, hashlib.sha256(text.encode()).hexdigest()[:12])
     if not path.exists():
         atomic_write(path, text)
     return path
@@ -106,7 +102,7 @@ def read_plan_file(path: Path) -> tuple[dict[str, Any], list[TrialSpec]]:
 
 
 def read_plan(results: Path) -> tuple[dict[str, Any], list[TrialSpec]] | None:
-    path = Path(results) / PLAN_FILE
+    path = layout.plan_path(results)
     if not path.exists():
         return None
     data = json.loads(path.read_text())

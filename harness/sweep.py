@@ -1,0 +1,293 @@
+"""Running a suite's sweep: the checks before any trial starts, the local pool (rung after rung for
+successive halving), the rung due for a SLURM submission, baselines, compare's suite with a
+technique swapped in, and refine's follow-up search narrowed around the best configurations.
+
+Plain functions over plain data, raising ``UsageError``/``ConfigError`` for bad input. What the
+command line prints while they run comes through ``say`` (progress) and ``warn`` (problems), so
+that the caller decides where it goes.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from harness import layout, search
+from harness.errors import ConfigError, UsageError
+from harness.store import atomic_write, clean_temp, read_plan, scan, write_plan
+
+if TYPE_CHECKING:
+    from harness.regress import Verdict
+    from harness.spec import TrialSpec
+    from harness.suite import Suite
+
+Say = Callable[[str], None]
+
+
+def _quiet(text: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class Pool:
+    """How the local pool runs trials: ``workers`` processes, ``workers_per_gpu`` of them packed on
+    each GPU in turn (None: spread over the GPUs), ``plugins`` imported in each worker."""
+
+    workers: int = 1
+    workers_per_gpu: int | None = None
+    plugins: list[str] = field(default_factory=list)
+
+    def running(self, count: int, suite: Suite) -> str:
+        return f"running {count} trials of {suite.name} ({self.workers} worker{'s' * (self.workers > 1)})"
+
+
+def preflight(suite: Suite) -> None:
+    """Missing dataset files are bad input: say so before any trial starts."""
+    from harness.data import DATASETS
+
+    seen = set()
+    for spec in suite.trials:
+        dataset = spec.config["dataset"]
+        key = repr(sorted(dataset.items()))
+        if key in seen:
+            continue
+        seen.add(key)
+        check = DATASETS.get(dataset["name"]).meta.get("preflight")
+        if check is not None:
+            try:
+                check(dataset)
+            except UsageError as e:
+                raise ConfigError("dataset", str(e), suite.file) from None
+
+
+def gpu_slots(suite: Suite, pool: Pool) -> list[int | None]:
+    """Each worker's GPU, after checking that this node can run what the trials ask for."""
+    import torch
+
+    from harness.launch.local import gpu_slots as slots
+
+    gpus = torch.cuda.device_count()
+    if not gpus and any(t.config["precision"] == "fp16" for t in suite.trials):
+        raise ConfigError("precision", "fp16 needs a GPU (its loss scaler is CUDA's); use bf16 on a CPU", suite.file)
+    processes = max(t.config["resources"]["processes"] for t in suite.trials)
+    if gpus and processes > 1:
+        # one process per GPU (NCCL cannot put two ranks on one device), and such a trial takes them all
+        if processes > gpus:
+            raise ConfigError("resources.processes", f"{processes} processes need {processes} GPUs; this node "
+                              f"has {gpus}", suite.file)
+        if pool.workers > 1:
+            raise UsageError("multi-process trials take every GPU of the node: run them with --workers 1")
+    return slots(pool.workers, gpus, pool.workers_per_gpu)
+
+
+def run_suite(suite: Suite, results: Path, pool: Pool, say: Say = _quiet, warn: Say = _quiet) -> Counter:
+    """Run the suite's trials that have no final record into ``results``; their statuses."""
+    from harness.launch import run_local
+
+    if pool.workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {pool.workers}")
+    preflight(suite)
+    slots = gpu_slots(suite, pool)
+    results.mkdir(parents=True, exist_ok=True)
+    clean_temp(results)
+    write_plan(results, suite.to_dict(), suite.trials)
+    found = scan(results)
+    for path, why in found.corrupt.items():
+        warn(f"harness: unreadable record {path} ({why}); running that trial again")
+    if suite.search and suite.search.get("halving"):
+        trials = _run_halving(suite, results, pool, slots, say)
+    else:
+        todo = [t for t in suite.trials if not found.done(t.trial_id)]
+        done = len(suite.trials) - len(todo)
+        if not todo:
+            say(f"nothing to run: all {len(suite.trials)} trials of {suite.name} already have records in {results}")
+        else:
+            if done:
+                say(f"{done} of {len(suite.trials)} trials already have records; running the other {len(todo)}")
+            else:
+                say(pool.running(len(todo), suite))
+            run_local(todo, results, pool.workers, plugins=pool.plugins, slots=slots)
+        trials = list(suite.trials)
+    final = scan(results)
+    statuses = Counter(final.records[t.trial_id].status if t.trial_id in final.records else "missing"
+                       for t in trials)
+    say(f"results: {results}  ({', '.join(f'{n} {s}' for s, n in sorted(statuses.items()))})")
+    return statuses
+
+
+def search_step(suite: Suite, results: Path, given_up: set[str] = frozenset()) -> search.Progress:
+    """Where a successive-halving suite stands from its records (``harness.search.progress``), with
+    the plan rewritten to hold every trial started so far and the checkpoints of runs no rung will
+    resume removed."""
+    found = scan(results)
+    step = search.progress(suite.search, {t.trial_id: t for t in suite.trials}, found.records.get, given_up)
+    for path in search.checkpoints_to_drop(results, step.dropped):
+        path.unlink(missing_ok=True)
+    write_plan(results, suite.to_dict(), step.trials)  # what the report covers: every rung so far
+    return step
+
+
+def _run_halving(suite: Suite, results: Path, pool: Pool, slots: list[int | None], say: Say) -> list[TrialSpec]:
+    """Rung after rung until every bracket is done; each rung is an ordinary sweep of the local pool."""
+    from harness.launch import run_local
+
+    given_up: set[str] = set()  # trials that failed in this command: ranked last, not retried in a loop
+    while True:
+        step = search_step(suite, results, given_up)
+        for line in step.lines:
+            say(line)
+        if not step.todo:
+            return step.trials
+        say(pool.running(len(step.todo), suite))
+        run_local(step.todo, results, pool.workers, plugins=pool.plugins, slots=slots)
+        found = scan(results)
+        given_up.update(t.trial_id for t in step.todo if not found.done(t.trial_id))
+
+
+def due_for_submission(suite: Suite, results: Path, say: Say = _quiet) -> tuple[Suite, bool]:
+    """(the suite cut to the trials to submit now, whether it is a successive-halving search), with
+    the plan that reports read written first. A search submits the rung due now; a job after it
+    submits the next."""
+    preflight(suite)
+    results.mkdir(parents=True, exist_ok=True)
+    write_plan(results, suite.to_dict(), suite.trials)
+    halving = bool(suite.search and suite.search.get("halving"))
+    if halving:
+        step = search_step(suite, results)
+        for line in step.lines:
+            say(line)
+        suite = dataclasses.replace(suite, trials=tuple(step.todo))
+    return suite, halving
+
+
+def run_baseline(suite: Suite, results: Path, pool: Pool, command: str, say: Say = _quiet,
+                 warn: Say = _quiet) -> int:
+    """Run ``suite`` into the baselines folder ``results`` and write its provenance (the only way
+    baselines are made); the number of records it lists."""
+    from harness.regress import write_provenance
+
+    statuses = run_suite(suite, results, pool, say, warn)
+    return write_provenance(results, suite, dict(statuses), command)
+
+
+def swap_technique(suite_file: str, technique: str) -> tuple[str, str]:
+    """``--technique KEY=VALUE`` as (KEY, the override that puts it in the suite): it replaces the
+    grid axis KEY (all its values become this one) or the base value."""
+    import yaml
+
+    key, sep, value = technique.partition("=")
+    if not sep or not key or "." in key:
+        raise UsageError(f"--technique {technique!r}: expected KEY=VALUE with a top-level trial key, "
+                         "e.g. optimizer=lion or 'optimizer={name: lion, lr: 1.0e-4}'")
+    try:
+        raw = yaml.safe_load(Path(suite_file).read_text()) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise UsageError(f"{suite_file}: cannot read the suite ({e})") from None
+    if key in (raw.get("zip") or {}):
+        raise UsageError(f"--technique {key}: {key} is a zip axis of {suite_file}; compare needs it in base or grid")
+    return key, f"grid.{key}=[{value}]" if key in (raw.get("grid") or {}) else f"base.{key}={value}"
+
+
+def run_compare(suite: Suite, suite_file: str, key: str, results_root: Path, baseline: Path, pool: Pool,
+                say: Say = _quiet, warn: Say = _quiet) -> Path:
+    """Run ``suite``, the technique ``key`` swapped in, into its own folder under the compare root
+    (checked first: the baseline it will be judged against exists); that folder."""
+    from harness.regress import label_of
+
+    if not baseline.is_dir():
+        raise UsageError(f"baseline {baseline}: no such folder (make one with `harness baseline {suite_file}`)")
+    results = layout.compare_dir(results_root, suite.name, f"{key}={label_of(suite.trials[0].config[key])}")
+    run_suite(suite, results, pool, say, warn)
+    return results
+
+
+@dataclass(frozen=True)
+class Tally:
+    """The records of a results folder by status: over the trials of its plan (``planned``), else
+    over the records found; ``unreadable`` records are listed apart."""
+
+    trials: int
+    planned: bool
+    counts: Counter
+    missing: int
+    unreadable: list[Path]
+
+
+def tally(results: Path) -> Tally:
+    if not results.is_dir():
+        raise UsageError(f"{results}: no such results folder")
+    found = scan(results)
+    plan = read_plan(results)
+    ids = [t.trial_id for t in plan[1]] if plan else list(found.records)
+    counts = Counter(found.records[i].status for i in ids if i in found.records)
+    missing = sum(1 for i in ids if i not in found.records)
+    return Tally(len(ids), plan is not None, counts, missing, list(found.corrupt))
+
+
+def judge(candidate: Path, baseline: Path, metric: str, margin: float, technique: list[str] | None,
+          output: Path, say: Say = _quiet) -> list[Verdict]:
+    """Verdicts of the candidate's records against the baseline's, after checking the baseline's
+    provenance: shown through ``say`` as a table, written to ``output`` as Markdown."""
+    from harness.regress import check_provenance, markdown_report, read_results, regress, terminal_table
+
+    if not Path(baseline).is_dir():
+        raise UsageError(f"baseline {baseline}: no such folder (make one with `harness baseline SUITE`)")
+    provenance = check_provenance(baseline)
+    keys, verdicts = regress(read_results(candidate, "candidate"), read_results(baseline, "baseline"), metric,
+                             margin, technique)
+    say(terminal_table(verdicts))
+    atomic_write(output, markdown_report(verdicts, metric, margin, keys, candidate, baseline, provenance))
+    return verdicts
+
+
+@dataclass(frozen=True)
+class Refinement:
+    """A follow-up random search: its suite (in the suite file's own syntax), the ranking metric, the
+    best configurations as (mean metric, config, seeds), how many were ranked, the space before and
+    after."""
+
+    suite: dict[str, Any]
+    metric: str
+    best: list[tuple[float, dict[str, Any], int]]
+    ranked: int
+    space: dict[str, dict[str, Any]]
+    new_space: dict[str, dict[str, Any]]
+
+
+def refine_search(results: Path, top: int, metric: str | None = None, widen: float = 0.25, n: int | None = None,
+                  name: str | None = None) -> Refinement:
+    """The random search whose records are in ``results``, its ranges narrowed around its ``top``
+    configurations by ``metric`` (default: the search's validation metric), ``n`` draws (default:
+    as before) and a new draw seed."""
+    from harness.suite import get_dotted, value_matches
+
+    plan = read_plan(results)
+    suite = plan[0] if plan else {}
+    space = (suite.get("search") or {}).get("space")
+    if not space or not suite.get("raw"):
+        raise UsageError(f"{results}: not the results of a random search (its plan.json has no random space); "
+                         "refine narrows the space of a suite with a random: section")
+    halving = suite["search"].get("halving")
+    metric = metric or (halving["metric"] if halving else
+                        {"test_acc": "val_acc", "test_loss": "val_loss"}.get(suite["report"]["metric"], "val_acc"))
+    if metric.startswith("test_"):
+        raise UsageError(f"--metric {metric}: choosing the next search on test data biases every result after it; "
+                         "use a validation metric")
+    ranked = search.rank_configs(list(scan(results).records.values()), metric)
+    if not ranked:
+        raise UsageError(f"{results}: no completed trial with {metric} to refine around")
+    best = ranked[:top]
+    values = {key: [get_dotted(c, key) for _, c, _ in best] for key in space}
+    new_space = search.refine(space, values, widen, value_matches)
+    raw = copy.deepcopy(suite["raw"])
+    raw["name"] = name or f"{suite['name']}-refined"
+    raw["random"] = {**(raw.get("random") or {}), "space": search.space_yaml(new_space),
+                     "seed": (raw.get("random") or {}).get("seed", 0) + 1}
+    if n:
+        raw["random"]["n"] = n
+    raw["description"] = (f"Refined from {results} ({suite['name']}): ranges narrowed around the best "
+                          f"{len(best)} of {len(ranked)} configurations by {metric}.")
+    return Refinement(raw, metric, best, len(ranked), space, new_space)
