@@ -15,7 +15,7 @@ def test_layout_imports_nothing_of_the_harness():
 
 
 def test_checkpoint_and_weights_paths_agree_with_the_engine(tmp_path):
-    # the engine keeps its own copies until it points at the layout; both must name the same files
+    # the engine's checkpoints and saved weights are where the layout says
     assert layout.checkpoint_path(tmp_path, "abc") == checkpoint.checkpoint_path(tmp_path, "abc")
     assert layout.weights_path(tmp_path, "abc") == checkpoint.weights_path(tmp_path, "abc")
 

@@ -18,17 +18,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from harness.layout import checkpoint_path, weights_path  # noqa: F401  (where a results folder keeps them)
 from harness.store.records import atomic_write
 from harness.technique import Callback, Cursor, Run, Stop
 
-CHECKPOINT_DIR = "checkpoints"
-WEIGHTS_DIR = "weights"
 FORMAT = 2  # 2: the cursor and every callback's state_dict
 CHECK_EVERY = 16  # steps between the processes' joint decision to stop, in a multi-process trial
-
-
-def checkpoint_path(results: Path, trial_id: str) -> Path:
-    return Path(results) / CHECKPOINT_DIR / f"{trial_id}.pt"
 
 
 def global_rng_state() -> dict[str, Any]:
@@ -68,10 +63,6 @@ def load(path: Path, trial_id: str) -> tuple[dict[str, Any] | None, str | None]:
 
 def remove(path: Path) -> None:
     path.unlink(missing_ok=True)
-
-
-def weights_path(results: Path, trial_id: str) -> Path:
-    return Path(results) / WEIGHTS_DIR / f"{trial_id}.pt"
 
 
 def save_weights(path: Path, trial_id: str, state_dict: dict[str, Any]) -> None:

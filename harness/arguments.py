@@ -1,0 +1,169 @@
+"""The arguments of every ``harness`` command (``harness.cli`` runs them)."""
+from __future__ import annotations
+
+import argparse
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def _runs_trials(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The arguments of every command that runs a suite's trials (run, baseline, compare)."""
+    p.add_argument("suite")
+    p.add_argument("overrides", nargs="*", metavar="key.path=value", help="override suite keys")
+    p.add_argument("--workers", type=int, default=1, help="trials run in N processes (default 1)")
+    p.add_argument("--workers-per-gpu", type=_positive, metavar="K",
+                   help="pack K workers on each GPU in turn (default: workers spread over the GPUs)")
+    p.add_argument("--data-root", help="folder holding datasets (else $HARNESS_DATA_ROOT)")
+    p.add_argument("--plugin", action="append", default=[], help="module or .py file adding components")
+    return p
+
+
+def _one_trial_args(p: argparse.ArgumentParser, what: str, first: str = "suite",
+                    first_help: str | None = None, overrides_help: str = "override suite keys") -> argparse.ArgumentParser:
+    """The arguments of every command that looks at one trial of a suite (lr-find, landscape, diagnose)."""
+    p.add_argument(first, help=first_help)
+    p.add_argument("overrides", nargs="*", metavar="key.path=value", help=overrides_help)
+    p.add_argument("--index", type=int, default=0, help="which trial of the suite's plan (default 0)")
+    p.add_argument("--out", help=f"folder for the plot and data (default RESULTS/<suite>/{what})")
+    p.add_argument("--data-root", help="folder holding datasets (else $HARNESS_DATA_ROOT)")
+    p.add_argument("--plugin", action="append", default=[], help="module or .py file adding components")
+    return p
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="harness", description="Benchmark optimizers and regularizers.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = _runs_trials(sub.add_parser("run", help="run every trial of a suite that has no record yet, then report"))
+    run.add_argument("--results", default="results", help="results root; records go to RESULTS/<suite>/")
+    run.add_argument("--no-report", action="store_true", help="skip writing the report")
+
+    plan = sub.add_parser("plan", help="print the expanded trials without running them")
+    plan.add_argument("suite")
+    plan.add_argument("overrides", nargs="*", metavar="key.path=value")
+    plan.add_argument("--plugin", action="append", default=[])
+
+    status = sub.add_parser("status", help="count the records of a results folder by status (and SLURM tasks)")
+    status.add_argument("dir")
+
+    submit = sub.add_parser("submit", help="submit a suite's trials without records as a SLURM array job")
+    submit.add_argument("suite")
+    submit.add_argument("overrides", nargs="*", metavar="key.path=value", help="override suite keys")
+    submit.add_argument("--results", default="results", help="results root; records go to RESULTS/<suite>/")
+    submit.add_argument("--dry-run", action="store_true", help="print the sbatch script instead of submitting it")
+    submit.add_argument("--plugin", action="append", default=[], help="module or .py file adding components")
+
+    worker = sub.add_parser("worker", help="run one array task's trials of a plan (what SLURM tasks run)")
+    worker.add_argument("plan", help="plan file written by harness submit (RESULTS/<suite>/plans/plan-*.json)")
+    worker.add_argument("--index", type=int, required=True, help="the array task id")
+    worker.add_argument("--chunk", type=_positive, default=1, help="trials per task (default 1)")
+    worker.add_argument("--pending", action="store_true",
+                        help="print the task's trial id and exit 0 if it has no record, else exit 1; run nothing")
+    worker.add_argument("--plugin", action="append", default=[], help="module or .py file adding components")
+
+    base = _runs_trials(sub.add_parser("baseline", help="run a suite into results/baselines/<suite> with provenance"))
+    base.add_argument("--results", default="results/baselines", help="baselines root (default results/baselines)")
+
+    reg = sub.add_parser("regress", help="verdicts of a candidate results folder against a baseline (exit 1: worse)")
+    reg.add_argument("candidate", help="results folder of the candidate (RESULTS/<suite>)")
+    reg.add_argument("--baseline", required=True, help="results folder of the baseline (results/baselines/<suite>)")
+    reg.add_argument("--metric", default="test_acc", help="final metric compared (default test_acc)")
+    reg.add_argument("--margin", type=float, default=0.0, help="non-inferiority margin δ in the metric's units")
+    reg.add_argument("--technique", action="append", metavar="KEY",
+                     help="trial key the candidate changes (repeatable; default: inferred)")
+    reg.add_argument("-o", "--output", help="Markdown file (default CANDIDATE/regress.md)")
+
+    cmp = _runs_trials(sub.add_parser("compare", help="run a new technique on a suite's workloads and seeds; "
+                                                      "verdicts vs baseline"))
+    cmp.add_argument("--technique", required=True, metavar="KEY=VALUE", help="e.g. optimizer=lion")
+    cmp.add_argument("--baseline", help="baseline folder (default BASELINES/<suite>)")
+    cmp.add_argument("--baselines", default="results/baselines", help="baselines root (default results/baselines)")
+    cmp.add_argument("--results", default="results", help="candidate records go to RESULTS/compare/<suite>/KEY=VALUE/")
+    cmp.add_argument("--metric", help="final metric compared (default: the suite's report metric)")
+    cmp.add_argument("--margin", type=float, default=0.0, help="non-inferiority margin δ in the metric's units")
+
+    ref = sub.add_parser("refine", help="a follow-up random search narrowed around the best configurations of a "
+                                        "finished one (coarse to fine)")
+    ref.add_argument("dir", help="results folder of a suite with a random: section")
+    ref.add_argument("--top", type=_positive, default=5, help="configurations to narrow around (default 5)")
+    ref.add_argument("--metric", help="ranking metric (default: the search's validation metric)")
+    ref.add_argument("--widen", type=_non_negative, default=0.25,
+                     help="pad each range by this fraction of the best values' span (default 0.25)")
+    ref.add_argument("--n", type=_positive, help="configurations to draw (default: as before)")
+    ref.add_argument("--name", help="name of the new suite (default NAME-refined)")
+    ref.add_argument("-o", "--output", help="suite file to write (default DIR/refined.yaml)")
+
+    lrf = _one_trial_args(sub.add_parser("lr-find", help="LR range test (Smith 2017) on one trial of a suite: plot "
+                                                         "and suggested range"), "lr-find")
+    lrf.add_argument("--start", type=float, default=1e-6, help="first learning rate (default 1e-6)")
+    lrf.add_argument("--end", type=float, default=10.0, help="last learning rate (default 10)")
+    lrf.add_argument("--steps", type=_positive, default=200, help="steps, lr growing exponentially (default 200)")
+    lrf.add_argument("--results", default="results", help="results root")
+
+    land = _one_trial_args(sub.add_parser("landscape", help="loss landscape of one trial (Li et al. 2018): "
+                                                            "init→final path and a 2-D slice"), "landscape")
+    land.add_argument("--points", type=_positive, default=41, help="points on the path, α from -0.5 to 1.5 (default 41)")
+    land.add_argument("--grid", type=_positive, default=21, help="the 2-D slice has GRID x GRID points (default 21)")
+    land.add_argument("--span", type=float, default=1.0,
+                      help="the slice spans [-SPAN, SPAN]² in filter-normalized units (default 1)")
+    land.add_argument("--samples", type=_positive, default=2048, help="train and test samples at each point (default 2048)")
+    land.add_argument("--direction-seed", type=int, default=0, help="seed of the two random directions (default 0)")
+    land.add_argument("--results", default="results",
+                      help="results root; final weights are read from RESULTS/<suite>/weights/ (save_weights: true)")
+
+    dg = _one_trial_args(
+        sub.add_parser("diagnose", help="sanity checks on one trial: initial loss, overfit a small sample, "
+                                        "activations and gradients by layer (exit 1: a check failed)"),
+        "diagnose", "target", "a suite .yaml (trial --index) or a trial record RESULTS/<suite>/trials/<id>.json",
+        "override suite keys (on a record: base.KEY=VALUE)")
+    dg.add_argument("--samples", type=_positive, default=32, help="training samples to memorize (default 32)")
+    dg.add_argument("--steps", type=_positive, default=200, help="most steps of the overfit test (default 200)")
+    dg.add_argument("--results", default="results", help="results root")
+
+    oc = sub.add_parser("optimizer-checks", help="optimizers on synthetic problems (Schaul et al. 2014): pass/fail and plots")
+    oc.add_argument("--optimizer", action="append", help="optimizers to check (repeatable or a,b; default all)")
+    oc.add_argument("--problem", action="append", help="problems (repeatable or a,b; default all)")
+    oc.add_argument("--require", metavar="all|P,...", help="exit 1 unless every optimizer passes these problems")
+    oc.add_argument("--out", default="results/optimizer-checks", help="summary.md and plots (default results/optimizer-checks)")
+    oc.add_argument("--jobs", type=_positive, help="processes (default: the cores, at most 8)")
+    oc.add_argument("--plugin", action="append", default=[], help="module or .py file adding components")
+
+    report = sub.add_parser("report", help="write tables, statistics and plots of a results folder")
+    report.add_argument("dir")
+    report.add_argument("--compare", action="append", help="axis whose values are the table rows (repeatable)")
+    report.add_argument("--by", action="append", help="axes to split into separate tables (repeatable or a,b)")
+    report.add_argument("--metric", help="headline metric (default: the suite's, else test_acc)")
+    report.add_argument("--baseline", metavar="AXIS=VALUE", help="test every other row against this one")
+    report.add_argument("--format", default="md,html", help="any of md,html,latex,csv (default md,html)")
+    report.add_argument("--bootstrap", action="store_true", help="percentile bootstrap intervals instead of t")
+    report.add_argument("--target", type=float, help="time-to-target: first epoch reaching this value")
+    report.add_argument("--target-metric", default="val_acc", help="metric for --target (default val_acc)")
+    report.add_argument("--jobs", type=_positive, help="processes drawing figures (default: the cores, at most 8)")
+
+    coll = sub.add_parser("collect", help="one tidy table of all records (parquet; --csv for CSV)")
+    coll.add_argument("dir")
+    coll.add_argument("--csv", action="store_true", help="write CSV instead of parquet")
+    coll.add_argument("-o", "--output", help="file to write (default DIR/collected.parquet or .csv)")
+
+    lst = sub.add_parser("list", help="list registered components and their parameters")
+    lst.add_argument("kind", nargs="?")
+    lst.add_argument("--plugin", action="append", default=[])
+    return p
