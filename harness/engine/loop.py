@@ -198,26 +198,35 @@ def _prepare(config: dict[str, Any], seed: int, record: Record, accelerator: Acc
                                    workers=config["loader"]["workers"], **mode),
                        make_loader(t.data, "train", eval_batch, limit=n_val, **mode),
                        *(make_loader(t.data, split, eval_batch, **mode) for split in ("val", "test")))
-    size = config["diagnostics"]["probe"]
-    probe = next(iter(make_loader(t.data, "train", size, limit=size, **mode))) if config["diagnostics"]["layers"] else None
-    diagnostics = Diagnostics(t.model, params, device, probe, t.data.num_classes, judge_updates=not t.caps.needs_closure)
-    modes = []
-    if t.caps.train_eval:  # the authors' BatchNorm remedy: statistics from 50 training batches at the eval weights
-        bn = (lambda: make_loader(t.data, "train", t.batch_size, limit=50 * t.batch_size, **mode)) \
-            if has_batchnorm(t.model) else None
-        modes = [OptimizerModes(bn)]
-    callbacks: list[Callback] = [Guard(config["divergence"]["loss_ratio"], device), diagnostics, *modes, *extra,
-                                 *t.techniques, Budget(config["budget"]["epochs"], config["budget"]["stop_after"],
-                                                       t.total_steps)]
-    if checkpointing is not None:
-        hooks = Hooks(callbacks)  # what the checkpoint keeps of the other callbacks, and the schedule's state
-        callbacks.append(Checkpointer(checkpointing.path, run_id_of(config, seed), checkpointing.stop,
-                                      lambda: {"callbacks": hooks.state_dict(), "schedule": t.schedule_state},
-                                      lambda s: _restore(t, hooks, s), t.total_steps))
-    hooks = Hooks(callbacks)
+    hooks = Hooks(_callbacks(config, seed, t, params, mode, extra, checkpointing))
     step = Step(model, optimizer, t.caps, t.loss, backward, clipper(accelerator, params, config["clip"]),
                 hooks.bound_run("after_backward", run))
     return run, hooks, step, loaders
+
+
+def _callbacks(config: dict[str, Any], seed: int, t: Trial, params: list[torch.Tensor], mode: dict[str, Any],
+               extra: list[Callback], checkpointing: Checkpointing | None) -> list[Callback]:
+    """The trial's callbacks in the order they see each event: the guard first (a later callback
+    sees the step's loss counted), the techniques before the budget (early stopping's stop wins),
+    the checkpoint last (it saves what every other callback has done)."""
+    size = config["diagnostics"]["probe"]
+    probe = next(iter(make_loader(t.data, "train", size, limit=size, **mode))) if config["diagnostics"]["layers"] else None
+    callbacks: list[Callback] = [
+        Guard(config["divergence"]["loss_ratio"], mode["device"]),
+        Diagnostics(t.model, params, mode["device"], probe, t.data.num_classes, judge_updates=not t.caps.needs_closure),
+    ]
+    if t.caps.train_eval:  # the authors' BatchNorm remedy: statistics from 50 training batches at the eval weights
+        bn = (lambda: make_loader(t.data, "train", t.batch_size, limit=50 * t.batch_size, **mode)) \
+            if has_batchnorm(t.model) else None
+        callbacks.append(OptimizerModes(bn))
+    callbacks += [*extra, *t.techniques, Budget(config["budget"]["epochs"], config["budget"]["stop_after"],
+                                                t.total_steps)]
+    if checkpointing is not None:
+        others = Hooks(list(callbacks))  # what the checkpoint keeps of them, with the schedule's state
+        callbacks.append(Checkpointer(checkpointing.path, run_id_of(config, seed), checkpointing.stop,
+                                      lambda: {"callbacks": others.state_dict(), "schedule": t.schedule_state},
+                                      lambda state: _restore(t, others, state), t.total_steps))
+    return callbacks
 
 
 def _restore(t: Trial, hooks: Hooks, state: dict[str, Any]) -> None:
@@ -237,6 +246,7 @@ def fit(config: dict[str, Any], seed: int, record: Record, accelerator: Accelera
     hooks("on_restore", run)
     c = run.cursor  # a checkpoint may have replaced it
     hooks("on_start", run)
+    before_step, after_step = hooks.bound["before_step"], hooks.bound["after_step"]  # bound once: the hot path
     for epoch in range(c.epoch, config["budget"]["epochs"] + 1):
         c.epoch = epoch
         hooks("train_mode", run)
@@ -253,11 +263,13 @@ def fit(config: dict[str, Any], seed: int, record: Record, accelerator: Accelera
             if channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             set_lr(run.optimizer, base_lrs, t.schedule(c.step))
-            hooks("before_step", run)
+            for hook in before_step:
+                hook(run)
             run.loss = step(x, y)
             c.step += 1
             c.batches += 1
-            hooks("after_step", run)
+            for hook in after_step:
+                hook(run)
             if c.step >= t.total_steps:
                 break
         row: dict[str, Any] = {}
@@ -293,8 +305,8 @@ def _end_epoch(run: Run, hooks: Hooks, loaders: _Loaders, row: dict[str, Any], b
     if t.observe is not None:
         t.observe({"epoch": c.epoch, "val_loss": val_loss, "val_acc": val_acc})
     row = {"epoch": c.epoch, "step": c.step, "lr": base_lr * t.schedule(c.step),  # the next step's lr
-           "train_loss": row.get("train_loss"), "train_acc": train_acc, "val_loss": val_loss, "val_acc": val_acc, "test_loss": test_loss,
-           "test_acc": test_acc, "grad_norm": row.get("grad_norm"), "train_time": epoch_train, "eval_time": epoch_eval}
+           "train_loss": row.get("train_loss"), "train_acc": train_acc, "val_loss": val_loss, "val_acc": val_acc,
+           "test_loss": test_loss, "test_acc": test_acc, "grad_norm": row.get("grad_norm"), "train_time": epoch_train, "eval_time": epoch_eval}
     run.record.history.append(row)
     stop = hooks.first_stop(run, row)
     if stop is not None and stop.status is not None:
