@@ -88,3 +88,31 @@ def test_another_trials_checkpoint_is_not_used(tmp_path):
     run_trial(a, checkpointing=Checkpointing(path, _stop_after(5)))  # a's state under b's name
     resumed = run_trial(b, checkpointing=Checkpointing(path))
     assert resumed.status == COMPLETED and "not this trial's" in resumed.diagnostics["checkpoint"]
+
+
+TECHNIQUES = {
+    "ema": {"norm": "batchnorm", "regularizers": [{"name": "ema", "decay": 0.9}]},
+    "swa": {"norm": "batchnorm", "regularizers": [{"name": "swa", "start": 0.25}]},
+    "lookahead": {"regularizers": [{"name": "lookahead", "k": 3}]},
+    "sam": {"regularizers": [{"name": "sam", "rho": 0.05}, {"name": "dropout", "p": 0.2}]},
+    "schedule-free": {"norm": "batchnorm", "optimizer": {"name": "adamw_schedulefree", "lr": 0.01}, "regularizers": []},
+}
+
+
+@pytest.mark.parametrize("name", TECHNIQUES)
+def test_a_technique_with_state_resumes_to_the_uninterrupted_record(tmp_path, name):
+    from pathlib import Path
+
+    from harness.plugins import load_plugin
+
+    load_plugin(str(Path(__file__).resolve().parents[1] / "examples" / "plugins" / "schedulefree_plugin.py"))
+    spec = _spec(schedule="constant", budget={"epochs": 3}, **TECHNIQUES[name])
+    whole = run_trial(spec)
+    assert whole.status == COMPLETED, whole.reason
+    path = checkpoint_path(tmp_path, spec.trial_id)
+    for calls in (11, 30):  # mid-epoch 1, then mid-epoch 2
+        part = run_trial(spec, checkpointing=Checkpointing(path, _stop_after(calls)))
+        assert part.status == INTERRUPTED, part.reason
+    resumed = run_trial(spec, checkpointing=Checkpointing(path))
+    assert resumed.status == COMPLETED, resumed.reason
+    assert _comparable(resumed) == _comparable(whole)
