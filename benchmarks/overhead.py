@@ -4,7 +4,9 @@ Same model (an MLP, same init), same data (held on the device), same batch size 
 process, alternating the two so that machine noise hits both alike. On CPU both run with
 denormals flushed to zero, as the engine sets it (see harness/engine/loop.py), so the figure is
 the cost of the harness's loop, not of a numeric mode. Prints the median per-step
-times and ratio = hand / harness (1.0 = no overhead; the target is >= 0.97).
+times and ratio = hand / harness (1.0 = no overhead; the target is >= 0.97), and the same for the
+harness with its per-layer diagnostics off (``diagnostics: {layers: false}``), which is what the
+diagnostics cost per step.
 
     python benchmarks/overhead.py                            # digits, offline
     python benchmarks/overhead.py --dataset mnist --data-root DIR   # DIR holds MNIST/raw
@@ -103,27 +105,31 @@ def main() -> None:
     # Warm-up both paths (allocator, kernels, imports), then alternate.
     hand_loop(data, args.width, args.depth, args.batch_size, 0.01, 1, 0, device)
     run_trial(TrialSpec.make("overhead", {**spec.config, "budget": {"epochs": 1, "max_steps": None}}, 0))
-    hand, harness = [], []
+    hand, harness, plain = [], [], []
+    no_layers = {**spec.config, "diagnostics": {**spec.config["diagnostics"], "layers": False}}
 
-    def measure_harness(seed: int) -> float:
-        record = run_trial(TrialSpec.make("overhead", spec.config, seed))
+    def measure_harness(config: dict, seed: int) -> float:
+        record = run_trial(TrialSpec.make("overhead", config, seed))
         assert record.status == "completed", record.reason
         return record.timing["train_s"] / record.timing["steps"]
 
     for r in range(args.repeats):
-        # Alternate which goes first, so drift in machine speed does not favour one side.
-        if r % 2 == 0:
-            hand.append(hand_loop(data, args.width, args.depth, args.batch_size, 0.01, epochs, r, device))
-            harness.append(measure_harness(r))
-        else:
-            harness.append(measure_harness(r))
-            hand.append(hand_loop(data, args.width, args.depth, args.batch_size, 0.01, epochs, r, device))
+        # Rotate which goes first, so drift in machine speed does not favour one side.
+        runs = [lambda: hand.append(hand_loop(data, args.width, args.depth, args.batch_size, 0.01, epochs, r, device)),
+                lambda: harness.append(measure_harness(spec.config, r)),
+                lambda: plain.append(measure_harness(no_layers, r))]
+        for i in range(3):
+            runs[(r + i) % 3]()
     ratios = sorted(a / b for a, b in zip(hand, harness))
+    plain_ratios = sorted(a / b for a, b in zip(hand, plain))
     h, m = statistics.median(hand), statistics.median(harness)
     print(f"device={device} dataset={args.dataset} batch={args.batch_size} mlp {args.depth}x{args.width} "
           f"threads={torch.get_num_threads()} steps/measurement={epochs * steps_per_epoch} repeats={args.repeats}")
     print(f"hand loop   : {1000 * h:.4f} ms/step  (runs: {', '.join(f'{1000 * t:.4f}' for t in hand)})")
     print(f"harness     : {1000 * m:.4f} ms/step  (runs: {', '.join(f'{1000 * t:.4f}' for t in harness)})")
+    print(f"no layers   : {1000 * statistics.median(plain):.4f} ms/step  (diagnostics.layers false)")
+    print(f"ratio hand/harness without the per-layer diagnostics = {statistics.median(plain_ratios):.3f} "
+          f"(range {plain_ratios[0]:.3f}..{plain_ratios[-1]:.3f})")
     print(f"ratio hand/harness, median of {len(ratios)} paired runs = {statistics.median(ratios):.3f} "
           f"(range {ratios[0]:.3f}..{ratios[-1]:.3f}; target >= 0.97)")
 
