@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from harness.errors import ConfigError
-from harness.fused.optim import FAMILIES, FusedRMSprop, FusedSGD, build_fused
+from harness.fused.optim import FAMILIES, FusedAdagrad, FusedNAdam, FusedRMSprop, FusedSGD, build_fused
 from harness.registries import OPTIMIZERS
 
 K = 4
@@ -89,7 +89,7 @@ class Pair:
     def slice_state(self, k: int) -> list[dict[str, torch.Tensor]]:
         return [{key: v[k].clone() for key, v in self.opt.state[p].items()} for p in self.fused]
 
-    def max_rel_diff(self, slices: range | list[int] = range(K)) -> float:
+    def assert_matches_torch(self, slices: range | list[int] = range(K)) -> float:
         """Assert the given slices equal torch (parameters and every state tensor torch keeps); the largest
         relative difference."""
         worst = 0.0
@@ -110,7 +110,7 @@ def test_each_slice_matches_torch(case):
     pair = Pair(case)
     for _ in range(20):
         pair.step()
-    pair.max_rel_diff()
+    pair.assert_matches_torch()
 
 
 @pytest.mark.parametrize("case", NAMES)
@@ -120,7 +120,7 @@ def test_a_per_slice_lr_schedule_matches_torch(case):
     for t in range(20):  # each slice its own cosine phase, like K schedules
         pair.set_lr([base[k] * 0.5 * (1 + math.cos(math.pi * (t + 3 * k) / 20)) for k in range(K)])
         pair.step()
-    pair.max_rel_diff()
+    pair.assert_matches_torch()
 
 
 @pytest.mark.parametrize("case", NAMES)
@@ -136,11 +136,11 @@ def test_a_frozen_slice_keeps_parameters_and_state_exactly(case):
     assert all(torch.equal(p[2], before) for p, before in zip(pair.fused, params))
     for now, before in zip(pair.slice_state(2), state):
         assert now.keys() == before.keys() and all(torch.equal(now[key], before[key]) for key in now)
-    pair.max_rel_diff([0, 1, 3])
+    pair.assert_matches_torch([0, 1, 3])
     pair.opt.set_active([True] * K)
     for _ in range(5):  # slice 2 resumes at its own step count, like a torch optimizer that skipped 10 steps
         pair.step()
-    pair.max_rel_diff()
+    pair.assert_matches_torch()
 
 
 @pytest.mark.parametrize("case", NAMES)
@@ -167,7 +167,7 @@ def test_state_dict_round_trip_continues_exactly(case):
         sa, sb = straight.opt.state[a], resumed.opt.state[b]
         assert sa.keys() == sb.keys() and all(torch.equal(sa[key], sb[key]) for key in sa)
     assert torch.equal(resumed.opt.active, straight.opt.active)
-    straight.max_rel_diff([0, 2, 3])
+    straight.assert_matches_torch([0, 2, 3])
 
 
 @pytest.mark.parametrize("case", NAMES)
@@ -176,7 +176,31 @@ def test_param_groups_exempt_the_bias_from_decay(case):
     assert pair.opt.param_groups[1]["weight_decay"].tolist() == [0.0] * K
     for _ in range(20):
         pair.step()
-    pair.max_rel_diff()
+    pair.assert_matches_torch()
+
+
+@pytest.mark.parametrize("fused_cls, torch_cls, setting, values", [
+    (FusedAdagrad, torch.optim.Adagrad, "lr_decay", [0.0, 0.1, 1e-3, 0.5]),
+    (FusedNAdam, torch.optim.NAdam, "momentum_decay", [4e-3, 0.0, 0.1, 1.0]),
+])
+def test_settings_the_harness_does_not_expose_match_torch(fused_cls, torch_cls, setting, values):
+    gen = torch.Generator().manual_seed(0)
+    fused = [torch.randn(s, generator=gen).requires_grad_() for s in SHAPES]
+    single = [[p[k].detach().clone().requires_grad_() for p in fused] for k in range(K)]
+    opt = fused_cls(fused, lr=[0.01, 0.1, 0.003, 0.05], **{setting: values})
+    refs = [torch_cls(single[k], lr=[0.01, 0.1, 0.003, 0.05][k], **{setting: values[k]}) for k in range(K)]
+    for _ in range(20):
+        grads = [torch.randn(s, generator=gen) for s in SHAPES]
+        for p, g in zip(fused, grads):
+            p.grad = g.clone()
+        opt.step()
+        for k in range(K):
+            for p, g in zip(single[k], grads):
+                p.grad = g[k].clone()
+            refs[k].step()
+    for k in range(K):
+        for p, ref in zip(fused, single[k]):
+            torch.testing.assert_close(p[k], ref, rtol=1e-6, atol=1e-7)
 
 
 def test_build_fused_checks_each_slice_like_a_trial():
