@@ -1,0 +1,1 @@
+"""Fused trials: K compatible trial configurations trained as one stacked model."""
