@@ -81,6 +81,8 @@ def _plain_steps(config: dict[str, Any]) -> str | None:
     caps = OPTIMIZERS.get(config["optimizer"]["name"]).caps
     if caps.needs_closure or caps.full_batch:
         return f"sam wraps an optimizer that takes plain steps; {config['optimizer']['name']!r} runs its own closure"
+    if config["precision"] == "fp16":
+        return "sam's second pass is a closure, which fp16's loss scaler cannot step; use bf16 or fp32"
     return None
 
 
