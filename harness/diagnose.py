@@ -121,7 +121,7 @@ def diagnose(config: dict[str, Any], seed: int, *, samples: int = 32, max_steps:
     overfit = _overfit(t, x[:samples], y[:samples], max_steps, stats, disabled)
     after = {"activations": probe.activations(), **stats.epoch()}
     seen = {kind for kind, _ in flags}
-    flags += [(k, m) for k, m in diag.flags(after, sizes, "in the overfit run", updates=not t.needs_closure)
+    flags += [(k, m) for k, m in diag.flags(after, sizes, "in the overfit run", updates=not t.caps.needs_closure)
               if k not in seen]
 
     return Diagnosis(

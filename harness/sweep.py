@@ -55,7 +55,7 @@ def preflight(suite: Suite) -> None:
         if key in seen:
             continue
         seen.add(key)
-        check = DATASETS.get(dataset["name"]).meta.get("preflight")
+        check = DATASETS.get(dataset["name"]).caps.preflight
         if check is not None:
             try:
                 check(dataset)

@@ -15,9 +15,10 @@ def test_layout_imports_nothing_of_the_harness():
 
 
 def test_checkpoint_and_weights_paths_agree_with_the_engine(tmp_path):
-    # the engine's checkpoints and saved weights are where the layout says
-    assert layout.checkpoint_path(tmp_path, "abc") == checkpoint.checkpoint_path(tmp_path, "abc")
-    assert layout.weights_path(tmp_path, "abc") == checkpoint.weights_path(tmp_path, "abc")
+    # the engine keeps no paths of its own: its checkpoints and saved weights are where the layout says
+    assert checkpoint.checkpoint_path is layout.checkpoint_path and checkpoint.weights_path is layout.weights_path
+    assert layout.checkpoint_path(tmp_path, "abc") == tmp_path / "checkpoints" / "abc.pt"
+    assert layout.weights_path(tmp_path, "abc") == tmp_path / "weights" / "abc.pt"
 
 
 def test_the_files_of_a_results_folder(tmp_path):

@@ -28,8 +28,14 @@ CPU = torch.device("cpu")
 # AdaHessian and Sophia-H need backward(create_graph=True), which torch warns about every time
 warnings.filterwarnings("ignore", message="Using backward\\(\\) with create_graph=True")
 
-for _plugin in ("pytorch_optimizer_plugin.py", "schedulefree_plugin.py", "prodigyopt_plugin.py"):
-    load_plugin(str(PLUGINS / _plugin))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _plugins():
+    # loaded when the tests run, not at collection, so tests parametrized over a registry
+    # (test_components' every-optimizer test) see the built-in components whatever the order
+    for plugin in ("pytorch_optimizer_plugin.py", "schedulefree_plugin.py", "prodigyopt_plugin.py"):
+        load_plugin(str(PLUGINS / plugin))
 
 
 def _spec(optimizer: dict, **extra) -> TrialSpec:

@@ -81,5 +81,5 @@ def init_gain(activation: dict[str, Any] | None) -> tuple[str, float | None]:
     """(nonlinearity, param) for torch.nn.init of the layers feeding ``activation``."""
     if activation is None:
         return "linear", None
-    gain = ACTIVATIONS.get(activation["name"]).meta.get("gain", "linear")
+    gain = ACTIVATIONS.get(activation["name"]).caps.gain
     return gain, activation.get("slope") if gain == "leaky_relu" else None

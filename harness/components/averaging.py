@@ -56,11 +56,18 @@ def training_batches(run: "Run", samples: int | None, batch_size: int = 1000) ->
     return make_loader(data, "train", batch_size, limit=limit, mode=run.trial.pipeline, device=run.device)
 
 
+def bn_batches(run: "Run", samples: int | None) -> Iterable[tuple[torch.Tensor, torch.Tensor]] | None:
+    """What ``evaluated_on`` recomputes BatchNorm statistics from: None for a model without
+    BatchNorm. Built once per trial (a small split is normalized once, when its loader is made)."""
+    return training_batches(run, samples) if has_batchnorm(run.trial.model) else None
+
+
 @contextlib.contextmanager
-def evaluated_on(run: "Run", weights: list[torch.Tensor], bn_samples: int | None) -> Iterator[None]:
+def evaluated_on(run: "Run", weights: list[torch.Tensor],
+                 batches: Iterable[tuple[torch.Tensor, torch.Tensor]] | None) -> Iterator[None]:
     """The trial's model with ``weights`` (one per parameter, in order) in place of its own, and
-    BatchNorm statistics recomputed for them; everything as it was afterwards. Random states are
-    untouched: the statistics pass runs without dropout."""
+    BatchNorm statistics recomputed for them from ``batches`` (``bn_batches``); everything as it
+    was afterwards. Random states are untouched: the statistics pass runs without dropout."""
     model = run.trial.model
     params = list(model.parameters())
     buffers = [b.detach().clone() for b in model.buffers()]
@@ -68,8 +75,8 @@ def evaluated_on(run: "Run", weights: list[torch.Tensor], bn_samples: int | None
         kept = [p.detach().clone() for p in params]
         torch._foreach_copy_([p.data for p in params], weights)
     try:
-        if has_batchnorm(model):
-            recompute_batchnorm(model, training_batches(run, bn_samples))
+        if batches is not None:
+            recompute_batchnorm(model, batches)
         yield
     finally:
         with torch.no_grad():

@@ -19,7 +19,7 @@ from typing import Annotated, Any, ContextManager
 
 import torch
 
-from harness.components.averaging import alone, evaluated_on
+from harness.components.averaging import alone, bn_batches, evaluated_on
 from harness.registries import REGULARIZERS
 from harness.registry import Range
 from harness.technique import RegContext, Run, Technique
@@ -33,6 +33,7 @@ class EMA(Technique):
 
     def on_start(self, run: Run) -> None:
         self.params = list(run.trial.model.parameters())
+        self.bn = bn_batches(run, self.bn_samples)
         if self.average is None:  # not resumed: the average starts at the init
             self.average = [p.detach().clone() for p in self.params]
         else:
@@ -46,7 +47,7 @@ class EMA(Technique):
             torch._foreach_lerp_(self.average, [p.detach() for p in self.params], 1 - d)
 
     def eval_weights(self, run: Run) -> ContextManager[None]:
-        return evaluated_on(run, self.average, self.bn_samples)
+        return evaluated_on(run, self.average, self.bn)
 
     def state_dict(self) -> dict[str, Any]:
         return {"average": [a.cpu() for a in self.average or []], "updates": self.updates}

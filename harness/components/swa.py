@@ -18,7 +18,7 @@ from typing import Annotated, Any, ContextManager
 
 import torch
 
-from harness.components.averaging import alone, evaluated_on
+from harness.components.averaging import alone, bn_batches, evaluated_on
 from harness.registries import REGULARIZERS
 from harness.registry import Range
 from harness.technique import RegContext, Run, Technique
@@ -34,6 +34,7 @@ class SWA(Technique):
         epochs = run.record.config["budget"]["epochs"]
         self.first = max(1, math.ceil(self.start * epochs))
         self.params = list(run.trial.model.parameters())
+        self.bn = bn_batches(run, self.bn_samples)
         if self.average is not None:
             self.average = [a.to(p.device) for a, p in zip(self.average, self.params)]
 
@@ -49,7 +50,7 @@ class SWA(Technique):
         self.n += 1
 
     def eval_weights(self, run: Run) -> ContextManager[None] | None:
-        return evaluated_on(run, self.average, self.bn_samples) if self.average is not None else None
+        return evaluated_on(run, self.average, self.bn) if self.average is not None else None
 
     def state_dict(self) -> dict[str, Any]:
         return {"average": [a.cpu() for a in self.average or []], "n": self.n}

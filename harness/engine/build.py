@@ -51,10 +51,6 @@ class Trial:
     steps_per_epoch: int
     batch_size: int  # the whole training split for full-batch optimizers
 
-    @property
-    def needs_closure(self) -> bool:
-        return self.caps.needs_closure
-
 
 _NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
 

@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 import torch
 
+from harness.components.averaging import recompute_batchnorm
 from harness.spec import STOPPED
 from harness.technique import Callback, Run, Stop
 
@@ -142,6 +143,4 @@ class OptimizerModes(Callback):
     def eval_mode(self, run: Run) -> None:
         run.optimizer.eval()
         if self.batches is not None:
-            from harness.components.averaging import recompute_batchnorm
-
             recompute_batchnorm(run.trial.model, self.batches())
