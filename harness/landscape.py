@@ -43,8 +43,9 @@ from torch import nn
 from harness.components.averaging import recompute_batchnorm
 from harness.data import make_loader
 from harness.engine import evaluate, run_trial
+from harness.engine.build import build
 from harness.engine.checkpoint import load_weights
-from harness.engine.loop import Checkpointing, build
+from harness.engine.loop import Checkpointing
 from harness.errors import UsageError
 from harness.layout import weights_path
 from harness.spec import COMPLETED, STOPPED, TrialSpec, json_safe
