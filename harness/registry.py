@@ -254,8 +254,8 @@ class Registry:
                 typed = self.caps_type(**caps)
             except TypeError:
                 known = [f.name for f in dataclasses.fields(self.caps_type)]
-                raise TypeError(f"{self.kind} {name!r}: unknown capability among {sorted(caps)}; a {self.kind} "
-                                f"declares {', '.join(known) or 'none'}") from None
+                raise TypeError(f"{self.kind} {name!r}: unknown capability among {sorted(caps)}; the known "
+                                f"ones are {', '.join(known) or 'none'}") from None
         else:
             typed = None
 
