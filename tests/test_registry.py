@@ -61,3 +61,13 @@ def test_every_component_has_a_description_and_resolves_with_defaults(registry):
         assert entry.description, f"{registry.kind} {entry.name} needs a docstring"
         resolved = registry.resolve(entry.name, "x")
         assert resolved["name"] == entry.name
+
+
+def test_a_misspelt_capability_is_an_error_when_registering():
+    from harness.registries import OptimizerCaps
+
+    reg = Registry("optimizer", OptimizerCaps)
+    with pytest.raises(TypeError, match="needs_clousre"):
+        reg.register("mine", needs_clousre=True)
+    reg.register("ok", needs_closure=True)(lambda params, *, lr=0.1: None)
+    assert reg.get("ok").caps.needs_closure and not reg.get("ok").caps.create_graph
