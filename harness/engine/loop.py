@@ -198,13 +198,13 @@ def _prepare(config: dict[str, Any], seed: int, record: Record, accelerator: Acc
                                    workers=config["loader"]["workers"], **mode),
                        make_loader(t.data, "train", eval_batch, limit=n_val, **mode),
                        *(make_loader(t.data, split, eval_batch, **mode) for split in ("val", "test")))
-    hooks = Hooks(_callbacks(config, seed, t, params, mode, extra, checkpointing))
+    hooks = Hooks(trial_callbacks(config, seed, t, params, mode, extra, checkpointing))
     step = Step(model, optimizer, t.caps, t.loss, backward, clipper(accelerator, params, config["clip"]),
                 hooks.bound_run("after_backward", run))
     return run, hooks, step, loaders
 
 
-def _callbacks(config: dict[str, Any], seed: int, t: Trial, params: list[torch.Tensor], mode: dict[str, Any],
+def trial_callbacks(config: dict[str, Any], seed: int, t: Trial, params: list[torch.Tensor], mode: dict[str, Any],
                extra: list[Callback], checkpointing: Checkpointing | None) -> list[Callback]:
     """The trial's callbacks in the order they see each event: the guard first (a later callback
     sees the step's loss counted), the techniques before the budget (early stopping's stop wins),
@@ -290,9 +290,7 @@ def fit(config: dict[str, Any], seed: int, record: Record, accelerator: Accelera
 
 def _end_epoch(run: Run, hooks: Hooks, loaders: _Loaders, row: dict[str, Any], base_lr: float,
                epoch_train: float) -> Stop | None:
-    """Evaluate (on the weights the callbacks supply), record the epoch's row, let every callback see
-    it; the Stop that ends training, if one does."""
-    c, t = run.cursor, run.trial
+    """Evaluate (on the weights the callbacks supply) and close the epoch; the Stop that ends training, if one does."""
     start = run.clock()
     with hooks.evaluation(run):
         _, train_acc = evaluate(run.model, loaders.probe)
@@ -301,12 +299,25 @@ def _end_epoch(run: Run, hooks: Hooks, loaders: _Loaders, row: dict[str, Any], b
     if hooks.wants_probs:
         hooks("on_evaluate", run, {"val": val_probs, "test": test_probs})
     epoch_eval = run.clock() - start
-    c.eval_s += epoch_eval
+    run.cursor.eval_s += epoch_eval
+    metrics = {"train_acc": train_acc, "val_loss": val_loss, "val_acc": val_acc, "test_loss": test_loss,
+               "test_acc": test_acc}
+    return close_epoch(run, hooks, row, metrics, base_lr, epoch_train, epoch_eval)
+
+
+def close_epoch(run: Run, hooks: Hooks, trained: dict[str, Any], metrics: dict[str, float], base_lr: float,
+                epoch_train: float, epoch_eval: float) -> Stop | None:
+    """Record the epoch's history row from what the callbacks gave at ``on_epoch_trained`` and the
+    evaluated ``metrics``, let every callback see it; the Stop that ends training, if one does.
+    (A fused pack closes each slice's epochs here too.)"""
+    c, t = run.cursor, run.trial
     if t.observe is not None:
-        t.observe({"epoch": c.epoch, "val_loss": val_loss, "val_acc": val_acc})
+        t.observe({"epoch": c.epoch, "val_loss": metrics["val_loss"], "val_acc": metrics["val_acc"]})
     row = {"epoch": c.epoch, "step": c.step, "lr": base_lr * t.schedule(c.step),  # the next step's lr
-           "train_loss": row.get("train_loss"), "train_acc": train_acc, "val_loss": val_loss, "val_acc": val_acc,
-           "test_loss": test_loss, "test_acc": test_acc, "grad_norm": row.get("grad_norm"), "train_time": epoch_train, "eval_time": epoch_eval}
+           "train_loss": trained.get("train_loss"), "train_acc": metrics["train_acc"],
+           "val_loss": metrics["val_loss"], "val_acc": metrics["val_acc"], "test_loss": metrics["test_loss"],
+           "test_acc": metrics["test_acc"], "grad_norm": trained.get("grad_norm"), "train_time": epoch_train,
+           "eval_time": epoch_eval}
     run.record.history.append(row)
     stop = hooks.first_stop(run, row)
     if stop is not None and stop.status is not None:

@@ -1,0 +1,434 @@
+"""A fused pack: K trials trained as one stacked model, each ending with the record its own run writes.
+
+Each trial of the pack is built as it would be alone (``harness.engine.build``: its seed, init,
+techniques, schedule), then the K models become one ``StackedSequential`` (``harness.fused.models``)
+and the K optimizers one fused optimizer (``harness.fused.optim``) with each slice's hyperparameters.
+Every unfused model stays, its parameters, gradients and BatchNorm buffers turned into views of its
+slice of the stacked ones: whatever reads or writes trial k's model (the per-layer diagnostics, early
+stopping's restore, a weight average's evaluation weights, clipping, a penalty's gradient) acts on
+slice k. So each trial keeps its own callbacks (``harness.engine.loop.trial_callbacks``: divergence
+guard, budget, diagnostics, its techniques) and closes its epochs through the loop's ``close_epoch``.
+
+Per step: each slice's batch from its own data order (the permutation its seed draws alone), its own
+batch transforms (cutout, mixup) from its own augmentation streams, its own dropout masks (a generator
+at the state its unfused run's global stream would have), its own schedule factor; one forward and
+backward of the stacked model on ``[K, N, ...]``, one fused step. Evaluation runs every slice at once
+on the same batches. A slice that diverges is recorded ``diverged`` at its step and frozen (the fused
+optimizer's ``active`` mask); one whose callbacks raise is recorded ``failed``; one that stops early
+ends with its record; the others train on. Times in the records are the pack's wall-clock times.
+
+A pack checkpoints as one unit (every epoch, and at a step when asked to stop): the stacked model and
+optimizer, and per slice its record so far, callbacks, schedule and random streams. A pack that
+cannot be built (layers without a stacked form) trains its trials one after another instead, and
+their records say why; on a GPU, a pack that runs out of memory is split in two halves, which start
+over (HFTA's way of finding how many trials fit, by trying).
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import math
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from harness.data import Rng, make_loader
+from harness.data.loader import epoch_batches
+from harness.engine import checkpoint as ckpt
+from harness.engine.build import Trial, build, param_groups
+from harness.engine.callbacks import Diverged
+from harness.engine.checkpoint import Preempted
+from harness.engine.environment import environment
+from harness.engine.loop import _accelerator, _now, clipper, close_epoch, run_trial, trial_callbacks
+from harness.fused.models import stack_models
+from harness.fused.optim import FusedOptimizer, build_fused
+from harness.fused.plan import pack_id
+from harness.registries import OPTIMIZERS
+from harness.store.records import atomic_write
+from harness.spec import COMPLETED, DIVERGED, FAILED, INTERRUPTED, Record, TrialSpec, summarize_history
+from harness.technique import Cursor, Hooks, Run
+
+FORMAT = 1  # of a pack's checkpoint
+
+
+@dataclasses.dataclass
+class _Slice:
+    """One trial of a pack: as built alone, with its own run, callbacks and streams."""
+
+    spec: TrialSpec
+    record: Record
+    trial: Trial | None = None
+    run: Run | None = None
+    hooks: Hooks | None = None
+    dropout: torch.Generator | None = None  # its dropout masks' stream
+    clip: Callable[[], None] | None = None
+    base_lr: float = 0.0
+    live: bool = True
+    pending: dict[str, Any] | None = None  # random states to restore once the resumed epoch's order is drawn
+
+
+def run_pack(specs: list[TrialSpec], checkpoint: Path | None = None, stop: Callable[[], bool] = lambda: False
+             ) -> list[Record]:
+    """Train ``specs`` as one pack; their records, in order. With ``checkpoint``, the pack resumes from
+    it and, when ``stop()`` turns true, saves one and returns ``interrupted`` records."""
+    slices = [_Slice(s, Record(s.trial_id, s.suite, s.seed, COMPLETED, s.config, dict(s.axes), started_at=_now()))
+              for s in specs]
+    try:
+        _train(slices, pack_id(specs), checkpoint, stop)
+    except Preempted as e:
+        for s in slices:  # the finished slices' records wait in the checkpoint, so the rerun forms the same pack
+            s.record = Record(s.spec.trial_id, s.spec.suite, s.spec.seed, INTERRUPTED, s.spec.config,
+                              dict(s.spec.axes), reason=str(e))
+    except _Unfusable as e:
+        return [_alone(s.spec, str(e)) for s in slices]
+    except torch.cuda.OutOfMemoryError:
+        if len(specs) == 1:
+            raise
+        half = len(specs) // 2
+        if checkpoint is not None:
+            ckpt.remove(checkpoint)
+        return (run_pack(specs[:half], _sibling(checkpoint, specs[:half]), stop)
+                + run_pack(specs[half:], _sibling(checkpoint, specs[half:]), stop))
+    for s in slices:
+        s.record.finished_at = s.record.finished_at or _now()
+    return [s.record for s in slices]
+
+
+class _Unfusable(Exception):
+    """The pack's trials cannot share a stacked model after all (a layer without a stacked form)."""
+
+
+def _sibling(checkpoint: Path | None, specs: list[TrialSpec]) -> Path | None:
+    return None if checkpoint is None else checkpoint.with_name(f"{pack_id(specs)}.pt")
+
+
+def _alone(spec: TrialSpec, why: str) -> Record:
+    record = run_trial(spec)
+    record.environment["fused"] = {"fallback": why}
+    return record
+
+
+def _fail(s: _Slice, e: BaseException) -> None:
+    s.live = False
+    s.record.finished_at = _now()
+    if isinstance(e, Diverged):
+        s.record.status, s.record.reason, s.record.diverged_step = DIVERGED, e.reason, e.step
+    else:
+        s.record.status, s.record.reason = FAILED, f"{type(e).__name__}: {e}"
+        s.record.diagnostics["traceback"] = traceback.format_exc(limit=20)
+
+
+def _call(s: _Slice, event: str, *args: Any) -> None:
+    """A live slice's callbacks for ``event``; a slice whose callback raises ends, the pack goes on."""
+    try:
+        s.hooks(event, s.run, *args)
+    except (Diverged, Exception) as e:  # noqa: BLE001 - one trial's failure is recorded, the others train on
+        _fail(s, e)
+
+
+def _tie(stacked: nn.Module, models: list[nn.Module]) -> None:
+    """Make model k's parameters, their gradients and its buffers views of slice k of the stacked ones."""
+    for p in stacked.parameters():
+        p.grad = torch.zeros_like(p)  # zeroed in place from now on, so the views stay valid
+    for k, model in enumerate(models):
+        for name, p in model.named_parameters():
+            big = stacked.get_parameter(name)
+            p.data = big.data[k]
+            p.grad = big.grad[k]
+        for name, b in model.named_buffers():
+            if b.dim() > 0:  # BatchNorm's 0-d batch counter is the pack's
+                b.data = stacked.get_buffer(name)[k]
+
+
+def _optimizer(stacked: nn.Module, slices: list[_Slice]) -> FusedOptimizer:
+    """The fused optimizer: the unfused parameter groups (decay exemptions), each slice's hyperparameters."""
+    config = slices[0].spec.config
+    model = slices[0].trial.model
+    name = config["optimizer"]["name"]
+    if "weight_decay" in OPTIMIZERS.get(name).params:
+        groups = param_groups(model, config["decay"]["biases"], config["decay"]["norm"])
+    else:
+        groups = [{"params": list(model.parameters())}]
+    names = {id(p): n for n, p in model.named_parameters()}
+    fused_groups = [{**{k: v for k, v in g.items() if k != "params"},
+                     "params": [stacked.get_parameter(names[id(p)]) for p in g["params"]]} for g in groups]
+    keys = [k for k in config["optimizer"] if k != "name"]
+    hyper = {k: [s.spec.config["optimizer"][k] for s in slices] for k in keys}
+    return build_fused(name, fused_groups, hyper)
+
+
+def _build(slices: list[_Slice], pid: str, accelerator: Any) -> tuple[list[_Slice], nn.Module, FusedOptimizer]:
+    device = accelerator.device
+    if device.type == "cpu":
+        torch.set_flush_denormal(True)  # as a trial alone does (harness.engine.loop._prepare)
+    built = []
+    for s in slices:
+        try:
+            s.trial = build(s.spec.config, s.spec.seed, device)
+        except Exception as e:  # noqa: BLE001 - a trial that cannot be built is recorded failed; the pack goes on
+            _fail(s, e)
+            continue
+        # its dropout masks continue the stream its unfused run would draw them from (on a GPU, its own seed)
+        s.dropout = torch.Generator(device=device)
+        if device.type == "cpu":
+            s.dropout.set_state(torch.get_rng_state())
+        else:
+            s.dropout.manual_seed(s.spec.seed)
+        built.append(s)
+    if not built:
+        return built, nn.Sequential(), None
+    data = built[0].trial.data
+    if built[0].trial.pipeline != "device":
+        raise _Unfusable(f"the data of {data.meta['name']} does not fit on the device")
+    try:
+        stacked = stack_models([s.trial.model for s in built], [s.dropout for s in built])
+    except ValueError as e:
+        raise _Unfusable(str(e)) from None
+    _tie(stacked, [s.trial.model for s in built])
+    optimizer = _optimizer(stacked, built)
+    mode = dict(mode="device", device=device)
+    for k, s in enumerate(built):
+        t, config, r = s.trial, s.spec.config, s.record
+        t.data = data  # one copy of the splits for the pack
+        r.environment = {**environment(device), "flush_denormal": device.type == "cpu", "precision": "fp32",
+                         "compiled": False, "channels_last": False, "processes": 1,
+                         "fused": {"pack": pid, "size": len(built), "slice": k}}
+        r.dataset = {**data.meta, "pipeline": t.pipeline, "stored_mib": round(data.nbytes / 2**20, 3)}
+        params = list(t.model.parameters())
+        r.diagnostics["parameters"] = sum(p.numel() for p in params)
+        r.diagnostics["ln_classes"] = math.log(data.num_classes)
+        s.run = Run(trial=t, model=t.model, optimizer=t.optimizer, accelerator=accelerator, record=r,
+                    rng=Rng.seeded(s.spec.seed, device), order=torch.Generator().manual_seed(s.spec.seed))
+        s.hooks = Hooks(trial_callbacks(config, s.spec.seed, t, params, mode, [], None))
+        s.clip = clipper(accelerator, params, config["clip"])
+        s.base_lr = t.optimizer.param_groups[0]["lr"]
+    return built, stacked, optimizer
+
+
+@torch.inference_mode()
+def evaluate_pack(stacked: nn.Module, loader: Any, k: int) -> tuple[list[float], list[float]]:
+    """Every slice's mean cross-entropy and accuracy on the same batches, in one forward per batch."""
+    stacked.eval()
+    loss_sum = correct = None
+    n = 0
+    for xb, yb in loader:
+        out = stacked(xb.expand(k, *xb.shape)).float()  # [K, N, classes]
+        losses = F.cross_entropy(out.flatten(0, 1), yb.repeat(k), reduction="none").view(k, -1).sum(1)
+        right = (out.argmax(2) == yb).sum(1)
+        loss_sum = losses if loss_sum is None else loss_sum + losses
+        correct = right if correct is None else correct + right
+        n += len(yb)
+    n = max(n, 1)
+    return [v / n for v in loss_sum.tolist()], [v / n for v in correct.tolist()]
+
+
+def _state(slices: list[_Slice], pid: str, cursor: Cursor, stacked: nn.Module, optimizer: FusedOptimizer,
+           orders: list[Tensor]) -> dict[str, Any]:
+    return {"format": FORMAT, "pack": pid, "cursor": vars(cursor), "model": stacked.state_dict(),
+            "optimizer": optimizer.state_dict(), "global": ckpt.global_rng_state(),
+            "slices": [{"record": s.record.to_json(), "live": s.live, "final_epoch": s.run.final_epoch,
+                        "callbacks": s.hooks.state_dict(), "schedule": s.trial.schedule_state, "order": order,
+                        "rng": s.run.rng.state(), "dropout": s.dropout.get_state()}
+                       for s, order in zip(slices, orders)]}
+
+
+def _save(path: Path, state: dict[str, Any]) -> None:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write(path, buffer.getvalue())  # a kill mid-write leaves the previous checkpoint whole
+
+
+def _restore(path: Path, pid: str, slices: list[_Slice], stacked: nn.Module, optimizer: FusedOptimizer
+             ) -> Cursor | None:
+    """Put a pack back from its checkpoint; None (and each record says why) when there is none usable."""
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)  # our own file (random states)
+        ok = state.get("format") == FORMAT and state.get("pack") == pid and len(state["slices"]) == len(slices)
+    except Exception as e:  # noqa: BLE001 - a torn or foreign file: start over, and say so
+        ok, why = False, f"pack checkpoint {path.name} did not load ({type(e).__name__}); started over"
+    else:
+        why = f"pack checkpoint {path.name} is not this pack's; started over"
+    if not ok:
+        for s in slices:
+            s.record.diagnostics["checkpoint"] = why
+        return None
+    stacked.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    cursor = Cursor(**state["cursor"])
+    for s, saved in zip(slices, state["slices"]):
+        s.record = s.run.record = Record.from_json(saved["record"])
+        s.live, s.run.final_epoch, s.run.cursor = saved["live"], saved["final_epoch"], cursor
+        s.record.diagnostics["resumed_at_step"] = s.record.diagnostics.get("resumed_at_step", []) + [cursor.step]
+        s.hooks.load_state_dict(saved["callbacks"])
+        if s.trial.schedule_state is not None:
+            s.trial.schedule_state.clear()
+            s.trial.schedule_state.update(saved["schedule"])
+        s.run.order.set_state(saved["order"])
+        s.pending = {"rng": saved["rng"], "dropout": saved["dropout"], "global": state["global"]}
+    return cursor
+
+
+def _train(all_slices: list[_Slice], pid: str, checkpoint: Path | None, stop: Callable[[], bool]) -> None:
+    accelerator = _accelerator("no")
+    slices, stacked, optimizer = _build(all_slices, pid, accelerator)
+    if not slices:
+        return
+    K, t0, config = len(slices), slices[0].trial, slices[0].spec.config
+    c = (_restore(checkpoint, pid, slices, stacked, optimizer) if checkpoint is not None else None) or Cursor()
+    optimizer.set_active([s.live for s in slices])
+    for s in slices:
+        s.run.cursor = c
+    run0 = slices[0].run
+    data, device = t0.data, accelerator.device
+    train = make_loader(data, "train", t0.batch_size, mode="device", device=device)  # normalized once where small
+    inputs, targets, normalize = train.x, train.y, train.normalize
+    n, eval_batch = len(targets), config["eval_batch_size"]
+    mode = dict(mode="device", device=device)
+    probe, val, test = (make_loader(data, "train", eval_batch, limit=max(len(data.val[1]), 1), **mode),
+                        make_loader(data, "val", eval_batch, **mode), make_loader(data, "test", eval_batch, **mode))
+    transforms = [s.trial.transform for s in slices]
+    bound = [{e: s.hooks.bound_run(e, s.run) for e in ("before_step", "after_backward", "after_step")} for s in slices]
+    for s in slices:
+        if s.live:
+            _call(s, "on_start")
+    for epoch in range(c.epoch, config["budget"]["epochs"] + 1):
+        c.epoch = epoch
+        live = [s for s in slices if s.live]
+        if not live:
+            break
+        stacked.train()
+        orders = [s.run.order.get_state() for s in slices]  # before this epoch's permutations are drawn
+        perms = torch.stack([torch.cat(epoch_batches(n, t0.batch_size, s.run.order)) for s in slices]).to(device)
+        sizes = [len(b) for b in epoch_batches(n, t0.batch_size, None)]
+        for s, order in zip(slices, orders):
+            s.run.epoch_order = order
+            if s.pending is not None:  # after the permutation was drawn from the restored order
+                s.run.rng.set_state(s.pending["rng"])
+                s.dropout.set_state(s.pending["dropout"])
+                ckpt.set_global_rng_state(s.pending["global"])
+                s.pending = None
+        for s in live:
+            s.trial.model.train()
+            _call(s, "train_mode")
+            _call(s, "on_epoch_start")
+        started = run0.clock() - c.epoch_train_s
+        for s in slices:
+            s.run.epoch_started = started
+        offset = sum(sizes[:c.batches])
+        for size in sizes[c.batches:]:
+            idx = perms[:, offset:offset + size]
+            offset += size
+            x = normalize(inputs.index_select(0, idx.flatten())).view(K, size, *inputs.shape[1:])
+            ys = list(targets.index_select(0, idx.flatten()).view(K, size).unbind(0))
+            if any(tf is not None for tf in transforms):
+                xs = list(x.unbind(0))
+                for k, tf in enumerate(transforms):
+                    if tf is not None:
+                        xs[k], ys[k] = tf(xs[k], ys[k], slices[k].run.rng)
+                x = torch.stack(xs)
+            optimizer.set_lr([s.base_lr * s.trial.schedule(c.step) for s in slices])
+            ended = _hooks(slices, bound, "before_step")
+            out = stacked(x)
+            losses = torch.stack([s.trial.loss(s.trial.model, out[k], ys[k]) for k, s in enumerate(slices)])
+            optimizer.zero_grad(set_to_none=False)  # in place: the unfused models' gradients are views
+            losses.sum().backward()
+            ended = _hooks(slices, bound, "after_backward") or ended
+            for s in slices:
+                if s.live and s.clip is not None:
+                    s.clip()
+            if ended:  # a slice that ended in this step's hooks takes no update
+                optimizer.set_active([s.live for s in slices])
+            optimizer.step()
+            c.step += 1
+            c.batches += 1
+            for s, loss in zip(slices, losses.detach().unbind(0)):
+                s.run.loss = loss
+            if _hooks(slices, bound, "after_step"):
+                optimizer.set_active([s.live for s in slices])
+            if checkpoint is not None and c.step < t0.total_steps and stop():
+                c.epoch_train_s = run0.clock() - started
+                _save(checkpoint, _state(slices, pid, c, stacked, optimizer, orders))
+                raise Preempted(f"stopped at step {c.step} (epoch {c.epoch}) when asked; resumes from its checkpoint")
+            if c.step >= t0.total_steps:
+                break
+        _end_epoch(slices, stacked, c, run0.clock() - started, (probe, val, test))
+        optimizer.set_active([s.live for s in slices])
+        c.batches, c.epoch_train_s = 0, 0.0
+        if checkpoint is not None and any(s.live for s in slices):
+            _save(checkpoint, _state(slices, pid, Cursor(c.epoch + 1, c.step, 0, c.train_s, c.eval_s), stacked,
+                                     optimizer, [s.run.order.get_state() for s in slices]))
+            if stop():
+                raise Preempted(f"stopped after epoch {c.epoch} when asked; resumes from its checkpoint")
+    for s in slices:
+        if s.live:
+            _finish(s, c)
+
+
+def _hooks(slices: list[_Slice], bound: list[dict[str, list[Callable[[], None]]]], event: str) -> bool:
+    """The step's hooks of every live slice; whether a slice ended (diverged or failed)."""
+    ended = False
+    for s, hooks in zip(slices, bound):
+        if not s.live or not hooks[event]:
+            continue
+        try:
+            for hook in hooks[event]:
+                hook()
+        except (Diverged, Exception) as e:  # noqa: BLE001 - one trial's end, the pack goes on
+            _fail(s, e)
+            ended = True
+    return ended
+
+
+def _end_epoch(slices: list[_Slice], stacked: nn.Module, c: Cursor, epoch_train: float, loaders: tuple) -> None:
+    """Close the epoch of every live slice: its callbacks' epoch figures, one evaluation of all, its row."""
+    c.train_s += epoch_train
+    trained: dict[int, dict[str, Any]] = {}
+    for k, s in enumerate(slices):
+        if s.live:
+            trained[k] = {}
+            _call(s, "on_epoch_trained", trained[k])
+    live = [k for k, s in enumerate(slices) if s.live]
+    if not live:
+        return
+    run0 = slices[live[0]].run
+    start = run0.clock()
+    with contextlib.ExitStack() as stack:
+        for k in live:  # every slice's evaluation weights at once (an average), then one pass over the data
+            stack.enter_context(slices[k].hooks.evaluation(slices[k].run))
+            slices[k].trial.model.eval()
+        probe, val, test = loaders
+        _, train_acc = evaluate_pack(stacked, probe, len(slices))
+        val_loss, val_acc = evaluate_pack(stacked, val, len(slices))
+        test_loss, test_acc = evaluate_pack(stacked, test, len(slices))
+    epoch_eval = run0.clock() - start
+    c.eval_s += epoch_eval
+    for k in live:
+        s = slices[k]
+        metrics = {"train_acc": train_acc[k], "val_loss": val_loss[k], "val_acc": val_acc[k],
+                   "test_loss": test_loss[k], "test_acc": test_acc[k]}
+        try:
+            stop = close_epoch(s.run, s.hooks, trained[k], metrics, s.base_lr, epoch_train, epoch_eval)
+        except (Diverged, Exception) as e:  # noqa: BLE001
+            _fail(s, e)
+            continue
+        if stop is not None:
+            _finish(s, c)
+
+
+def _finish(s: _Slice, c: Cursor) -> None:
+    """A slice whose training ended (its budget, early stopping): its final metrics, its on_end."""
+    r = s.record
+    summarize_history(r, s.run.final_epoch or len(r.history), c.train_s, c.eval_s, c.step)
+    s.live = False
+    try:
+        s.hooks("on_end", s.run)
+    except Exception as e:  # noqa: BLE001
+        _fail(s, e)
+    r.finished_at = _now()
