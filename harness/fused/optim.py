@@ -59,22 +59,34 @@ def _c(h: Tensor, like: Tensor) -> Tensor:
     return _rows(h.to(like.dtype), like)
 
 
-def _commit(dst: Tensor, new: Tensor, active: Tensor) -> None:
-    """Write ``new`` into ``dst`` on the active slices; frozen slices keep their values exactly."""
-    dst.copy_(torch.where(_rows(active, dst), new, dst))
+def _commit(dst: Tensor, new: Tensor, active: Tensor | None) -> None:
+    """Write ``new`` into ``dst`` on the active slices (every slice when ``active`` is None); frozen slices
+    keep their values exactly."""
+    dst.copy_(new if active is None else torch.where(_rows(active, dst), new, dst))
 
 
-def _sgd(params: list[Tensor], grads: list[Tensor], states: list[State], active: Tensor, *, lr: Tensor,
+def _sgd(params: list[Tensor], grads: list[Tensor], states: list[State], active: Tensor | None, *, lr: Tensor,
          momentum: Tensor, dampening: Tensor, weight_decay: Tensor, nesterov: bool, decay: bool, buffered: bool,
-         momentum_off: Tensor | None) -> None:
+         momentum_off: Tensor | None, fresh: bool = True) -> None:
     """g ← g + λθ; b ← g on a slice's first step, else μb + (1 − τ)g; θ ← θ − η(g + μb if Nesterov else b)."""
+    if active is None and not fresh and momentum_off is None:  # every slice steps: the same ops, in place
+        for p, g, s in zip(params, grads, states):
+            if decay:
+                g = g.addcmul(p, _c(weight_decay, p))
+            d = g
+            if buffered:
+                buf = s["momentum_buffer"].mul_(_c(momentum, p)).addcmul_(g, _c(1 - dampening, p))
+                d = g.addcmul(buf, _c(momentum, p)) if nesterov else buf
+            p.addcmul_(d, _c(-lr, p))
+            s["step"].add_(1)
+        return
     for p, g, s in zip(params, grads, states):
         if decay:
             g = g.addcmul(p, _c(weight_decay, p))
         d = g
         if buffered:
             later = s["momentum_buffer"].mul(_c(momentum, p)).addcmul(g, _c(1 - dampening, p))
-            buf = torch.where(_rows(s["step"] == 0, p), g, later)
+            buf = torch.where(_rows(s["step"] == 0, p), g, later) if fresh else later
             _commit(s["momentum_buffer"], buf, active)
             d = g.addcmul(buf, _c(momentum, p)) if nesterov else buf
             if momentum_off is not None:  # slices with momentum 0 step on g itself, as torch does
@@ -83,7 +95,7 @@ def _sgd(params: list[Tensor], grads: list[Tensor], states: list[State], active:
         _commit(s["step"], s["step"] + 1, active)
 
 
-def _adam(params: list[Tensor], grads: list[Tensor], states: list[State], active: Tensor, *, lr: Tensor,
+def _adam(params: list[Tensor], grads: list[Tensor], states: list[State], active: Tensor | None, *, lr: Tensor,
           beta1: Tensor, beta2: Tensor, eps: Tensor, weight_decay: Tensor, amsgrad: bool, decoupled: bool,
           decay: bool) -> None:
     """m ← lerp(m, g, 1 − β1); v ← β2v + (1 − β2)g²; θ ← θ − η/(1 − β1ᵗ) · m / (√v̂/√(1 − β2ᵗ) + ε)."""
@@ -103,13 +115,17 @@ def _adam(params: list[Tensor], grads: list[Tensor], states: list[State], active
             second = torch.maximum(s["max_exp_avg_sq"], exp_avg_sq)
             _commit(s["max_exp_avg_sq"], second, active)
         denom = (second.sqrt() / _c(bias2**0.5, p)).add_(_c(eps, p))
+        if active is None:  # every slice steps: write in place
+            (p.copy_(new_p) if new_p is not p else p).addcdiv_(exp_avg * _c(-(lr / bias1), p), denom)
+            s["exp_avg"], s["exp_avg_sq"], s["step"] = exp_avg, exp_avg_sq, step
+            continue
         _commit(p, new_p.addcdiv(exp_avg * _c(-(lr / bias1), p), denom), active)
         _commit(s["exp_avg"], exp_avg, active)
         _commit(s["exp_avg_sq"], exp_avg_sq, active)
         _commit(s["step"], step, active)
 
 
-def _rmsprop(params: list[Tensor], grads: list[Tensor], states: list[State], active: Tensor, *, lr: Tensor,
+def _rmsprop(params: list[Tensor], grads: list[Tensor], states: list[State], active: Tensor | None, *, lr: Tensor,
              alpha: Tensor, eps: Tensor, momentum: Tensor, weight_decay: Tensor, centered: bool, decay: bool,
              buffered: bool, momentum_off: Tensor | None) -> None:
     """v ← αv + (1 − α)g²; a = √(v − ḡ²) (centered) or √v, plus ε; θ ← θ − ηb with b ← μb + g/a, or θ − ηg/a."""
@@ -137,7 +153,7 @@ def _rmsprop(params: list[Tensor], grads: list[Tensor], states: list[State], act
         _commit(s["step"], s["step"] + 1, active)
 
 
-def _adagrad(params: list[Tensor], grads: list[Tensor], states: list[State], active: Tensor, *, lr: Tensor,
+def _adagrad(params: list[Tensor], grads: list[Tensor], states: list[State], active: Tensor | None, *, lr: Tensor,
              lr_decay: Tensor, eps: Tensor, weight_decay: Tensor, decay: bool) -> None:
     """G ← G + g²; θ ← θ − η/(1 + (t − 1)·lr_decay) · g / (√G + ε)."""
     for p, g, s in zip(params, grads, states):
@@ -152,7 +168,7 @@ def _adagrad(params: list[Tensor], grads: list[Tensor], states: list[State], act
         _commit(s["step"], step, active)
 
 
-def _nadam(params: list[Tensor], grads: list[Tensor], states: list[State], active: Tensor, *, lr: Tensor,
+def _nadam(params: list[Tensor], grads: list[Tensor], states: list[State], active: Tensor | None, *, lr: Tensor,
            beta1: Tensor, beta2: Tensor, eps: Tensor, weight_decay: Tensor, momentum_decay: Tensor,
            decay: bool) -> None:
     """Adam's moments, Nesterov's look-ahead: θ ← θ − η(1 − μ_t)/(1 − Πμ)·g/d − ημ_{t+1}/(1 − Πμ·μ_{t+1})·m/d."""
@@ -178,7 +194,7 @@ def _nadam(params: list[Tensor], grads: list[Tensor], states: list[State], activ
         _commit(s["step"], step, active)
 
 
-def _radam(params: list[Tensor], grads: list[Tensor], states: list[State], active: Tensor, *, lr: Tensor,
+def _radam(params: list[Tensor], grads: list[Tensor], states: list[State], active: Tensor | None, *, lr: Tensor,
            beta1: Tensor, beta2: Tensor, eps: Tensor, weight_decay: Tensor, decay: bool) -> None:
     """θ ← θ − η·m̂·r_t·√(1 − β2ᵗ)/(√v + ε) where ρ_t > 5, else θ − η·m̂ (Liu et al. 2020, Algorithm 2)."""
     for p, g, s in zip(params, grads, states):
@@ -255,6 +271,8 @@ class FusedOptimizer(torch.optim.Optimizer):
         super().__init__(params, {**self.hypers, **self.flags, **settings})
         first = self.param_groups[0]["params"][0]
         self.active = torch.ones(self.K, dtype=torch.bool, device=first.device)
+        self.all_active = True  # known on the host: the rules then write without masking
+        self.stepped = False  # every slice has taken a step (SGD's first-step buffer rule is then off)
         if active is not None:
             self.set_active(active)
 
@@ -298,6 +316,7 @@ class FusedOptimizer(torch.optim.Optimizer):
         if tuple(active.shape) != (self.K,):
             raise ValueError(f"active: expected {self.K} booleans, got shape {tuple(active.shape)}")
         self.active = active
+        self.all_active = bool(active.all())
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
@@ -312,8 +331,9 @@ class FusedOptimizer(torch.optim.Optimizer):
             if params:
                 states = [self._state(p, group, zeros) for p in params]
                 settings = {name: group[name] for name in (*self.hypers, *self.flags) if name not in self.init_only}
-                type(self).rule(params, [p.grad for p in params], states, self.active, **settings,
-                                **self._paths(group, zeros))
+                type(self).rule(params, [p.grad for p in params], states, None if self.all_active else self.active,
+                                **settings, **self._paths(group, zeros))
+        self.stepped = self.stepped or self.all_active
         return loss
 
     def _state(self, p: Tensor, group: dict[str, Any], zeros: Zeros) -> State:
@@ -357,6 +377,7 @@ class FusedOptimizer(torch.optim.Optimizer):
             self.state[p] = {key: value.to(device=p.device, copy=True) for key, value in saved_state.items()}
         self.set_active(state_dict["active"])
         self._zeros = [self._check(g) for g in self.param_groups]
+        self.stepped = all(bool((s["step"] > 0).all()) for s in self.state.values()) and bool(self.state)
 
 
 def _momentum_paths(group: dict[str, Any], zeros: Zeros) -> dict[str, Any]:
@@ -384,7 +405,7 @@ class FusedSGD(FusedOptimizer):
         return {} if all(zeros["momentum"]) else {"momentum_buffer": torch.zeros_like(p)}
 
     def _paths(self, group: dict[str, Any], zeros: Zeros) -> dict[str, Any]:
-        return _momentum_paths(group, zeros)
+        return {**_momentum_paths(group, zeros), "fresh": not self.stepped}
 
 
 class FusedAdam(FusedOptimizer):

@@ -26,6 +26,7 @@ over (HFTA's way of finding how many trials fit, by trying).
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import io
 import math
@@ -192,10 +193,11 @@ def _build(slices: list[_Slice], pid: str, accelerator: Any) -> tuple[list[_Slic
     _tie(stacked, [s.trial.model for s in built])
     optimizer = _optimizer(stacked, built)
     mode = dict(mode="device", device=device)
+    env = environment(device)  # package versions and the machine: once per pack
     for k, s in enumerate(built):
         t, config, r = s.trial, s.spec.config, s.record
         t.data = data  # one copy of the splits for the pack
-        r.environment = {**environment(device), "flush_denormal": device.type == "cpu", "precision": "fp32",
+        r.environment = {**copy.deepcopy(env), "flush_denormal": device.type == "cpu", "precision": "fp32",
                          "compiled": False, "channels_last": False, "processes": 1,
                          "fused": {"pack": pid, "size": len(built), "slice": k}}
         r.dataset = {**data.meta, "pipeline": t.pipeline, "stored_mib": round(data.nbytes / 2**20, 3)}
@@ -294,6 +296,7 @@ def _train(all_slices: list[_Slice], pid: str, checkpoint: Path | None, stop: Ca
     probe, val, test = (make_loader(data, "train", eval_batch, limit=max(len(data.val[1]), 1), **mode),
                         make_loader(data, "val", eval_batch, **mode), make_loader(data, "test", eval_batch, **mode))
     transforms = [s.trial.transform for s in slices]
+    smoothing = _shared_cross_entropy(slices)
     bound = [{e: s.hooks.bound_run(e, s.run) for e in ("before_step", "after_backward", "after_step")} for s in slices]
     for s in slices:
         if s.live:
@@ -326,7 +329,8 @@ def _train(all_slices: list[_Slice], pid: str, checkpoint: Path | None, stop: Ca
             idx = perms[:, offset:offset + size]
             offset += size
             x = normalize(inputs.index_select(0, idx.flatten())).view(K, size, *inputs.shape[1:])
-            ys = list(targets.index_select(0, idx.flatten()).view(K, size).unbind(0))
+            y = targets.index_select(0, idx.flatten()).view(K, size)
+            ys = list(y.unbind(0))
             if any(tf is not None for tf in transforms):
                 xs = list(x.unbind(0))
                 for k, tf in enumerate(transforms):
@@ -336,7 +340,11 @@ def _train(all_slices: list[_Slice], pid: str, checkpoint: Path | None, stop: Ca
             optimizer.set_lr([s.base_lr * s.trial.schedule(c.step) for s in slices])
             ended = _hooks(slices, bound, "before_step")
             out = stacked(x)
-            losses = torch.stack([s.trial.loss(s.trial.model, out[k], ys[k]) for k, s in enumerate(slices)])
+            if smoothing is not None:  # every slice's loss is the same plain cross-entropy: one call for all
+                losses = F.cross_entropy(out.flatten(0, 1), y.flatten(), reduction="none",
+                                         label_smoothing=smoothing).view(K, size).mean(1)
+            else:
+                losses = torch.stack([s.trial.loss(s.trial.model, out[k], ys[k]) for k, s in enumerate(slices)])
             optimizer.zero_grad(set_to_none=False)  # in place: the unfused models' gradients are views
             losses.sum().backward()
             ended = _hooks(slices, bound, "after_backward") or ended
@@ -369,6 +377,19 @@ def _train(all_slices: list[_Slice], pid: str, checkpoint: Path | None, stop: Ca
     for s in slices:
         if s.live:
             _finish(s, c)
+
+
+def _shared_cross_entropy(slices: list[_Slice]) -> float | None:
+    """The label smoothing of a cross-entropy every slice trains on as it is (no penalty wraps it, no
+    transform changes its targets); None otherwise, and each slice's loss is then computed on its own."""
+    values = set()
+    for s in slices:
+        fn, t = s.trial.loss_fn, s.trial
+        if (type(fn) is not nn.CrossEntropyLoss or fn.weight is not None or t.transform is not None
+                or any(tech.uses("wrap_loss") for tech in t.techniques)):
+            return None
+        values.add(fn.label_smoothing)
+    return values.pop() if len(values) == 1 else None
 
 
 def _hooks(slices: list[_Slice], bound: list[dict[str, list[Callable[[], None]]]], event: str) -> bool:
