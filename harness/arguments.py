@@ -33,7 +33,14 @@ def _runs_trials(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="pack K workers on each GPU in turn (default: workers spread over the GPUs)")
     p.add_argument("--data-root", help="folder holding datasets (else $HARNESS_DATA_ROOT)")
     p.add_argument("--plugin", action="append", default=[], help="module or .py file adding components")
+    _fuse(p)
     return p
+
+
+def _fuse(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fuse", metavar="auto|K|off",
+                   help="train compatible trials as fused packs of up to K (auto: as many as fit); overrides the "
+                        "suite's execution.fuse")
 
 
 def _one_trial_args(p: argparse.ArgumentParser, what: str, first: str = "suite",
@@ -60,6 +67,8 @@ def parser() -> argparse.ArgumentParser:
     plan.add_argument("suite")
     plan.add_argument("overrides", nargs="*", metavar="key.path=value")
     plan.add_argument("--plugin", action="append", default=[])
+    _fuse(plan)
+    plan.add_argument("--workers", type=int, default=1, help="the workers the packs are planned for (default 1)")
 
     status = sub.add_parser("status", help="count the records of a results folder by status (and SLURM tasks)")
     status.add_argument("dir")
@@ -70,6 +79,7 @@ def parser() -> argparse.ArgumentParser:
     submit.add_argument("--results", default="results", help="results root; records go to RESULTS/<suite>/")
     submit.add_argument("--dry-run", action="store_true", help="print the sbatch script instead of submitting it")
     submit.add_argument("--plugin", action="append", default=[], help="module or .py file adding components")
+    _fuse(submit)
 
     worker = sub.add_parser("worker", help="run one array task's trials of a plan (what SLURM tasks run)")
     worker.add_argument("plan", help="plan file written by harness submit (RESULTS/<suite>/plans/plan-*.json)")
@@ -78,6 +88,7 @@ def parser() -> argparse.ArgumentParser:
     worker.add_argument("--pending", action="store_true",
                         help="print the task's trial id and exit 0 if it has no record, else exit 1; run nothing")
     worker.add_argument("--plugin", action="append", default=[], help="module or .py file adding components")
+    _fuse(worker)
 
     base = _runs_trials(sub.add_parser("baseline", help="run a suite into results/baselines/<suite> with provenance"))
     base.add_argument("--results", default="results/baselines", help="baselines root (default results/baselines)")

@@ -26,7 +26,8 @@ def _load(args: argparse.Namespace):
     from harness.suite import load_suite
 
     _plugins(args)
-    return load_suite(args.suite, args.overrides)
+    fuse = getattr(args, "fuse", None)
+    return load_suite(args.suite, list(args.overrides) + ([f"execution.fuse={fuse}"] if fuse else []))
 
 
 def _plugins(args: argparse.Namespace) -> None:
@@ -249,7 +250,27 @@ def cmd_plan(args: argparse.Namespace) -> int:
     for t in suite.trials:
         values = dict(t.axes)
         _say("  ".join([t.trial_id, *(str(values[a]).ljust(width[a]) for a in suite.axes), str(t.seed)]))
+    _say_packs(suite, args.workers)
     return EXIT_OK
+
+
+def _say_packs(suite, workers: int) -> None:
+    """The fused packs the sweep would run (``execution.fuse``), and why each lone trial is not fused."""
+    import torch
+
+    from harness.fused.plan import pack_id, plan_packs
+
+    fuse = suite.execution["fuse"]
+    if fuse == "off":
+        _say("fuse: off (every trial trains alone; execution.fuse or --fuse auto|K packs compatible trials)")
+        return
+    units, reasons = plan_packs(list(suite.trials), fuse, workers, cuda=torch.cuda.is_available())
+    packs = [u for u in units if len(u) > 1]
+    _say(f"fuse: {fuse}: {sum(map(len, packs))} trials in {len(packs)} packs, {len(units) - len(packs)} alone")
+    for unit in packs:
+        _say(f"  {pack_id(unit)}  {len(unit)} trials: {' '.join(t.trial_id for t in unit)}")
+    for trial_id, why in reasons.items():
+        _say(f"  alone {trial_id}: {why}")
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -309,7 +330,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
             return EXIT_TRIALS
         _say(trial)
         return EXIT_OK
-    return work(plan, args.index, args.chunk)
+    from harness.fused.plan import parse_fuse
+
+    fuse = None if args.fuse is None else parse_fuse(args.fuse, "--fuse")
+    return work(plan, args.index, args.chunk, fuse=fuse)
 
 
 def _results_dir(path: str) -> Path:

@@ -110,5 +110,12 @@ def _slurm(
 
 
 
+def _execution(*, fuse: str | int = "off"):
+    """How the trials run: fuse packs compatible trials (same data, model, batch size, budget; they may differ
+    in seed, hyperparameters, schedule, init and regularizer strengths) into stacked models of up to K trials
+    trained as one (off, auto, or K; harness/fused/). `--fuse` on the command line overrides it."""
+
+
 report_params = params_of(_report)
+execution_params = params_of(_execution)
 slurm_params = params_of(_slurm)

@@ -21,13 +21,16 @@ import harness.data  # noqa: F401
 import harness.models  # noqa: F401
 from harness import search
 from harness.errors import ConfigError
+from harness.fused.plan import parse_fuse
 from harness.registry import check_keys, check_value, near_miss, resolve_params
-from harness.settings import COMPONENTS, LISTS, SCALARS, SECTIONS, TRIAL_KEYS, report_params, slurm_params
+from harness.settings import (
+    COMPONENTS, LISTS, SCALARS, SECTIONS, TRIAL_KEYS, execution_params, report_params, slurm_params,
+)
 from harness.spec import TrialSpec, canonical_json, get_dotted, value_matches  # noqa: F401  (suite helpers)
 from harness.tracking import tracker_missing
 
 SUITE_KEYS = ["name", "description", "seeds", "budget", "trackers", "base", "grid", "zip", "random", "halving",
-              "exclude", "report", "slurm"]
+              "exclude", "report", "slurm", "execution"]
 METRICS = ["test_acc", "test_loss", "val_acc", "val_loss", "train_acc", "train_loss"]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -123,14 +126,15 @@ class Suite:
     slurm: dict[str, Any] = field(default_factory=dict)
     # random: {space, n, seed}; halving: its settings and brackets (harness.search); None for a grid
     search: dict[str, Any] | None = None
-    raw: dict[str, Any] = field(default_factory=dict)  # the suite as read, overrides applied (harness refine)
+    raw: dict[str, Any] = field(default_factory=dict)
+    execution: dict[str, Any] = field(default_factory=lambda: {"fuse": "off"})  # the suite as read, overrides applied (harness refine)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "description": self.description, "file": self.file,
             "seeds": list(self.seeds), "axes": list(self.axes), "report": self.report,
             "source_sha256": self.source_sha256, "overrides": list(self.overrides), "slurm": self.slurm,
-            "search": self.search, "raw": self.raw,
+            "search": self.search, "raw": self.raw, "execution": self.execution,
         }
 
 
@@ -276,8 +280,10 @@ def _build(raw: dict[str, Any], file: str, sha: str, overrides: tuple[str, ...])
         raise ConfigError("report.metric", f"unknown metric {report['metric']!r}; {near_miss(report['metric'], METRICS)}")
     slurm = resolve_params(slurm_params, raw.get("slurm") or {}, "slurm", "slurm")
     slurm["setup"], slurm["extra"] = list(slurm["setup"]), list(slurm["extra"])
+    execution = resolve_params(execution_params, raw.get("execution") or {}, "execution", "execution")
+    execution["fuse"] = parse_fuse(execution["fuse"])
     return Suite(name, description, file, seeds, tuple(axes), tuple(trials), report, sha, overrides, slurm,
-                 search_info, raw)
+                 search_info, raw, execution)
 
 
 def _random(value: Any, fixed_axes: list[str]) -> tuple[dict[str, dict[str, Any]] | None, int | None, int]:

@@ -109,7 +109,7 @@ def run_suite(suite: Suite, results: Path, pool: Pool, say: Say = _quiet, warn: 
                 say(f"{done} of {len(suite.trials)} trials already have records; running the other {len(todo)}")
             else:
                 say(pool.running(len(todo), suite))
-            run_local(todo, results, pool.workers, plugins=pool.plugins, slots=slots)
+            run_local(todo, results, pool.workers, plugins=pool.plugins, slots=slots, fuse=suite.execution["fuse"])
         trials = list(suite.trials)
     final = scan(results)
     statuses = Counter(final.records[t.trial_id].status if t.trial_id in final.records else "missing"

@@ -19,7 +19,7 @@ from typing import Any, TextIO
 from harness.spec import FAILED, INTERRUPTED, Record, TrialSpec
 from harness.store import write_record
 from harness.errors import UsageError
-from harness.launch.trial import execute
+from harness.launch.trial import execute_unit
 
 
 def cpu_count() -> int:
@@ -89,32 +89,46 @@ def gpu_slots(workers: int, gpus: int, per_gpu: int | None) -> list[int | None]:
 
 
 def run_local(specs: list[TrialSpec], results: Path, workers: int = 1, stream: TextIO = sys.stderr,
-              plugins: list[str] | None = None, slots: list[int | None] | None = None) -> dict[str, str]:
+              plugins: list[str] | None = None, slots: list[int | None] | None = None,
+              fuse: str | int = "off") -> dict[str, str]:
     """Run ``specs``, write one record each under ``results``; returns trial_id → status.
     ``plugins`` are imported in each worker process, as they were in this one; ``slots`` gives
-    each worker's GPU (``gpu_slots``)."""
+    each worker's GPU (``gpu_slots``); ``fuse`` packs compatible trials (``harness.fused.plan``),
+    each pack one unit of work."""
+    from harness.fused.plan import plan_packs
+
+    slots = slots or [None] * max(workers, 1)
+    units, _ = plan_packs(specs, fuse, workers, cuda=any(s is not None for s in slots))
     progress = Progress(len(specs), workers, stream)
-    if workers <= 1 and not any(s is not None for s in slots or []):
-        return _run_inline(specs, results, progress)
-    return _run_pool(specs, results, workers, progress, list(plugins or []), slots or [None] * workers)
+    if workers <= 1 and not any(s is not None for s in slots):
+        return _run_inline(units, results, progress)
+    return _run_pool(units, results, workers, progress, list(plugins or []), slots)
 
 
-def _run_inline(specs: list[TrialSpec], results: Path, progress: Progress) -> dict[str, str]:
-    statuses: dict[str, str] = {}
-    for spec in specs:
-        progress.start(spec)
-        try:
-            record = execute(spec, results)
-        except KeyboardInterrupt:
-            write_record(results, _failed(spec, "interrupted before the trial finished; resumes from its last "
-                                                "epoch's checkpoint", INTERRUPTED))
-            raise
+def _report(unit: list[TrialSpec], records: list[Record | None], progress: Progress, statuses: dict[str, str]) -> None:
+    for spec, record in zip(unit, records):
         if record is None:
+            statuses.setdefault(spec.trial_id, "skipped")
             progress.skip(spec)
             continue
         statuses[spec.trial_id] = record.status
         progress.finish(spec, record)
-    return statuses
+
+
+def _run_inline(units: list[list[TrialSpec]], results: Path, progress: Progress) -> dict[str, str]:
+    statuses: dict[str, str] = {}
+    for unit in units:
+        for spec in unit:
+            progress.start(spec)
+        try:
+            records = execute_unit(unit, results)
+        except KeyboardInterrupt:
+            for spec in unit:
+                write_record(results, _failed(spec, "interrupted before the trial finished; resumes from its last "
+                                                    "epoch's checkpoint", INTERRUPTED))
+            raise
+        _report(unit, records, progress, statuses)
+    return {k: v for k, v in statuses.items() if v != "skipped"}
 
 
 def _die_with_parent() -> None:
@@ -142,18 +156,18 @@ def _worker(tasks: Any, events: Any, results: str, threads: int, plugins: list[s
         item = tasks.get()
         if item is None:
             return
-        index, spec_dict = item
+        index, unit = item
         events.put(("start", os.getpid(), index))
-        record = execute(TrialSpec.from_dict(spec_dict), Path(results))
-        events.put(("done", os.getpid(), index, record.to_json() if record else None))
+        records = execute_unit([TrialSpec.from_dict(d) for d in unit], Path(results))
+        events.put(("done", os.getpid(), index, [r.to_json() if r else None for r in records]))
 
 
-def _run_pool(specs: list[TrialSpec], results: Path, workers: int, progress: Progress,
+def _run_pool(units: list[list[TrialSpec]], results: Path, workers: int, progress: Progress,
               plugins: list[str], slots: list[int | None]) -> dict[str, str]:
     ctx = mp.get_context("spawn")  # fork after torch has threads is unsafe
     tasks, events = ctx.Queue(), ctx.Queue()
-    for i, spec in enumerate(specs):
-        tasks.put((i, spec.to_dict()))
+    for i, unit in enumerate(units):
+        tasks.put((i, [spec.to_dict() for spec in unit]))
     for _ in range(workers):
         tasks.put(None)
     threads = max(1, cpu_count() // workers)
@@ -170,23 +184,18 @@ def _run_pool(specs: list[TrialSpec], results: Path, workers: int, progress: Pro
         return p
 
     procs = {p.pid: p for p in (spawn(gpu) for gpu in slots)}
-    running: dict[int, int] = {}  # pid -> index of the trial it runs
+    running: dict[int, int] = {}  # pid -> index of the unit it runs
     statuses: dict[str, str] = {}
 
     def handle(event: tuple) -> None:
         kind, pid, index = event[:3]
         if kind == "start":
             running[pid] = index
-            progress.start(specs[index])
+            for spec in units[index]:
+                progress.start(spec)
             return
         running.pop(pid, None)
-        if event[3] is None:
-            statuses[specs[index].trial_id] = "skipped"
-            progress.skip(specs[index])
-            return
-        record = Record.from_json(event[3])
-        statuses[record.trial_id] = record.status
-        progress.finish(specs[index], record)
+        _report(units[index], [Record.from_json(r) if r else None for r in event[3]], progress, statuses)
 
     def drain(timeout: float) -> bool:
         got = False
@@ -208,23 +217,24 @@ def _run_pool(specs: list[TrialSpec], results: Path, workers: int, progress: Pro
                 drain(0.2)  # a worker's last events can land after it has exited
                 del procs[pid]
                 if pid in running:
-                    spec = specs[running.pop(pid)]
-                    record = _failed(spec, f"worker process died (exit code {p.exitcode}) while running this trial")
-                    write_record(results, record)
-                    statuses[spec.trial_id] = record.status
-                    progress.finish(spec, record)
+                    for spec in units[running.pop(pid)]:
+                        record = _failed(spec, f"worker process died (exit code {p.exitcode}) while running this trial")
+                        write_record(results, record)
+                        statuses[spec.trial_id] = record.status
+                        progress.finish(spec, record)
                     replacement = spawn(slot_of[pid])
                     procs[replacement.pid] = replacement
         drain(0.2)
     except KeyboardInterrupt:
         for pid, index in running.items():
-            write_record(results, _failed(specs[index], "interrupted before the trial finished", INTERRUPTED))
+            for spec in units[index]:
+                write_record(results, _failed(spec, "interrupted before the trial finished", INTERRUPTED))
         raise
     finally:
         for p in procs.values():
             if p.is_alive():
                 p.kill()
-    for spec in specs:
+    for spec in (spec for unit in units for spec in unit):
         if spec.trial_id not in statuses:  # a worker died between taking a trial and announcing it
             record = _failed(spec, "a worker took this trial and exited before reporting it")
             write_record(results, record)

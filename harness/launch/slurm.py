@@ -24,7 +24,7 @@ from typing import Any, TextIO
 
 from harness import layout
 from harness.errors import UsageError
-from harness.launch.trial import StopFlag, execute, finished
+from harness.launch.trial import StopFlag, execute_unit, finished
 from harness.spec import INTERRUPTED, TrialSpec
 from harness.store import scan
 from harness.store.records import read_plan_file, write_plan_file
@@ -156,8 +156,11 @@ def job_states(results: Path) -> dict[str, int] | None:
     return states
 
 
-def work(plan_file: Path, index: int, chunk: int, stream: TextIO = sys.stderr) -> int:
-    """The array task ``index``: its trials without a final record, one after another."""
+def work(plan_file: Path, index: int, chunk: int, stream: TextIO = sys.stderr, fuse: str | int | None = None) -> int:
+    """The array task ``index``: its trials without a final record, one unit after another (a trial
+    alone, or a fused pack where the plan's suite fuses, or ``fuse`` says so)."""
+    from harness.fused.plan import plan_packs
+
     suite, specs = read_plan_file(plan_file)
     results = layout.results_of_plan_file(Path(plan_file).resolve())
     mine = specs[index * chunk:(index + 1) * chunk]
@@ -165,23 +168,31 @@ def work(plan_file: Path, index: int, chunk: int, stream: TextIO = sys.stderr) -
         raise UsageError(f"task {index} has no trials: the plan has {len(specs)} trials, {chunk} per task")
     flag = StopFlag().install()
     cpus = os.environ.get("SLURM_CPUS_PER_TASK")
-    if cpus:  # the task's allocation, not the node's core count: tasks sharing a node do not oversubscribe it
-        import torch
+    import torch
 
+    if cpus:  # the task's allocation, not the node's core count: tasks sharing a node do not oversubscribe it
         torch.set_num_threads(int(cpus))
+    todo = []
     for spec in mine:
         if finished(results, spec.trial_id) is not None:  # its own record only: a task never reads the whole sweep
             print(f"harness worker: {spec.trial_id} already has a record", file=stream, flush=True)
-            continue
+        else:
+            todo.append(spec)
+    fuse = fuse if fuse is not None else (suite.get("execution") or {}).get("fuse", "off")
+    units, _ = plan_packs(todo, fuse, 1, cuda=torch.cuda.is_available())
+    for unit in units:
         if flag():
             break
-        print(f"harness worker: {spec.trial_id} {spec.label()}", file=stream, flush=True)
-        record = execute(spec, results, stop=flag, flag=flag)
-        if record is None:
-            print(f"harness worker: {spec.trial_id} is running in another task; left to it", file=stream, flush=True)
-            continue
-        print(f"harness worker: {spec.trial_id} {record.status} {record.reason or ''}", file=stream, flush=True)
-        if record.status == INTERRUPTED:
+        for spec in unit:
+            print(f"harness worker: {spec.trial_id} {spec.label()}" + (f" (pack of {len(unit)})" if len(unit) > 1 else ""),
+                  file=stream, flush=True)
+        records = execute_unit(unit, results, stop=flag, flag=flag)
+        for spec, record in zip(unit, records):
+            if record is None:
+                print(f"harness worker: {spec.trial_id} is running in another task; left to it", file=stream, flush=True)
+            else:
+                print(f"harness worker: {spec.trial_id} {record.status} {record.reason or ''}", file=stream, flush=True)
+        if any(r is not None and r.status == INTERRUPTED for r in records):
             break
     if flag.signal is not None:
         _requeue_self(flag.signal, stream)

@@ -92,21 +92,58 @@ def execute(spec: TrialSpec, results: Path, stop: Callable[[], bool] = lambda: F
     with claim(results, spec.trial_id) as mine:
         if not mine:
             return None
-        done = finished(results, spec.trial_id)
-        if done is not None:
-            return done
-        stop_path(results, spec.trial_id).unlink(missing_ok=True)  # left by an earlier stop
-        processes = spec.config["resources"]["processes"]
-        if processes > 1:
-            record = _run_processes(spec, results, processes, flag)
-        else:
-            from harness.engine import run_trial
+        return finished(results, spec.trial_id) or _run_claimed(spec, results, stop, flag)
 
-            record = run_trial(spec, tracking_dir=tracking_dir(results), checkpointing=checkpointing(spec, results, stop))
-            write_record(results, record)
-        if record.status not in (INTERRUPTED, STOPPED):  # a stopped rung is resumed by its promotion
-            remove(checkpoint_path(results, spec.run_id))  # a failed trial starts clean next time
-        return record
+
+def _run_claimed(spec: TrialSpec, results: Path, stop: Callable[[], bool], flag: StopFlag | None) -> Record:
+    """Run a trial whose lock this process holds, and write its record."""
+    stop_path(results, spec.trial_id).unlink(missing_ok=True)  # left by an earlier stop
+    processes = spec.config["resources"]["processes"]
+    if processes > 1:
+        record = _run_processes(spec, results, processes, flag)
+    else:
+        from harness.engine import run_trial
+
+        record = run_trial(spec, tracking_dir=tracking_dir(results), checkpointing=checkpointing(spec, results, stop))
+        write_record(results, record)
+    if record.status not in (INTERRUPTED, STOPPED):  # a stopped rung is resumed by its promotion
+        remove(checkpoint_path(results, spec.run_id))  # a failed trial starts clean next time
+    return record
+
+
+def execute_unit(unit: list[TrialSpec], results: Path, stop: Callable[[], bool] = lambda: False,
+                 flag: StopFlag | None = None) -> list[Record | None]:
+    """Run one unit of a sweep, a trial alone or a fused pack (``harness.fused.plan``); each trial's
+    record, or None for a trial another process holds.
+
+    A pack takes the locks of all its trials; those held elsewhere or already final stay out, and
+    the rest train as one pack, checkpointed under the pack's id (its members'), so that a rerun of
+    the same pack resumes it."""
+    if len(unit) == 1:
+        return [execute(unit[0], results, stop, flag)]
+    from harness.fused.pack import run_pack
+    from harness.fused.plan import pack_id
+
+    results = Path(results)
+    out: dict[str, Record | None] = {s.trial_id: None for s in unit}
+    with contextlib.ExitStack() as locks:
+        todo = []
+        for spec in unit:
+            if locks.enter_context(claim(results, spec.trial_id)):
+                out[spec.trial_id] = finished(results, spec.trial_id)
+                if out[spec.trial_id] is None:
+                    todo.append(spec)
+        if len(todo) == 1:
+            out[todo[0].trial_id] = _run_claimed(todo[0], results, stop, flag)
+        elif todo:
+            path = checkpoint_path(results, pack_id(todo))
+            records = run_pack(todo, path, stop)
+            for record in records:
+                write_record(results, record)
+                out[record.trial_id] = record
+            if all(r.status != INTERRUPTED for r in records):
+                remove(path)
+    return [out[s.trial_id] for s in unit]
 
 
 def checkpointing(spec: TrialSpec, results: Path, stop: Callable[[], bool]) -> Checkpointing:
