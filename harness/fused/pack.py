@@ -124,10 +124,28 @@ def _fail(s: _Slice, e: BaseException) -> None:
         s.record.diagnostics["traceback"] = traceback.format_exc(limit=20)
 
 
+@contextlib.contextmanager
+def _its_stream(s: _Slice) -> Any:
+    """The global random stream as trial k's run alone would have it here: the stream its dropout masks
+    came from (on the CPU). The per-layer probe draws its dropout from it (and puts it back), so its
+    profiles equal the unfused run's; whatever a callback draws, the slice's stream keeps."""
+    if s.dropout is None or s.dropout.device.type != "cpu":
+        yield
+        return
+    kept = torch.get_rng_state()
+    torch.set_rng_state(s.dropout.get_state())
+    try:
+        yield
+    finally:
+        s.dropout.set_state(torch.get_rng_state())
+        torch.set_rng_state(kept)
+
+
 def _call(s: _Slice, event: str, *args: Any) -> None:
     """A live slice's callbacks for ``event``; a slice whose callback raises ends, the pack goes on."""
     try:
-        s.hooks(event, s.run, *args)
+        with _its_stream(s):
+            s.hooks(event, s.run, *args)
     except (Diverged, Exception) as e:  # noqa: BLE001 - one trial's failure is recorded, the others train on
         _fail(s, e)
 
@@ -267,7 +285,8 @@ def _restore(path: Path, pid: str, slices: list[_Slice], stacked: nn.Module, opt
     for s, saved in zip(slices, state["slices"]):
         s.record = s.run.record = Record.from_json(saved["record"])
         s.live, s.run.final_epoch, s.run.cursor = saved["live"], saved["final_epoch"], cursor
-        s.record.diagnostics["resumed_at_step"] = s.record.diagnostics.get("resumed_at_step", []) + [cursor.step]
+        if s.live:
+            s.record.diagnostics["resumed_at_step"] = s.record.diagnostics.get("resumed_at_step", []) + [cursor.step]
         s.hooks.load_state_dict(saved["callbacks"])
         if s.trial.schedule_state is not None:
             s.trial.schedule_state.clear()
@@ -284,7 +303,8 @@ def _train(all_slices: list[_Slice], pid: str, checkpoint: Path | None, stop: Ca
         return
     K, t0, config = len(slices), slices[0].trial, slices[0].spec.config
     c = (_restore(checkpoint, pid, slices, stacked, optimizer) if checkpoint is not None else None) or Cursor()
-    optimizer.set_active([s.live for s in slices])
+    mask = [s.live for s in slices]
+    optimizer.set_active(mask)
     for s in slices:
         s.run.cursor = c
     run0 = slices[0].run
@@ -334,32 +354,35 @@ def _train(all_slices: list[_Slice], pid: str, checkpoint: Path | None, stop: Ca
             if any(tf is not None for tf in transforms):
                 xs = list(x.unbind(0))
                 for k, tf in enumerate(transforms):
-                    if tf is not None:
-                        xs[k], ys[k] = tf(xs[k], ys[k], slices[k].run.rng)
+                    if tf is not None and slices[k].live:
+                        try:
+                            xs[k], ys[k] = tf(xs[k], ys[k], slices[k].run.rng)
+                        except Exception as e:  # noqa: BLE001 - that trial fails; its slice steps on as it is, frozen
+                            _fail(slices[k], e)
                 x = torch.stack(xs)
             optimizer.set_lr([s.base_lr * s.trial.schedule(c.step) for s in slices])
-            ended = _hooks(slices, bound, "before_step")
+            _hooks(slices, bound, "before_step")
             out = stacked(x)
             if smoothing is not None:  # every slice's loss is the same plain cross-entropy: one call for all
                 losses = F.cross_entropy(out.flatten(0, 1), y.flatten(), reduction="none",
                                          label_smoothing=smoothing).view(K, size).mean(1)
             else:
-                losses = torch.stack([s.trial.loss(s.trial.model, out[k], ys[k]) for k, s in enumerate(slices)])
+                losses = torch.stack([_loss(s, out[k], ys[k]) for k, s in enumerate(slices)])
             optimizer.zero_grad(set_to_none=False)  # in place: the unfused models' gradients are views
             losses.sum().backward()
-            ended = _hooks(slices, bound, "after_backward") or ended
+            _hooks(slices, bound, "after_backward")
             for s in slices:
                 if s.live and s.clip is not None:
                     s.clip()
-            if ended:  # a slice that ended in this step's hooks takes no update
-                optimizer.set_active([s.live for s in slices])
+            if [s.live for s in slices] != mask:  # a slice that ended in this step takes no update
+                mask = [s.live for s in slices]
+                optimizer.set_active(mask)
             optimizer.step()
             c.step += 1
             c.batches += 1
             for s, loss in zip(slices, losses.detach().unbind(0)):
                 s.run.loss = loss
-            if _hooks(slices, bound, "after_step"):
-                optimizer.set_active([s.live for s in slices])
+            _hooks(slices, bound, "after_step")
             if checkpoint is not None and c.step < t0.total_steps and stop():
                 c.epoch_train_s = run0.clock() - started
                 _save(checkpoint, _state(slices, pid, c, stacked, optimizer, orders))
@@ -367,7 +390,8 @@ def _train(all_slices: list[_Slice], pid: str, checkpoint: Path | None, stop: Ca
             if c.step >= t0.total_steps:
                 break
         _end_epoch(slices, stacked, c, run0.clock() - started, (probe, val, test))
-        optimizer.set_active([s.live for s in slices])
+        mask = [s.live for s in slices]
+        optimizer.set_active(mask)
         c.batches, c.epoch_train_s = 0, 0.0
         if checkpoint is not None and any(s.live for s in slices):
             _save(checkpoint, _state(slices, pid, Cursor(c.epoch + 1, c.step, 0, c.train_s, c.eval_s), stacked,
@@ -377,6 +401,16 @@ def _train(all_slices: list[_Slice], pid: str, checkpoint: Path | None, stop: Ca
     for s in slices:
         if s.live:
             _finish(s, c)
+
+
+def _loss(s: _Slice, out: Tensor, y: Tensor) -> Tensor:
+    """Slice k's training loss (its techniques' penalties on its own model, whose weights are its slice's)."""
+    if s.live:
+        try:
+            return s.trial.loss(s.trial.model, out, y)
+        except Exception as e:  # noqa: BLE001 - that trial fails; the pack goes on
+            _fail(s, e)
+    return out.sum() * 0.0  # an ended slice adds no gradient
 
 
 def _shared_cross_entropy(slices: list[_Slice]) -> float | None:
@@ -392,9 +426,8 @@ def _shared_cross_entropy(slices: list[_Slice]) -> float | None:
     return values.pop() if len(values) == 1 else None
 
 
-def _hooks(slices: list[_Slice], bound: list[dict[str, list[Callable[[], None]]]], event: str) -> bool:
-    """The step's hooks of every live slice; whether a slice ended (diverged or failed)."""
-    ended = False
+def _hooks(slices: list[_Slice], bound: list[dict[str, list[Callable[[], None]]]], event: str) -> None:
+    """The step's hooks of every live slice; a slice whose hook raises ends (diverged or failed)."""
     for s, hooks in zip(slices, bound):
         if not s.live or not hooks[event]:
             continue
@@ -403,8 +436,6 @@ def _hooks(slices: list[_Slice], bound: list[dict[str, list[Callable[[], None]]]
                 hook()
         except (Diverged, Exception) as e:  # noqa: BLE001 - one trial's end, the pack goes on
             _fail(s, e)
-            ended = True
-    return ended
 
 
 def _end_epoch(slices: list[_Slice], stacked: nn.Module, c: Cursor, epoch_train: float, loaders: tuple) -> None:
@@ -422,7 +453,8 @@ def _end_epoch(slices: list[_Slice], stacked: nn.Module, c: Cursor, epoch_train:
     start = run0.clock()
     with contextlib.ExitStack() as stack:
         for k in live:  # every slice's evaluation weights at once (an average), then one pass over the data
-            stack.enter_context(slices[k].hooks.evaluation(slices[k].run))
+            with _its_stream(slices[k]):
+                stack.enter_context(slices[k].hooks.evaluation(slices[k].run))
             slices[k].trial.model.eval()
         probe, val, test = loaders
         _, train_acc = evaluate_pack(stacked, probe, len(slices))
@@ -435,7 +467,8 @@ def _end_epoch(slices: list[_Slice], stacked: nn.Module, c: Cursor, epoch_train:
         metrics = {"train_acc": train_acc[k], "val_loss": val_loss[k], "val_acc": val_acc[k],
                    "test_loss": test_loss[k], "test_acc": test_acc[k]}
         try:
-            stop = close_epoch(s.run, s.hooks, trained[k], metrics, s.base_lr, epoch_train, epoch_eval)
+            with _its_stream(s):
+                stop = close_epoch(s.run, s.hooks, trained[k], metrics, s.base_lr, epoch_train, epoch_eval)
         except (Diverged, Exception) as e:  # noqa: BLE001
             _fail(s, e)
             continue

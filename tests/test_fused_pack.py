@@ -1,0 +1,248 @@
+"""Fused packs against the same trials run alone (harness/fused/pack.py, plan.py).
+
+The equivalence the fused-trials issue asks for: a digits suite of 4 optimizers x 2 learning rates x
+2 seeds with BatchNorm and dropout, run through the sweep fused and unfused, gives every trial the
+same epoch-1 training loss (rtol 1e-4) and final test accuracy (within 0.01). A slice that diverges
+or fails leaves the other slices' records equal to their runs alone; a pack stopped mid-epoch, or
+killed with SIGKILL, resumes to the records of an uninterrupted pack. The plan says why a trial is
+not fused."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import REPO, harness_cli, write_suite
+
+from harness.components import REGULARIZERS
+from harness.components.regularizers import Parts
+from harness.engine import run_trial
+from harness.errors import ConfigError
+from harness.fused.pack import run_pack
+from harness.fused.plan import pack_id, parse_fuse, plan_packs, why_not
+from harness.launch import run_local
+from harness.spec import COMPLETED, DIVERGED, FAILED, INTERRUPTED
+from harness.store import scan
+from harness.suite import load_suite
+
+EQUIVALENCE = """
+name: fused-eq
+seeds: 2
+budget: {epochs: 2}
+base:
+  dataset: {name: digits, val_size: 300, train_subset: 600}
+  model: {name: mlp, depth: 2, width: 32, activation: relu}
+  norm: batchnorm
+  regularizers: [{name: dropout, p: 0.2}]
+  schedule: cosine
+  batch_size: 50
+grid:
+  optimizer:
+    - {name: sgd, lr: 0.05}
+    - {name: sgd, lr: 0.2}
+    - {name: momentum, lr: 0.02, momentum: 0.9}
+    - {name: momentum, lr: 0.05, momentum: 0.8}
+    - {name: adam, lr: 0.001}
+    - {name: adam, lr: 0.003, beta1: 0.8, beta2: 0.99}
+    - {name: rmsprop, lr: 0.001}
+    - {name: rmsprop, lr: 0.003, weight_decay: 0.001}
+"""
+
+SMALL = """
+name: fused-small
+seeds: 1
+budget: {epochs: 3}
+base:
+  dataset: {name: digits, val_size: 200, train_subset: 400}
+  model: {name: mlp, depth: 1, width: 24}
+  batch_size: 40
+grid:
+  optimizer: [{name: sgd, lr: 0.05}, {name: sgd, lr: 1.0e+6}, {name: sgd, lr: 0.2}]
+"""
+
+
+def test_a_fused_sweep_gives_every_trial_the_record_of_its_run_alone(tmp_path):
+    suite = load_suite(write_suite(tmp_path, EQUIVALENCE))
+    assert len(suite.trials) == 16
+    run_local(list(suite.trials), tmp_path / "fused", fuse="auto")
+    run_local(list(suite.trials), tmp_path / "alone", fuse="off")
+    fused, alone = scan(tmp_path / "fused").records, scan(tmp_path / "alone").records
+    packs = {r.environment["fused"]["pack"] for r in fused.values()}
+    assert len(packs) == 4 and all(r.environment["fused"]["size"] == 4 for r in fused.values())  # one per optimizer
+    assert not any("fused" in r.environment for r in alone.values())
+    for trial_id, a in alone.items():
+        f = fused[trial_id]
+        assert f.status == a.status == COMPLETED
+        assert f.history[0]["train_loss"] == pytest.approx(a.history[0]["train_loss"], rel=1e-4)
+        assert abs(f.final["test_acc"] - a.final["test_acc"]) <= 0.01
+        assert f.diagnostics["init_loss"] == pytest.approx(a.diagnostics["init_loss"], rel=1e-6)
+        assert f.config == a.config and f.seed == a.seed and len(f.steps) == len(a.steps)
+        assert f.diagnostics["layers"]["epochs"][-1].keys() == a.diagnostics["layers"]["epochs"][-1].keys()
+
+
+def _specs(tmp_path, text, overrides=()):
+    return list(load_suite(write_suite(tmp_path, text), list(overrides)).trials)
+
+
+def _same_as_alone(fused, spec, rel=1e-5):
+    alone = run_trial(spec)
+    assert fused.status == alone.status
+    assert len(fused.history) == len(alone.history)
+    for f, a in zip(fused.history, alone.history):
+        assert f["train_loss"] == pytest.approx(a["train_loss"], rel=rel)
+        assert f["test_acc"] == pytest.approx(a["test_acc"], abs=1e-9)
+        assert f["val_loss"] == pytest.approx(a["val_loss"], rel=rel)
+    return alone
+
+
+def test_a_diverging_slice_is_recorded_at_its_step_and_the_others_train_on(tmp_path):
+    specs = _specs(tmp_path, SMALL)
+    records = run_pack(specs)
+    assert [r.status for r in records] == [COMPLETED, DIVERGED, COMPLETED]
+    alone = run_trial(specs[1])
+    assert alone.status == DIVERGED and records[1].diverged_step == alone.diverged_step
+    assert records[1].reason == alone.reason
+    _same_as_alone(records[0], specs[0])
+    _same_as_alone(records[2], specs[2])
+
+
+@REGULARIZERS.register("fused_test_raise")
+def _raising(ctx, *, step: int = 4) -> Parts:
+    """Raises in its batch transform after ``step`` batches, as a buggy technique would."""
+    seen = {"n": 0}
+
+    def batch(x, y, rng):
+        seen["n"] += 1
+        if seen["n"] > step:
+            raise RuntimeError(f"boom after {step} batches")
+        return x, y
+
+    return Parts(batch=batch)
+
+
+def test_a_failing_slice_is_recorded_failed_and_the_pack_goes_on(tmp_path):
+    specs = _specs(tmp_path, SMALL, ["grid.optimizer=[{name: sgd, lr: 0.05}]", "seeds=2",
+                                     "grid.regularizers=[[], [fused_test_raise], [{name: l2, strength: 0.01}]]"])
+    raising = [s for s in specs if [r["name"] for r in s.config["regularizers"]] == ["fused_test_raise"]]
+    assert len(raising) == 2
+    assert why_not(raising[0].config) == "technique 'fused_test_raise' does not run per slice of a pack"
+    records = run_pack(specs)
+    statuses = [r.status for r in records]
+    assert statuses.count(FAILED) == 2 and statuses.count(COMPLETED) == 4
+    for spec, r in zip(specs, records):
+        if spec in raising:
+            assert r.status == FAILED and "boom after 4 batches" in r.reason and "traceback" in r.diagnostics
+        else:  # with an L2 penalty too: its gradient reaches the slice through the unfused model's views
+            _same_as_alone(r, spec)
+
+
+def test_a_pack_stopped_mid_epoch_resumes_to_the_uninterrupted_records(tmp_path):
+    specs = _specs(tmp_path, SMALL, ["base.norm=batchnorm", "base.regularizers=[{name: dropout, p: 0.3}]"])
+    whole = run_pack(specs)
+    path = tmp_path / "pack.pt"
+    calls = {"n": 0}
+
+    def stop():  # asked after every step and every epoch: the 15th time is after step 14, mid-epoch 2 (10 an epoch)
+        calls["n"] += 1
+        return calls["n"] == 15
+
+    first = run_pack(specs, path, stop)
+    assert [r.status for r in first] == [INTERRUPTED] * 3 and path.exists()
+    resumed = run_pack(specs, path)
+    for a, b in zip(whole, resumed):
+        assert b.status == a.status
+        assert b.diagnostics.get("resumed_at_step") == (None if a.status == DIVERGED else [14])
+        assert [h["train_loss"] for h in b.history] == [h["train_loss"] for h in a.history]
+        assert [h["test_acc"] for h in b.history] == [h["test_acc"] for h in a.history]
+        assert b.steps == a.steps and b.diverged_step == a.diverged_step
+
+
+def test_a_pack_killed_with_sigkill_resumes_from_its_checkpoint(tmp_path):
+    suite = write_suite(tmp_path, SMALL.replace("epochs: 3", "epochs: 6").replace("seeds: 1", "seeds: 2")
+                        .replace("train_subset: 400", "train_subset: 1200").replace("1.0e+6", "0.1"))
+    results = tmp_path / "res"
+    cmd = [sys.executable, "-m", "harness.cli", "run", str(suite), "--results", str(results), "--fuse", "auto",
+           "--no-report"]
+    child = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             env={**os.environ, "PYTHONPATH": str(REPO)})
+    checkpoints = results / "fused-small" / "checkpoints"
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(checkpoints.glob("pack-*.pt")) and child.poll() is None:
+        time.sleep(0.05)
+    assert child.poll() is None, "the run ended before its first pack checkpoint"
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert not scan(results / "fused-small").records  # nothing final was written
+    assert harness_cli("run", suite, "--results", results, "--fuse", "auto", "--no-report").returncode == 0
+    resumed = scan(results / "fused-small").records
+    assert all("resumed_at_step" in r.diagnostics for r in resumed.values() if r.status == COMPLETED)
+    fresh = tmp_path / "fresh"
+    assert harness_cli("run", suite, "--results", fresh, "--fuse", "auto", "--no-report").returncode == 0
+    for trial_id, a in scan(fresh / "fused-small").records.items():
+        b = resumed[trial_id]
+        assert (b.status, b.diverged_step, b.steps) == (a.status, a.diverged_step, a.steps)
+        assert [h["test_acc"] for h in b.history] == [h["test_acc"] for h in a.history]
+    assert not any(checkpoints.glob("pack-*.pt"))  # removed once the pack ended
+
+
+def test_the_plan_packs_compatible_trials_and_says_why_the_others_train_alone(tmp_path):
+    suite = load_suite(write_suite(tmp_path, EQUIVALENCE), [
+        "grid.optimizer=[{name: sgd, lr: 0.1}, {name: sgd, lr: 0.2}, lbfgs]",
+        "grid.ensemble=[{members: 1}, {members: 2}]"])
+    units, reasons = plan_packs(list(suite.trials), "auto")
+    packs = [u for u in units if len(u) > 1]
+    assert [len(u) for u in packs] == [4]  # sgd x 2 lrs x 2 seeds, one member
+    assert len(units) == 1 + 8
+    assert sum("no fused form" in why for why in reasons.values()) == 4
+    assert sum("ensemble" in why for why in reasons.values()) == 4
+    assert [len(u) for u in plan_packs(list(packs[0]), 3)[0]] == [3, 1]
+    assert [len(u) for u in plan_packs(list(packs[0]), "auto", workers=2)[0]] == [2, 2]  # shared by the workers
+    assert all(len(u) == 1 for u in plan_packs(list(suite.trials), "off")[0])
+    assert pack_id(packs[0]) == pack_id(list(reversed(packs[0])))
+    wide = load_suite(write_suite(tmp_path, EQUIVALENCE), ["grid.model=[{name: mlp, width: 32}, {name: mlp, width: 64}]",
+                                                          "grid.optimizer=[sgd]"])
+    assert [len(u) for u in plan_packs(list(wide.trials), "auto")[0]] == [2, 2]  # widths differ: two packs
+    resnet = load_suite(write_suite(tmp_path, EQUIVALENCE), ["base.model={name: resnet, depth: 8}",
+                                                            "base.regularizers=[]"])
+    assert "no stacked form" in why_not(resnet.trials[0].config)
+    out = harness_cli("plan", write_suite(tmp_path, EQUIVALENCE), "--fuse", "auto", "grid.optimizer=[sgd, lbfgs]")
+    assert out.returncode == 0
+    assert "fuse: auto: 2 trials in 1 packs, 2 alone" in out.stdout
+    assert "alone" in out.stdout and "optimizer 'lbfgs' has no fused form" in out.stdout
+
+
+def test_fuse_settings_are_checked_where_they_are_given(tmp_path):
+    assert parse_fuse("8") == 8 and parse_fuse("auto") == "auto" and parse_fuse("off") == "off"
+    for bad in (0, -1, "many", 2.5, True):
+        with pytest.raises(ConfigError):
+            parse_fuse(bad)
+    with pytest.raises(ConfigError, match="execution.fuse"):
+        load_suite(write_suite(tmp_path, EQUIVALENCE + "execution: {fuse: 0}\n"))
+    out = harness_cli("run", write_suite(tmp_path, EQUIVALENCE), "--fuse", "lots", "--results", tmp_path / "r")
+    assert out.returncode == 2 and "execution.fuse" in out.stderr
+
+
+def test_each_slice_runs_its_own_techniques_as_it_would_alone(tmp_path):
+    """Weight averages (their BatchNorm statistics recomputed on the slice), batch transforms, penalties,
+    early stopping and label smoothing, one per slice of one pack."""
+    specs = _specs(tmp_path, SMALL, [
+        "grid.optimizer=[{name: momentum, lr: 0.05}]", "base.norm=batchnorm", "budget.epochs=3",
+        "grid.regularizers=[[{name: ema, decay: 0.8}], [{name: swa, start: 0.3}], [{name: mixup, alpha: 0.4}], "
+        "[{name: cutout, size: 3}], [{name: l1, strength: 0.001}], [{name: early_stopping, patience: 0, "
+        "min_delta: 5.0}]]",
+        "grid.loss=[{name: cross_entropy}, {name: cross_entropy, label_smoothing: 0.1}]"])
+    assert len(specs) == 12 and len(plan_packs(specs, "auto")[0]) == 1
+    records = run_pack(specs)
+    stopped = [r for r in records if "early_stopping" in r.diagnostics]
+    assert [(len(r.history), r.final["epoch"]) for r in stopped] == [(2, 1), (2, 1)], [r.diagnostics["early_stopping"] for r in stopped]
+    for spec, record in zip(specs, records):
+        alone = run_trial(spec)
+        assert record.status == alone.status == COMPLETED
+        assert len(record.history) == len(alone.history)
+        for f, a in zip(record.history, alone.history):
+            assert f["train_loss"] == pytest.approx(a["train_loss"], rel=1e-3)
+            assert abs(f["val_acc"] - a["val_acc"]) <= 0.01 and abs(f["test_acc"] - a["test_acc"]) <= 0.01
+        assert record.history[0]["train_loss"] == pytest.approx(alone.history[0]["train_loss"], rel=1e-4)
+        assert record.final == pytest.approx(alone.final, rel=1e-2)
+        assert record.diagnostics.get("early_stopping") == alone.diagnostics.get("early_stopping")
