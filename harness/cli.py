@@ -52,7 +52,6 @@ def _data_root(args: argparse.Namespace) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness.report import write_report
     from harness.spec import COMPLETED, STOPPED
     from harness.sweep import run_suite
 
@@ -61,6 +60,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     results = suite_dir(args.results, suite.name)
     statuses = run_suite(suite, results, _pool(args), _say, _warn)
     if not args.no_report:
+        from harness.report import write_report  # pandas, scipy, seaborn: 3.5 s of imports a --no-report run skips
+
         files = write_report(results)
         _say(f"report:  {files[0]}")
     # a stopped trial is a rung of successive halving that was not promoted: its search went as planned
@@ -255,22 +256,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _say_packs(suite, workers: int) -> None:
-    """The fused packs the sweep would run (``execution.fuse``), and why each lone trial is not fused."""
     import torch
 
-    from harness.fused.plan import pack_id, plan_packs
+    from harness.fused.plan import describe
 
-    fuse = suite.execution["fuse"]
-    if fuse == "off":
-        _say("fuse: off (every trial trains alone; execution.fuse or --fuse auto|K packs compatible trials)")
-        return
-    units, reasons = plan_packs(list(suite.trials), fuse, workers, cuda=torch.cuda.is_available())
-    packs = [u for u in units if len(u) > 1]
-    _say(f"fuse: {fuse}: {sum(map(len, packs))} trials in {len(packs)} packs, {len(units) - len(packs)} alone")
-    for unit in packs:
-        _say(f"  {pack_id(unit)}  {len(unit)} trials: {' '.join(t.trial_id for t in unit)}")
-    for trial_id, why in reasons.items():
-        _say(f"  alone {trial_id}: {why}")
+    for line in describe(list(suite.trials), suite.execution["fuse"], workers, torch.cuda.is_available()):
+        _say(line)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

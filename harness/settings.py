@@ -110,7 +110,7 @@ def _slurm(
 
 
 
-def _execution(*, fuse: str | int = "off"):
+def _execution(*, fuse: str | int | bool = "off"):  # YAML reads a bare `off` as false
     """How the trials run: fuse packs compatible trials (same data, model, batch size, budget; they may differ
     in seed, hyperparameters, schedule, init and regularizer strengths) into stacked models of up to K trials
     trained as one (off, auto, or K; harness/fused/). `--fuse` on the command line overrides it."""

@@ -213,7 +213,8 @@ def test_the_plan_packs_compatible_trials_and_says_why_the_others_train_alone(tm
 
 
 def test_fuse_settings_are_checked_where_they_are_given(tmp_path):
-    assert parse_fuse("8") == 8 and parse_fuse("auto") == "auto" and parse_fuse("off") == "off"
+    assert parse_fuse("8") == 8 and parse_fuse("auto") == "auto" and parse_fuse("off") == parse_fuse(False) == "off"
+    assert load_suite(write_suite(tmp_path, EQUIVALENCE + "execution: {fuse: off}\n")).execution == {"fuse": "off"}
     for bad in (0, -1, "many", 2.5, True):
         with pytest.raises(ConfigError):
             parse_fuse(bad)

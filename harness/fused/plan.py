@@ -38,7 +38,10 @@ CPU_AUTO_MAX = 64
 
 
 def parse_fuse(value: Any, where: str = "execution.fuse") -> Fuse:
-    """``off``, ``auto`` or a whole number >= 1 (a string from the command line is read as one)."""
+    """``off``, ``auto`` or a whole number >= 1 (a string from the command line is read as one; YAML reads
+    a bare ``off`` as false)."""
+    if value is False:
+        return "off"
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value)
     if value in ("off", "auto") or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
@@ -122,3 +125,15 @@ def plan_packs(specs: list["TrialSpec"], fuse: Fuse, workers: int = 1, cuda: boo
                 reasons[chunk[0].trial_id] = "no other trial of the sweep shares its architecture, data and budget"
             units.append(chunk)
     return units, reasons
+
+
+def describe(specs: list["TrialSpec"], fuse: Fuse, workers: int = 1, cuda: bool = False) -> list[str]:
+    """What ``harness plan`` prints of the packs: each pack's trials, and why each lone trial is alone."""
+    if fuse == "off":
+        return ["fuse: off (every trial trains alone; execution.fuse or --fuse auto|K packs compatible trials)"]
+    units, reasons = plan_packs(specs, fuse, workers, cuda)
+    packs = [u for u in units if len(u) > 1]
+    lines = [f"fuse: {fuse}: {sum(map(len, packs))} trials in {len(packs)} packs, {len(units) - len(packs)} alone"]
+    lines += [f"  {pack_id(u)}  {len(u)} trials: {' '.join(t.trial_id for t in u)}" for u in packs]
+    lines += [f"  alone {trial_id}: {why}" for trial_id, why in reasons.items()]
+    return lines
