@@ -227,10 +227,16 @@ def test_unstack_gives_each_trial_its_own_state_dict_exactly(name, shape, kw):
 
 
 def test_unsupported_models_and_mismatched_trials_are_refused_by_layer():
-    resnet = MODELS.build(MODELS.resolve({"name": "resnet", "depth": 8}, "m"),
-                          ModelContext((3, 32, 32), 10, lambda f, d: nn.Identity()))
-    with pytest.raises(ValueError, match="residual models"):
-        stack_models([resnet, resnet])
+    def resnet(width=1, drop_path=0.0):
+        return MODELS.build(MODELS.resolve({"name": "resnet", "depth": 8, "width": width}, "m"),
+                            ModelContext((3, 32, 32), 10, lambda f, d: nn.Identity(), drop_path=drop_path))
+
+    with pytest.raises(ValueError, match=r"stochastic depth is not supported"):
+        stack_models([resnet(drop_path=0.2), resnet(drop_path=0.2)])
+    with pytest.raises(ValueError, match="differ in their layers or widths"):
+        stack_models([resnet(), resnet(width=2)])
+    with pytest.raises(ValueError, match="not Linear"):
+        stack_models([nn.Linear(2, 2), nn.Linear(2, 2)])
     dropconnect = REGULARIZERS.build(REGULARIZERS.resolve({"name": "dropconnect"}, "r"), RegContext(10))
     a, b = _models("mlp", (1, 8, 8), 2, width=8)
     for m in (a, b):

@@ -79,6 +79,10 @@ def test_a_fused_sweep_gives_every_trial_the_record_of_its_run_alone(tmp_path):
         assert f.diagnostics["init_loss"] == pytest.approx(a.diagnostics["init_loss"], rel=1e-6)
         assert f.config == a.config and f.seed == a.seed and len(f.steps) == len(a.steps)
         assert f.diagnostics["layers"]["epochs"][-1].keys() == a.diagnostics["layers"]["epochs"][-1].keys()
+    from harness.report import write_report  # the report reads fused records as it reads any
+
+    report = write_report(tmp_path / "fused", formats=("md",), jobs=1)[0].read_text()
+    assert "adam" in report and "rmsprop" in report and "missing" not in report
 
 
 def _specs(tmp_path, text, overrides=()):
@@ -107,7 +111,6 @@ def test_a_diverging_slice_is_recorded_at_its_step_and_the_others_train_on(tmp_p
     _same_as_alone(records[2], specs[2])
 
 
-@REGULARIZERS.register("fused_test_raise")
 def _raising(ctx, *, step: int = 4) -> Parts:
     """Raises in its batch transform after ``step`` batches, as a buggy technique would."""
     seen = {"n": 0}
@@ -121,7 +124,15 @@ def _raising(ctx, *, step: int = 4) -> Parts:
     return Parts(batch=batch)
 
 
-def test_a_failing_slice_is_recorded_failed_and_the_pack_goes_on(tmp_path):
+@pytest.fixture
+def raising_technique():
+    """Registered for one test only: the registry-wide tests must not see it."""
+    REGULARIZERS.register("fused_test_raise")(_raising)
+    yield
+    del REGULARIZERS._entries["fused_test_raise"]
+
+
+def test_a_failing_slice_is_recorded_failed_and_the_pack_goes_on(tmp_path, raising_technique):
     specs = _specs(tmp_path, SMALL, ["grid.optimizer=[{name: sgd, lr: 0.05}]", "seeds=2",
                                      "grid.regularizers=[[], [fused_test_raise], [{name: l2, strength: 0.01}]]"])
     raising = [s for s in specs if [r["name"] for r in s.config["regularizers"]] == ["fused_test_raise"]]
@@ -203,9 +214,15 @@ def test_the_plan_packs_compatible_trials_and_says_why_the_others_train_alone(tm
     wide = load_suite(write_suite(tmp_path, EQUIVALENCE), ["grid.model=[{name: mlp, width: 32}, {name: mlp, width: 64}]",
                                                           "grid.optimizer=[sgd]"])
     assert [len(u) for u in plan_packs(list(wide.trials), "auto")[0]] == [2, 2]  # widths differ: two packs
-    resnet = load_suite(write_suite(tmp_path, EQUIVALENCE), ["base.model={name: resnet, depth: 8}",
-                                                            "base.regularizers=[]"])
-    assert "no stacked form" in why_not(resnet.trials[0].config)
+    resnet = list(load_suite(write_suite(tmp_path, EQUIVALENCE), ["base.model={name: resnet, depth: 8}",
+                                                                 "base.regularizers=[]"]).trials)
+    assert why_not(resnet[0].config) is None
+    units, reasons = plan_packs(resnet, "auto")  # on a CPU, auto fuses MLPs only
+    assert len(units) == 16 and all("grouped convolution runs slower" in why for why in reasons.values())
+    assert [len(u) for u in plan_packs(resnet, 4)[0]] == [4] * 4 and len(plan_packs(resnet, "auto", cuda=True)[0]) == 4
+    wrn = load_suite(write_suite(tmp_path, EQUIVALENCE), ["base.model={name: wrn, depth: 10, dropout: 0.3}",
+                                                         "base.regularizers=[]"])
+    assert "convolutional feature maps" in why_not(wrn.trials[0].config)
     out = harness_cli("plan", write_suite(tmp_path, EQUIVALENCE), "--fuse", "auto", "grid.optimizer=[sgd, lbfgs]")
     assert out.returncode == 0
     assert "fuse: auto: 2 trials in 1 packs, 2 alone" in out.stdout
@@ -247,3 +264,49 @@ def test_each_slice_runs_its_own_techniques_as_it_would_alone(tmp_path):
         assert record.history[0]["train_loss"] == pytest.approx(alone.history[0]["train_loss"], rel=1e-4)
         assert record.final == pytest.approx(alone.final, rel=1e-2)
         assert record.diagnostics.get("early_stopping") == alone.diagnostics.get("early_stopping")
+
+
+def test_an_array_task_runs_its_chunk_as_a_pack_stops_on_usr1_and_resumes(tmp_path):
+    """``harness worker`` (what a SLURM array task runs) with the suite's ``execution.fuse``: a chunk of 4
+    is one pack; USR1 (the time limit is near) stops it at a step with every record ``interrupted`` and its
+    checkpoint kept; the task run again resumes the pack to the records of an uninterrupted one."""
+    text = (SMALL.replace("epochs: 3", "epochs: 40").replace("train_subset: 400", "train_subset: 1200")
+            .replace("1.0e+6", "0.1").replace("seeds: 1", "seeds: 2") + "execution: {fuse: auto}\n")
+    suite = write_suite(tmp_path, text)
+    assert harness_cli("submit", suite, "--results", tmp_path / "res", "--dry-run").returncode == 0
+    plan = next((tmp_path / "res").glob("*/plans/plan-*.json"))
+    results = plan.parent.parent
+    cmd = [sys.executable, "-m", "harness", "worker", str(plan), "--index", "0", "--chunk", "4"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not any((results / "checkpoints").glob("pack-*.pt")) and time.time() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGUSR1)  # in epoch 2 of 40
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "(pack of 4)" in err
+    parts = scan(results).records
+    assert len(parts) == 4 and {r.status for r in parts.values()} == {INTERRUPTED}
+    again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    resumed = scan(results).records
+    specs = load_suite(suite).trials[:4]
+    whole = {r.trial_id: r for r in run_pack(list(specs))}
+    for trial_id, r in resumed.items():
+        assert r.status == COMPLETED and r.diagnostics["resumed_at_step"]
+        assert r.environment["fused"]["size"] == 4
+        assert [h["train_loss"] for h in r.history] == [h["train_loss"] for h in whole[trial_id].history]
+        assert r.steps == whole[trial_id].steps and r.final["test_acc"] == whole[trial_id].final["test_acc"]
+    assert not any((results / "checkpoints").glob("pack-*.pt"))
+
+
+def test_a_residual_pack_gives_each_trial_the_record_of_its_run_alone(tmp_path):
+    """ResNet-8 (BatchNorm, a projection shortcut per stage) and a pre-activation WRN as stacked models: the
+    model's own forward over stacked layers in the grouped layout."""
+    for model in ("{name: resnet, depth: 8}", "{name: wrn, depth: 10, widen: 1}"):
+        specs = _specs(tmp_path, SMALL, [f"base.model={model}", "base.norm=batchnorm", "seeds=2", "budget.epochs=1",
+                                         "grid.optimizer=[{name: momentum, lr: 0.02}, {name: momentum, lr: 0.01}]"])
+        for spec, record in zip(specs, run_pack(specs)):
+            assert record.environment["fused"]["size"] == 4
+            _same_as_alone(record, spec, rel=1e-4)

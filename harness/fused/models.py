@@ -46,9 +46,10 @@ from torch import Tensor, nn
 
 from harness.components.activations import Maxout
 from harness.components.regularizers import VanillaDropout
+from harness.models.convnets import DropPath, ResNet
 
 _ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.LeakyReLU, nn.ELU, nn.SELU, nn.GELU, nn.Identity)
-_POOLS = (nn.MaxPool2d, nn.AvgPool2d)
+_POOLS = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d)
 
 
 def to_grouped(x: Tensor) -> Tensor:
@@ -92,6 +93,16 @@ class StackedLinear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"slices={self.slices}, in={self.in_features}, out={self.out_features}, bias={self.bias is not None}"
+
+
+class StackedHead(StackedLinear):
+    """A residual model's classifier: takes the pooled grouped features ``[N, K*C]`` (what the model's own
+    ``flatten(1)`` gives) and returns ``[K, N, classes]``."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() == 2:
+            x = _unflat_features(x, self.weight.shape[0])
+        return super().forward(x)
 
 
 class StackedConv2d(nn.Module):
@@ -379,6 +390,10 @@ def _stack_layer(index: int, layers: list[nn.Module], grouped: bool, generators:
         if grouped:
             raise ValueError(f"{where}: dropout on a convolutional feature map is not supported")
         return StackedDropout([l.p for l in layers], generators, vanilla=kind is VanillaDropout), False
+    if kind is DropPath:
+        if any(l.p > 0 for l in layers):
+            raise ValueError(f"{where}: stochastic depth is not supported in a pack")
+        return nn.Identity(), grouped
     if kind in _ELEMENTWISE or kind in _POOLS:
         if kind in _POOLS and not grouped:
             raise ValueError(f"{where}: pooling outside the convolutional part is not supported")
@@ -396,10 +411,13 @@ def stack_models(models: Sequence[nn.Module], generators: Sequence[torch.Generat
     models = list(models)
     if not models:
         raise ValueError("stack_models needs at least one model")
+    kinds = {type(m) for m in models}
+    if len(kinds) == 1 and kinds <= {ResNet}:
+        return _stack_residual(models, generators)
     for m in models:
         if type(m) is not nn.Sequential:
-            raise ValueError(f"stack_models supports the harness's Sequential models (mlp, cnn_2c2d, cnn_3c3d), not "
-                             f"{type(m).__name__}; residual models (resnet, resnet18, wrn) are not supported yet")
+            raise ValueError(f"stack_models supports the harness's Sequential models (mlp, cnn_2c2d, cnn_3c3d) and "
+                             f"residual models (resnet, resnet18, wrn), not {type(m).__name__}")
     lengths = [len(m) for m in models]
     if len(set(lengths)) > 1:
         raise ValueError(f"the models differ in their number of layers ({lengths}); a pack shares one architecture")
@@ -417,6 +435,32 @@ def stack_models(models: Sequence[nn.Module], generators: Sequence[torch.Generat
         layers.append(layer)
     first = next(models[0].parameters(), None)
     return StackedSequential(K, layers).to(device=None if first is None else first.device)
+
+
+def _stack_residual(models: list[nn.Module], generators: Sequence[torch.Generator] | None) -> nn.Module:
+    """A stacked CIFAR ResNet / WRN: model 0's own modules and forward, each layer replaced by its stacked
+    form, every activation in the grouped layout from the stem to the pooled features, which the classifier
+    (``StackedHead``) turns into ``[K, N, classes]``. The blocks' residual sums are elementwise, so they
+    add slice k to slice k as they stand."""
+    K = len(models)
+    if generators is None:
+        generators = [torch.Generator().manual_seed(s) for s in torch.randint(0, 2**62, (K,)).tolist()]
+    shapes = {tuple((n, tuple(p.shape)) for n, p in m.named_parameters()) for m in models}
+    if len(shapes) > 1:
+        raise ValueError("the residual models differ in their layers or widths; a pack shares one architecture")
+    stacked = copy.deepcopy(models[0])
+    for name, module in list(models[0].named_modules()):
+        if not name or next(module.children(), None) is not None:
+            continue  # the model and its containers keep model 0's forward
+        column = [m.get_submodule(name) for m in models]
+        if name == "fc":
+            layer: nn.Module = _copy_into(StackedHead(K, module.in_features, module.out_features,
+                                                      module.bias is not None), column)
+        else:
+            layer, _ = _stack_layer(name, column, True, list(generators))
+        stacked.set_submodule(name, layer)
+    stacked.slices = K
+    return stacked
 
 
 def unstack(stacked: nn.Module, k: int) -> dict[str, Tensor]:
