@@ -37,6 +37,12 @@ def _runs_trials(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return p
 
 
+def fuse_overrides(args: argparse.Namespace) -> list[str]:
+    """``--fuse X`` as the suite override it stands for, so that plan files carry it to array tasks."""
+    fuse = getattr(args, "fuse", None)
+    return [f"execution.fuse={fuse}"] if fuse else []
+
+
 def _fuse(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fuse", metavar="auto|K|off",
                    help="train compatible trials as fused packs of up to K (auto: as many as fit); overrides the "

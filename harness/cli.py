@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from harness import layout
-from harness.arguments import parser
+from harness.arguments import fuse_overrides, parser
 from harness.errors import UsageError
 from harness.layout import regress_path, suite_dir
 
@@ -26,8 +26,7 @@ def _load(args: argparse.Namespace):
     from harness.suite import load_suite
 
     _plugins(args)
-    fuse = getattr(args, "fuse", None)
-    return load_suite(args.suite, list(args.overrides) + ([f"execution.fuse={fuse}"] if fuse else []))
+    return load_suite(args.suite, [*args.overrides, *fuse_overrides(args)])
 
 
 def _plugins(args: argparse.Namespace) -> None:
@@ -208,7 +207,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     key, swap = swap_technique(args.suite, args.technique)
     _data_root(args)
     _plugins(args)
-    suite = load_suite(args.suite, [*args.overrides, swap])
+    suite = load_suite(args.suite, [*args.overrides, swap, *fuse_overrides(args)])
     baseline = Path(args.baseline) if args.baseline else suite_dir(args.baselines, suite.name)
     results = run_compare(suite, args.suite, key, Path(args.results), baseline, _pool(args), _say, _warn)
     return _verdicts(results, baseline, args.metric or suite.report["metric"], args.margin, [key],
