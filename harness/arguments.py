@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 
 def _positive(text: str) -> int:
@@ -19,8 +20,28 @@ def _non_negative(text: str) -> float:
         value = float(text)
     except ValueError:
         value = -1.0
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
+def _index(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
     return value
 
 
@@ -28,7 +49,7 @@ def _runs_trials(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The arguments of every command that runs a suite's trials (run, baseline, compare)."""
     p.add_argument("suite")
     p.add_argument("overrides", nargs="*", metavar="key.path=value", help="override suite keys")
-    p.add_argument("--workers", type=int, default=1, help="trials run in N processes (default 1)")
+    p.add_argument("--workers", type=_positive, default=1, help="trials run in N processes (default 1)")
     p.add_argument("--workers-per-gpu", type=_positive, metavar="K",
                    help="pack K workers on each GPU in turn (default: workers spread over the GPUs)")
     p.add_argument("--data-root", help="folder holding datasets (else $HARNESS_DATA_ROOT)")
@@ -54,7 +75,7 @@ def _one_trial_args(p: argparse.ArgumentParser, what: str, first: str = "suite",
     """The arguments of every command that looks at one trial of a suite (lr-find, landscape, diagnose)."""
     p.add_argument(first, help=first_help)
     p.add_argument("overrides", nargs="*", metavar="key.path=value", help=overrides_help)
-    p.add_argument("--index", type=int, default=0, help="which trial of the suite's plan (default 0)")
+    p.add_argument("--index", type=_index, default=0, help="which trial of the suite's plan (default 0)")
     p.add_argument("--out", help=f"folder for the plot and data (default RESULTS/<suite>/{what})")
     p.add_argument("--data-root", help="folder holding datasets (else $HARNESS_DATA_ROOT)")
     p.add_argument("--plugin", action="append", default=[], help="module or .py file adding components")
@@ -74,7 +95,7 @@ def parser() -> argparse.ArgumentParser:
     plan.add_argument("overrides", nargs="*", metavar="key.path=value")
     plan.add_argument("--plugin", action="append", default=[])
     _fuse(plan)
-    plan.add_argument("--workers", type=int, default=1, help="the workers the packs are planned for (default 1)")
+    plan.add_argument("--workers", type=_positive, default=1, help="the workers the packs are planned for (default 1)")
 
     status = sub.add_parser("status", help="count the records of a results folder by status (and SLURM tasks)")
     status.add_argument("dir")
@@ -89,7 +110,7 @@ def parser() -> argparse.ArgumentParser:
 
     worker = sub.add_parser("worker", help="run one array task's trials of a plan (what SLURM tasks run)")
     worker.add_argument("plan", help="plan file written by harness submit (RESULTS/<suite>/plans/plan-*.json)")
-    worker.add_argument("--index", type=int, required=True, help="the array task id")
+    worker.add_argument("--index", type=_index, required=True, help="the array task id")
     worker.add_argument("--chunk", type=_positive, default=1, help="trials per task (default 1)")
     worker.add_argument("--pending", action="store_true",
                         help="print the task's trial id and exit 0 if it has no record, else exit 1; run nothing")
@@ -103,7 +124,9 @@ def parser() -> argparse.ArgumentParser:
     reg.add_argument("candidate", help="results folder of the candidate (RESULTS/<suite>)")
     reg.add_argument("--baseline", required=True, help="results folder of the baseline (results/baselines/<suite>)")
     reg.add_argument("--metric", default="test_acc", help="final metric compared (default test_acc)")
-    reg.add_argument("--margin", type=float, default=0.0, help="non-inferiority margin δ in the metric's units")
+    reg.add_argument("--unverified-baseline", action="store_true",
+                     help="judge against a baseline that has no provenance.json (the verdicts say so)")
+    reg.add_argument("--margin", type=_non_negative, default=0.0, help="non-inferiority margin δ >= 0 in the metric's units")
     reg.add_argument("--technique", action="append", metavar="KEY",
                      help="trial key the candidate changes (repeatable; default: inferred)")
     reg.add_argument("-o", "--output", help="Markdown file (default CANDIDATE/regress.md)")
@@ -115,7 +138,9 @@ def parser() -> argparse.ArgumentParser:
     cmp.add_argument("--baselines", default="results/baselines", help="baselines root (default results/baselines)")
     cmp.add_argument("--results", default="results", help="candidate records go to RESULTS/compare/<suite>/KEY=VALUE/")
     cmp.add_argument("--metric", help="final metric compared (default: the suite's report metric)")
-    cmp.add_argument("--margin", type=float, default=0.0, help="non-inferiority margin δ in the metric's units")
+    cmp.add_argument("--unverified-baseline", action="store_true",
+                     help="judge against a baseline that has no provenance.json (the verdicts say so)")
+    cmp.add_argument("--margin", type=_non_negative, default=0.0, help="non-inferiority margin δ >= 0 in the metric's units")
 
     ref = sub.add_parser("refine", help="a follow-up random search narrowed around the best configurations of a "
                                         "finished one (coarse to fine)")
@@ -171,7 +196,7 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("--baseline", metavar="AXIS=VALUE", help="test every other row against this one")
     report.add_argument("--format", default="md,html", help="any of md,html,latex,csv (default md,html)")
     report.add_argument("--bootstrap", action="store_true", help="percentile bootstrap intervals instead of t")
-    report.add_argument("--target", type=float, help="time-to-target: first epoch reaching this value")
+    report.add_argument("--target", type=_finite, help="time-to-target: first epoch reaching this value")
     report.add_argument("--target-metric", default="val_acc", help="metric for --target (default val_acc)")
     report.add_argument("--jobs", type=_positive, help="processes drawing figures (default: the cores, at most 8)")
 

@@ -84,11 +84,11 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
 
 def _verdicts(candidate: Path, baseline: Path, metric: str, margin: float, technique: list[str] | None,
-              output: Path) -> int:
+              output: Path, unverified: bool = False) -> int:
     from harness.regress import WORSE
     from harness.sweep import judge
 
-    verdicts = judge(candidate, baseline, metric, margin, technique, output, _say)
+    verdicts = judge(candidate, baseline, metric, margin, technique, output, _say, unverified)
     worse = sum(1 for v in verdicts if v.verdict == WORSE)
     _say(f"\n{len(verdicts)} comparisons on {metric} (margin {margin:g}); {worse} worse; Markdown: {output}")
     return EXIT_TRIALS if worse else EXIT_OK
@@ -97,7 +97,7 @@ def _verdicts(candidate: Path, baseline: Path, metric: str, margin: float, techn
 def cmd_regress(args: argparse.Namespace) -> int:
     candidate = Path(args.candidate)
     return _verdicts(candidate, Path(args.baseline), args.metric, args.margin, args.technique,
-                     Path(args.output) if args.output else regress_path(candidate))
+                     Path(args.output) if args.output else regress_path(candidate), args.unverified_baseline)
 
 
 def cmd_optimizer_checks(args: argparse.Namespace) -> int:
@@ -211,7 +211,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     baseline = Path(args.baseline) if args.baseline else suite_dir(args.baselines, suite.name)
     results = run_compare(suite, args.suite, key, Path(args.results), baseline, _pool(args), _say, _warn)
     return _verdicts(results, baseline, args.metric or suite.report["metric"], args.margin, [key],
-                     regress_path(results))
+                     regress_path(results), args.unverified_baseline)
 
 
 def cmd_refine(args: argparse.Namespace) -> int:

@@ -62,7 +62,8 @@ def final_weights(spec: TrialSpec, results: Path | None) -> tuple[dict[str, torc
         try:
             state = load_weights(stored, spec.trial_id)
         except Exception as e:  # noqa: BLE001 - a torn or foreign file: say which, rather than retrain silently
-            raise UsageError(f"landscape: cannot read {stored} ({type(e).__name__}: {e}); remove it to train "
+            first = (str(e).strip().splitlines() or [""])[0][:200]  # torch's weights-only refusal runs to many lines
+            raise UsageError(f"landscape: cannot read {stored} ({type(e).__name__}: {first}); remove it to train "
                              "the trial again") from None
         return state, {"source": "stored", "path": str(stored)}
     with tempfile.TemporaryDirectory(prefix="harness-landscape-") as tmp:

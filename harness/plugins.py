@@ -51,6 +51,8 @@ def load_plugin(given: str) -> dict[str, Any]:
             module = importlib.import_module(given)
     except UsageError:
         raise
+    except SystemExit as e:  # a plugin's import must not end the command (with exit 0 and nothing run)
+        raise UsageError(f"plugin {given}: it called sys.exit({e.code!r}) while being imported") from None
     except Exception as e:  # noqa: BLE001 - any error in user code is reported as bad input
         raise UsageError(f"plugin {given}: {type(e).__name__}: {e}") from None
     LOADED[given] = _describe(given, module)

@@ -103,14 +103,25 @@ def write_provenance(folder: Path, suite: Any, statuses: dict[str, int], command
     return len(provenance["records"])
 
 
-def check_provenance(folder: Path) -> dict[str, Any] | None:
+def check_provenance(folder: Path, unverified: bool = False) -> dict[str, Any] | None:
     """A baseline's provenance (written by ``harness baseline``), after checking that every record
-    is the one it lists: a baseline edited by hand is bad input."""
+    is the one it lists: a baseline edited by hand is bad input, and so is one without its manifest
+    (deleting it would bypass the check) unless ``unverified`` says to judge against it all the same;
+    then None, and the verdicts say the baseline was not verified."""
     path = layout.provenance_path(folder)
     if not path.exists():
-        return None
-    provenance = json.loads(path.read_text())
-    listed = provenance.get("records", {})
+        if unverified:
+            return None
+        raise UsageError(f"baseline {folder}: no {PROVENANCE_FILE}, so nothing shows its records are the ones "
+                         "`harness baseline` wrote; make it with `harness baseline`, or pass --unverified-baseline")
+    try:
+        provenance = json.loads(path.read_text())
+        listed = provenance["records"]
+        if not isinstance(listed, dict):
+            raise TypeError("records is not a mapping")
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise UsageError(f"baseline {folder}: {PROVENANCE_FILE} is not a provenance manifest "
+                         f"({type(e).__name__}: {e})") from None
     present = {p.stem: p for p in layout.trials_dir(folder).glob("*.json")}
     for trial_id, sha in listed.items():
         if trial_id not in present:
@@ -284,4 +295,7 @@ def markdown_report(verdicts: list[Verdict], metric: str, margin: float, keys: l
         lines += ["", f"Baseline produced by `{provenance.get('command')}` on {provenance.get('date')} "
                       f"({provenance.get('device')}, torch {provenance.get('versions', {}).get('torch')}, "
                       f"harness git {str(provenance.get('git', {}).get('sha'))[:10]})."]
+    else:
+        lines += ["", f"**Unverified baseline:** {baseline} has no provenance.json (`--unverified-baseline`), so "
+                      "nothing shows its records are the ones `harness baseline` wrote."]
     return "\n".join(lines) + "\n"

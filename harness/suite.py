@@ -153,12 +153,31 @@ def load_suite(file: str | Path, overrides: list[str] | None = None) -> Suite:
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise ConfigError(where, f"YAML syntax error: {problem}", file) from None
     try:
+        _no_duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader), "")
         if not isinstance(raw, dict):
             raise ConfigError("", f"a suite is a mapping of keys (name, base, grid, ...), got {type(raw).__name__}")
         raw = apply_overrides(raw, list(overrides or []))
         return _build(raw, file, hashlib.sha256(text.encode()).hexdigest(), tuple(overrides or ()))
     except ConfigError as e:
         raise e.in_file(file) from None
+
+
+def _no_duplicate_keys(node: yaml.Node | None, path: str) -> None:
+    """A key given twice in one mapping is an error: YAML keeps the last silently, and half a study with it."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for key, value in node.value:
+            name = key.value if isinstance(key, yaml.ScalarNode) else None
+            where = f"{path}.{name}" if path else str(name)
+            if name is not None and name != "<<":
+                if name in seen:
+                    raise ConfigError(where, f"given twice (lines {seen[name]} and {key.start_mark.line + 1}); "
+                                             "a suite names each key once")
+                seen[name] = key.start_mark.line + 1
+            _no_duplicate_keys(value, where)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _no_duplicate_keys(item, f"{path}[{i}]")
 
 
 def _build(raw: dict[str, Any], file: str, sha: str, overrides: tuple[str, ...]) -> Suite:

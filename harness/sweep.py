@@ -89,6 +89,11 @@ def run_suite(suite: Suite, results: Path, pool: Pool, say: Say = _quiet, warn: 
 
     if pool.workers < 1:
         raise UsageError(f"--workers must be >= 1, got {pool.workers}")
+    from harness.launch import cpu_count
+
+    if pool.workers > cpu_count():
+        warn(f"harness: --workers {pool.workers} is more than this machine's {cpu_count()} cores; trials will "
+             "share them (each worker takes one core's threads)")
     preflight(suite)
     slots = gpu_slots(suite, pool)
     results.mkdir(parents=True, exist_ok=True)
@@ -108,7 +113,7 @@ def run_suite(suite: Suite, results: Path, pool: Pool, say: Say = _quiet, warn: 
             if done:
                 say(f"{done} of {len(suite.trials)} trials already have records; running the other {len(todo)}")
             else:
-                say(pool.running(len(todo), suite))
+                say(dataclasses.replace(pool, workers=min(pool.workers, len(todo))).running(len(todo), suite))
             run_local(todo, results, pool.workers, plugins=pool.plugins, slots=slots, fuse=suite.execution["fuse"])
         trials = list(suite.trials)
     final = scan(results)
@@ -228,14 +233,14 @@ def tally(results: Path) -> Tally:
 
 
 def judge(candidate: Path, baseline: Path, metric: str, margin: float, technique: list[str] | None,
-          output: Path, say: Say = _quiet) -> list[Verdict]:
+          output: Path, say: Say = _quiet, unverified: bool = False) -> list[Verdict]:
     """Verdicts of the candidate's records against the baseline's, after checking the baseline's
     provenance: shown through ``say`` as a table, written to ``output`` as Markdown."""
     from harness.regress import check_provenance, markdown_report, read_results, regress, terminal_table
 
     if not Path(baseline).is_dir():
         raise UsageError(f"baseline {baseline}: no such folder (make one with `harness baseline SUITE`)")
-    provenance = check_provenance(baseline)
+    provenance = check_provenance(baseline, unverified)
     keys, verdicts = regress(read_results(candidate, "candidate"), read_results(baseline, "baseline"), metric,
                              margin, technique)
     say(terminal_table(verdicts))

@@ -116,3 +116,42 @@ def test_a_technique_with_state_resumes_to_the_uninterrupted_record(tmp_path, na
     resumed = run_trial(spec, checkpointing=Checkpointing(path))
     assert resumed.status == COMPLETED, resumed.reason
     assert _comparable(resumed) == _comparable(whole)
+
+
+class _Payload:
+    """Unpickling this creates a file: what a planted checkpoint could do with any code."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return open, (self.path, "w")
+
+
+def test_a_planted_checkpoint_runs_nothing_and_the_trial_or_pack_starts_over(tmp_path):
+    import torch
+
+    from harness.engine.checkpoint import FORMAT
+    from harness.fused.plan import pack_id
+    from harness.launch.trial import execute, execute_unit
+
+    marker = tmp_path / "pwned"
+    planted = {"format": FORMAT, "payload": _Payload(marker)}
+    torch.save(planted, tmp_path / "probe.pt")
+    torch.load(tmp_path / "probe.pt", weights_only=False)  # the payload works when unpickled in full ...
+    assert marker.exists()
+    marker.unlink()
+    spec = _spec(budget={"epochs": 1})
+    results = tmp_path / "res"
+    path = checkpoint_path(results, spec.run_id)
+    path.parent.mkdir(parents=True)
+    torch.save({**planted, "trial_id": spec.run_id}, path)
+    record = execute(spec, results)
+    assert not marker.exists()  # ... and not when the harness reads it
+    assert record.status == COMPLETED and "holds more than tensors and plain data" in record.diagnostics["checkpoint"]
+    pack = [_spec(budget={"epochs": 1}, optimizer={"name": "adam", "lr": lr}, regularizers=[]) for lr in (0.001, 0.003)]
+    torch.save({**planted, "pack": pack_id(pack)}, checkpoint_path(results, pack_id(pack)))
+    records = execute_unit(pack, results)
+    assert not marker.exists()
+    assert [r.status for r in records] == [COMPLETED, COMPLETED]
+    assert all("holds more than tensors" in r.diagnostics["checkpoint"] for r in records)

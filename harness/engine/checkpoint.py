@@ -6,11 +6,13 @@ states, the components' own state (a plateau schedule's scale, early stopping's 
 every random stream (the data order, the augmentation streams of each process, the global torch,
 numpy and ``random`` states), the record so far (history, step losses, diagnostics), the step
 and the position within the epoch. A file that does not load is ignored: the trial starts over,
-and the record says so.
+and the record says so. Checkpoints are read as tensors and plain data only (``weights_only``), so
+a file planted among them runs nothing.
 """
 from __future__ import annotations
 
 import io
+import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -22,12 +24,16 @@ from harness.layout import checkpoint_path, weights_path  # noqa: F401  (where a
 from harness.store.records import atomic_write
 from harness.technique import Callback, Cursor, Run, Stop
 
-FORMAT = 2  # 2: the cursor and every callback's state_dict
+FORMAT = 3  # 2: the cursor and every callback's state_dict; 3: random states as plain data (weights-only)
 CHECK_EVERY = 16  # steps between the processes' joint decision to stop, in a multi-process trial
 
 
 def global_rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "random": random.getstate()}
+    """The global random streams as tensors and plain data (numpy's key as a list of ints), so that a
+    checkpoint holding them loads with ``torch.load(weights_only=True)``."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "numpy": [kind, keys.tolist(), pos, has_gauss, cached],
+             "random": random.getstate()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -35,7 +41,8 @@ def global_rng_state() -> dict[str, Any]:
 
 def set_global_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
     random.setstate(state["random"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -51,14 +58,24 @@ def load(path: Path, trial_id: str) -> tuple[dict[str, Any] | None, str | None]:
     """(state, None), or (None, why it was not usable) when the file exists but cannot resume."""
     if not path.exists():
         return None, None
-    try:
-        # Our own file, holding numpy and random states besides tensors: not weights-only.
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # noqa: BLE001 - a torn or foreign file: start over, and say so
-        return None, f"checkpoint {path.name} did not load ({type(e).__name__}: {str(e)[:200]}); started over"
+    state, why = load_file(path, "checkpoint")
+    if state is None:
+        return None, why
     if not isinstance(state, dict) or state.get("format") != FORMAT or state.get("trial_id") != trial_id:
         return None, f"checkpoint {path.name} is not this trial's (format or trial id differ); started over"
     return state, None
+
+
+def load_file(path: Path, what: str) -> tuple[Any, str | None]:
+    """A checkpoint file's contents, read as tensors and plain data only (``weights_only``): a file
+    planted in a results folder (a shared scratch, a copied archive) cannot run code when it is read.
+    (None, why) for a file that does not load that way: torn, foreign or tampered with."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True), None
+    except Exception as e:  # noqa: BLE001 - a torn or foreign file: start over, and say so
+        kind = "holds more than tensors and plain data" if isinstance(e, pickle.UnpicklingError) else "did not load"
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        return None, f"{what} {path.name} {kind} ({type(e).__name__}: {first}); started over"
 
 
 def remove(path: Path) -> None:

@@ -54,7 +54,7 @@ from harness.store.records import atomic_write
 from harness.spec import COMPLETED, DIVERGED, FAILED, INTERRUPTED, Record, TrialSpec, summarize_history
 from harness.technique import Cursor, Hooks, Run
 
-FORMAT = 1  # of a pack's checkpoint
+FORMAT = 2  # of a pack's checkpoint (2: random states as plain data, read weights-only)
 
 
 @dataclasses.dataclass
@@ -268,13 +268,10 @@ def _restore(path: Path, pid: str, slices: list[_Slice], stacked: nn.Module, opt
     """Put a pack back from its checkpoint; None (and each record says why) when there is none usable."""
     if not path.exists():
         return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)  # our own file (random states)
-        ok = state.get("format") == FORMAT and state.get("pack") == pid and len(state["slices"]) == len(slices)
-    except Exception as e:  # noqa: BLE001 - a torn or foreign file: start over, and say so
-        ok, why = False, f"pack checkpoint {path.name} did not load ({type(e).__name__}); started over"
-    else:
-        why = f"pack checkpoint {path.name} is not this pack's; started over"
+    state, why = ckpt.load_file(path, "pack checkpoint")
+    ok = (isinstance(state, dict) and state.get("format") == FORMAT and state.get("pack") == pid
+          and len(state.get("slices", ())) == len(slices))
+    why = why or f"pack checkpoint {path.name} is not this pack's; started over"
     if not ok:
         for s in slices:
             s.record.diagnostics["checkpoint"] = why

@@ -99,6 +99,8 @@ def run_local(specs: list[TrialSpec], results: Path, workers: int = 1, stream: T
 
     slots = slots or [None] * max(workers, 1)
     units, _ = plan_packs(specs, fuse, workers, cuda=any(s is not None for s in slots))
+    workers = max(1, min(workers, len(units)))  # no idle processes: at most one per unit of work
+    slots = slots[:workers]
     progress = Progress(len(specs), workers, stream)
     if workers <= 1 and not any(s is not None for s in slots):
         return _run_inline(units, results, progress)

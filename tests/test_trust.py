@@ -1,0 +1,112 @@
+"""Trust and bad input (the trust-and-crash-safety issue): what a suite, a plugin, an option or a
+baseline folder does wrong is one ``harness: error:`` line and exit 2, never a traceback, a silently
+halved study or a verdict against an unverifiable baseline. (A planted checkpoint runs nothing:
+``tests/test_checkpoint.py``.)"""
+import json
+import shutil
+
+import pytest
+from conftest import REPO, TINY, harness_cli, write_suite
+
+COMMITTED = REPO / "results" / "baselines" / "regress"
+
+
+def _refused(result, *needles):
+    """Exit 2, one error line that says what is wrong, no traceback (a ``CompletedProcess``, or the
+    ``(code, stderr)`` of ``harness.cli.main`` run in this process)."""
+    code, err = (result.returncode, result.stderr) if hasattr(result, "returncode") else result
+    assert code == 2, (code, err)
+    assert "Traceback" not in err, err
+    errors = [line for line in err.splitlines() if line.startswith("harness: error:")]
+    assert len(errors) == 1, err
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+    return errors[0]
+
+
+@pytest.fixture
+def cli(capsys):
+    """``harness ARGS`` in this process: (exit code, stderr)."""
+    from harness.cli import main
+
+    def run(*args):
+        code = main([str(a) for a in args])
+        return code, capsys.readouterr().err
+
+    return run
+
+
+def _lines(text, prefix):
+    return [i for i, line in enumerate(text.splitlines(), 1) if line.startswith(prefix)]
+
+
+def test_a_key_given_twice_in_a_suite_is_refused_with_its_path_and_both_lines(tmp_path, cli):
+    twice = TINY + "seeds: 3\n"
+    a, b = _lines(twice, "seeds:")
+    _refused(harness_cli("plan", write_suite(tmp_path, twice)), f"seeds: given twice (lines {a} and {b})")
+    nested = TINY.replace("  batch_size: 64\n", "  batch_size: 64\n  model: {name: mlp, depth: 2}\n")
+    a, b = _lines(nested, "  model:")
+    _refused(cli("plan", write_suite(tmp_path, nested)), f"base.model: given twice (lines {a} and {b})")
+    inner = TINY.replace("{name: sgd, lr: 0.1}", "{name: sgd, lr: 0.1, lr: 0.5}")
+    _refused(cli("plan", write_suite(tmp_path, inner)), "grid.optimizer[0].lr: given twice")
+    assert cli("plan", write_suite(tmp_path, TINY))[0] == 0  # the same suite, each key once
+
+
+def test_a_plugin_that_exits_while_imported_does_not_end_the_command(tmp_path, cli):
+    for code in ("0", "3", "'bye'"):
+        plugin = tmp_path / f"exits{len(code)}.py"
+        plugin.write_text(f"import sys\nsys.exit({code})\n")
+        run = harness_cli if code == "0" else cli  # once as a real command line: exit 0 must not leak out
+        _refused(run("plan", write_suite(tmp_path, TINY), "--plugin", plugin), f"plugin {plugin}", f"sys.exit({code})")
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["regress", "X", "--baseline", "Y", "--margin", "-1"], "--margin: expected a finite number >= 0"),
+    (["regress", "X", "--baseline", "Y", "--margin", "nan"], "--margin"),
+    (["regress", "X", "--baseline", "Y", "--margin", "inf"], "--margin"),
+    (["worker", "plan.json", "--index", "-2"], "--index: expected a whole number >= 0"),
+    (["worker", "plan.json", "--index", "0", "--chunk", "0"], "--chunk"),
+    (["run", "SUITE", "--workers", "0"], "--workers: expected a whole number >= 1"),
+    (["run", "SUITE", "--workers", "-3"], "--workers"),
+    (["lr-find", "SUITE", "--index", "-1"], "--index"),
+    (["lr-find", "SUITE", "--steps", "0"], "--steps"),
+    (["landscape", "SUITE", "--grid", "0"], "--grid"),
+    (["landscape", "SUITE", "--samples", "-5"], "--samples"),
+    (["refine", "DIR", "--top", "0"], "--top"),
+    (["refine", "DIR", "--widen", "inf"], "--widen"),
+    (["report", "DIR", "--jobs", "0"], "--jobs"),
+    (["report", "DIR", "--target", "nan"], "--target: expected a finite number"),
+    (["plan", "SUITE", "--workers", "0"], "--workers"),
+])
+def test_numeric_options_out_of_their_range_are_refused(tmp_path, capsys, args, needle):
+    from harness.cli import main
+
+    suite = write_suite(tmp_path, TINY)
+    args = [str(suite) if a == "SUITE" else str(tmp_path) if a == "DIR" else a for a in args]
+    with pytest.raises(SystemExit) as exit_:  # argparse's own refusal: usage, then one error line
+        main(args)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err and needle in err, err
+
+
+def test_a_baseline_without_its_provenance_is_refused_unless_asked_for(tmp_path, cli):
+    base, candidate = tmp_path / "base", tmp_path / "candidate"
+    shutil.copytree(COMMITTED, base)
+    shutil.copytree(COMMITTED, candidate)
+    assert cli("regress", candidate, "--baseline", base)[0] == 0
+    (base / "provenance.json").unlink()  # deleting the manifest must not bypass the hand-edit check
+    _refused(cli("regress", candidate, "--baseline", base), "no provenance.json", "--unverified-baseline")
+    out = tmp_path / "verdicts.md"
+    assert cli("regress", candidate, "--baseline", base, "--unverified-baseline", "--output", out)[0] == 0
+    assert "Unverified baseline" in out.read_text()
+    for garbage in ("not json", "[1, 2]", json.dumps({"records": 3}), "null"):
+        (base / "provenance.json").write_text(garbage)
+        _refused(cli("regress", candidate, "--baseline", base), "provenance.json is not a provenance manifest")
+
+
+def test_more_workers_than_work_or_cores_starts_no_idle_process(tmp_path):
+    result = harness_cli("run", write_suite(tmp_path, TINY), "seeds=1", "--results", tmp_path / "r", "--workers", "64",
+                         "--no-report")
+    assert result.returncode == 0, result.stderr
+    assert "--workers 64 is more than this machine's" in result.stderr
+    assert "running 2 trials of tiny (2 workers)" in result.stdout + result.stderr
