@@ -110,3 +110,64 @@ def test_more_workers_than_work_or_cores_starts_no_idle_process(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "--workers 64 is more than this machine's" in result.stderr
     assert "running 2 trials of tiny (2 workers)" in result.stdout + result.stderr
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    import os
+
+    from harness.store import atomic_write
+
+    for mask, mode in ((0o022, 0o644), (0o077, 0o600), (0o002, 0o664)):
+        old = os.umask(mask)
+        try:
+            atomic_write(tmp_path / f"f{mask}.json", "{}")
+        finally:
+            os.umask(old)
+        assert (tmp_path / f"f{mask}.json").stat().st_mode & 0o777 == mode
+    old = os.umask(0o022)  # a real sweep and its report, as a colleague on a shared file system would read them
+    try:
+        result = harness_cli("run", write_suite(tmp_path, TINY), "seeds=1", "--results", tmp_path / "r")
+    finally:
+        os.umask(old)
+    assert result.returncode == 0, result.stderr
+    written = [p for p in (tmp_path / "r" / "tiny").rglob("*") if p.is_file() and "locks" not in p.parts]
+    assert any(p.name == "plan.json" for p in written) and any(p.suffix == ".md" for p in written)
+    assert {oct(p.stat().st_mode & 0o777) for p in written} == {"0o644"}, written
+
+
+def _children(pid):
+    import os
+
+    kids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                kids.append(int(entry))
+    return kids
+
+
+def test_no_figure_worker_outlives_a_killed_report(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    results = tmp_path / "regress"
+    shutil.copytree(COMMITTED, results)
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "report", str(results), "--jobs", "2"], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, kids = time.time() + 60, []
+    while time.time() < deadline and proc.poll() is None and len(kids) < 2:
+        kids = _children(proc.pid)
+        time.sleep(0.02)
+    assert kids, "the report ended before it forked its figure workers"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    time.sleep(1.0)
+    alive = [k for k in kids if os.path.exists(f"/proc/{k}") and "Z" not in open(f"/proc/{k}/stat").read().split()[2]]
+    assert not alive, f"figure workers {alive} outlived their parent"

@@ -6,7 +6,6 @@ with the exit code and starts a replacement, so the sweep goes on.
 """
 from __future__ import annotations
 
-import ctypes
 import multiprocessing as mp
 import os
 import queue
@@ -20,6 +19,7 @@ from harness.spec import FAILED, INTERRUPTED, Record, TrialSpec
 from harness.store import write_record
 from harness.errors import UsageError
 from harness.launch.trial import execute_unit
+from harness.processes import die_with_parent
 
 
 def cpu_count() -> int:
@@ -133,17 +133,8 @@ def _run_inline(units: list[list[TrialSpec]], results: Path, progress: Progress)
     return {k: v for k, v in statuses.items() if v != "skipped"}
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to kill this worker if the runner dies, so no orphan keeps training."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 def _worker(tasks: Any, events: Any, results: str, threads: int, plugins: list[str], gpu: int | None) -> None:
-    _die_with_parent()
+    die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what an interrupt means
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)  # before torch starts CUDA: this worker sees one GPU

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from harness.processes import die_with_parent
 from harness.report.tables import Table
 
 
@@ -36,7 +37,9 @@ class Drawing:
 
     def __init__(self, jobs: int) -> None:
         fork = "fork" in multiprocessing.get_all_start_methods()
-        self.pool = (ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"))
+        # the workers die with this process: a SIGKILL of `harness run` during its report leaves none behind
+        self.pool = (ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"),
+                                         initializer=die_with_parent, initargs=(os.getpid(),))
                      if jobs > 1 and fork else None)
 
     def __call__(self, plot: Callable[..., Path | None], *args: Any) -> Future:

@@ -22,11 +22,20 @@ from harness.spec import FINAL_STATUSES, Record, TrialSpec
 _TMP_PREFIX = ".tmp-"
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it: put it straight back
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: Path, content: str | bytes) -> None:
     """Temp file in the same folder, fsync, rename: readers see the old file or the whole new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=path.parent)
     try:
+        # mkstemp makes the file 0600 whatever the umask: give it the mode a plain open() would, so that
+        # colleagues on a shared file system read records, plans and reports as they read the figures
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb" if isinstance(content, bytes) else "w") as f:
             f.write(content)
             f.flush()
