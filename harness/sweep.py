@@ -115,12 +115,27 @@ def run_suite(suite: Suite, results: Path, pool: Pool, say: Say = _quiet, warn: 
             else:
                 say(dataclasses.replace(pool, workers=min(pool.workers, len(todo))).running(len(todo), suite))
             run_local(todo, results, pool.workers, plugins=pool.plugins, slots=slots, fuse=suite.execution["fuse"])
+            _wait_for_others(todo, results, say)
         trials = list(suite.trials)
     final = scan(results)
     statuses = Counter(final.records[t.trial_id].status if t.trial_id in final.records else "missing"
                        for t in trials)
     say(f"results: {results}  ({', '.join(f'{n} {s}' for s, n in sorted(statuses.items()))})")
     return statuses
+
+
+def _wait_for_others(todo: list[TrialSpec], results: Path, say: Say) -> None:
+    """Trials another process was running (their locks were held, so this one skipped them): wait until
+    it has finished them, so that they count with their records rather than as missing."""
+    from harness.launch.trial import finished, wait_for_lock
+
+    found = scan(results)
+    elsewhere = [t for t in todo if not found.done(t.trial_id)]
+    held = [t for t in elsewhere if finished(results, t.trial_id) is None and wait_for_lock(results, t.trial_id, wait=False)]
+    if held:
+        say(f"waiting for {len(held)} trials running in another process")
+        for t in held:
+            wait_for_lock(results, t.trial_id)
 
 
 def search_step(suite: Suite, results: Path, given_up: set[str] = frozenset()) -> search.Progress:

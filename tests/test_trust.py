@@ -171,3 +171,41 @@ def test_no_figure_worker_outlives_a_killed_report(tmp_path):
     time.sleep(1.0)
     alive = [k for k in kids if os.path.exists(f"/proc/{k}") and "Z" not in open(f"/proc/{k}/stat").read().split()[2]]
     assert not alive, f"figure workers {alive} outlived their parent"
+
+
+def test_two_runs_of_one_suite_at_once_both_end_well(tmp_path):
+    """The second run skips the trials the first holds, waits for them, and neither counts them missing."""
+    import subprocess
+    import sys
+
+    suite = write_suite(tmp_path, TINY.replace("epochs: 2", "epochs: 6"))
+    cmd = [sys.executable, "-m", "harness", "run", str(suite), "--results", str(tmp_path / "r"), "--no-report"]
+    first = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    second = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    outs = [p.communicate(timeout=300) for p in (first, second)]
+    assert [first.returncode, second.returncode] == [0, 0], outs
+    text = "".join(o + e for o, e in outs)
+    assert "missing" not in text and text.count("4 completed") == 2, text
+
+
+def test_a_broken_plan_or_lock_is_one_line_naming_the_file(tmp_path, cli):
+    results = tmp_path / "r"
+    assert cli("run", write_suite(tmp_path, TINY), "seeds=1", "--results", results, "--no-report")[0] == 0
+    folder = results / "tiny"
+    plan = folder / "plan.json"
+    good = json.loads(plan.read_text())
+    edited = json.loads(plan.read_text())
+    edited["trials"][0]["config"]["batch_size"] = 7
+    for bad in ("garbage", "[1]", json.dumps({"suite": 3, "trials": []}), json.dumps({**good, "trials": [{"x": 1}]}),
+                json.dumps(edited)):
+        plan.write_text(bad)
+        _refused(cli("status", folder), str(plan), "not a plan the harness wrote")
+        _refused(cli("worker", plan, "--index", "0"), "not a plan the harness wrote")
+    assert "edited by hand" in _refused(cli("status", folder))
+    plan.write_text(json.dumps(good))
+    lock = next((folder / "locks").glob("*.lock"))
+    lock.unlink()
+    lock.mkdir()
+    (folder / "trials" / f"{lock.stem}.json").unlink()
+    _refused(cli("run", write_suite(tmp_path, TINY), "seeds=1", "--results", results, "--no-report"),
+             str(lock), "a folder where the trial's lock file goes")

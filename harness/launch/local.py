@@ -18,7 +18,7 @@ from typing import Any, TextIO
 from harness.spec import FAILED, INTERRUPTED, Record, TrialSpec
 from harness.store import write_record
 from harness.errors import UsageError
-from harness.launch.trial import execute_unit
+from harness.launch.trial import claim, execute_unit, finished
 from harness.processes import die_with_parent
 
 
@@ -75,6 +75,15 @@ def _failed(spec: TrialSpec, reason: str, status: str = FAILED) -> Record:
     return Record(spec.trial_id, spec.suite, spec.seed, status, spec.config, dict(spec.axes), reason=reason)
 
 
+def _interrupted(unit: list[TrialSpec], results: Path, reason: str) -> None:
+    """Record the unit's unfinished trials ``interrupted``: only under each trial's lock, and never over a
+    final record (another process may hold the trial, or may just have finished it)."""
+    for spec in unit:
+        with claim(results, spec.trial_id) as mine:
+            if mine and finished(results, spec.trial_id) is None:
+                write_record(results, _failed(spec, reason, INTERRUPTED))
+
+
 def gpu_slots(workers: int, gpus: int, per_gpu: int | None) -> list[int | None]:
     """The GPU of each worker: spread round-robin over the node's GPUs, or ``per_gpu`` workers
     packed on each GPU in turn; None everywhere on a CPU-only node."""
@@ -125,9 +134,8 @@ def _run_inline(units: list[list[TrialSpec]], results: Path, progress: Progress)
         try:
             records = execute_unit(unit, results)
         except KeyboardInterrupt:
-            for spec in unit:
-                write_record(results, _failed(spec, "interrupted before the trial finished; resumes from its last "
-                                                    "epoch's checkpoint", INTERRUPTED))
+            _interrupted(unit, results, "interrupted before the trial finished; resumes from its last epoch's "
+                                        "checkpoint")
             raise
         _report(unit, records, progress, statuses)
     return {k: v for k, v in statuses.items() if v != "skipped"}
@@ -219,9 +227,12 @@ def _run_pool(units: list[list[TrialSpec]], results: Path, workers: int, progres
                     procs[replacement.pid] = replacement
         drain(0.2)
     except KeyboardInterrupt:
-        for pid, index in running.items():
-            for spec in units[index]:
-                write_record(results, _failed(spec, "interrupted before the trial finished", INTERRUPTED))
+        for p in procs.values():  # first the workers, so that their locks are free to take
+            if p.is_alive():
+                p.kill()
+            p.join()
+        for index in running.values():
+            _interrupted(units[index], results, "interrupted before the trial finished")
         raise
     finally:
         for p in procs.values():

@@ -63,6 +63,10 @@ def claim(results: Path, trial_id: str) -> Iterator[bool]:
     """Yields True while this process holds the trial's lock, False when another one does."""
     path = lock_path(results, trial_id)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        from harness.errors import UsageError
+
+        raise UsageError(f"{path}: a folder where the trial's lock file goes; remove it")
     with open(path, "a") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -73,6 +77,24 @@ def claim(results: Path, trial_id: str) -> Iterator[bool]:
             yield True
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def wait_for_lock(results: Path, trial_id: str, wait: bool = True) -> bool:
+    """Whether another process holds the trial's lock; with ``wait``, return once it no longer does
+    (the kernel drops a lock when its holder dies, even by SIGKILL)."""
+    path = lock_path(results, trial_id)
+    if not path.exists():
+        return False
+    with open(path, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if wait:
+                fcntl.flock(f, fcntl.LOCK_EX)
+                fcntl.flock(f, fcntl.LOCK_UN)
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return False
 
 
 def finished(results: Path, trial_id: str) -> Record | None:

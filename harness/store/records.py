@@ -106,13 +106,23 @@ def write_plan_file(results: Path, suite: dict[str, Any], trials: Iterable[Trial
 
 
 def read_plan_file(path: Path) -> tuple[dict[str, Any], list[TrialSpec]]:
-    data = json.loads(Path(path).read_text())
-    return data["suite"], [TrialSpec.from_dict(t) for t in data["trials"]]
+    """A plan (``plan.json``, or a submission's ``plans/plan-*.json``): its suite and trials. A file that does
+    not parse, has another shape, or whose trials were edited (an id that does not match its config) is
+    bad input: a ``UsageError`` naming the file and what is wrong."""
+    from harness.errors import UsageError
+
+    try:
+        data = json.loads(Path(path).read_text())
+        if not isinstance(data, dict) or not isinstance(data.get("suite"), dict) or not isinstance(data.get("trials"), list):
+            raise ValueError("expected a mapping with a suite (a mapping) and trials (a list)")
+        return data["suite"], [TrialSpec.from_dict(t) for t in data["trials"]]
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
+        what = e.strerror if isinstance(e, OSError) else f"{type(e).__name__}: {e}"
+        raise UsageError(f"{path}: not a plan the harness wrote ({what})") from None
 
 
 def read_plan(results: Path) -> tuple[dict[str, Any], list[TrialSpec]] | None:
     path = layout.plan_path(results)
     if not path.exists():
         return None
-    data = json.loads(path.read_text())
-    return data["suite"], [TrialSpec.from_dict(t) for t in data["trials"]]
+    return read_plan_file(path)
