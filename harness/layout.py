@@ -92,6 +92,11 @@ def lock_path(results: Path, trial_id: str) -> Path:
     return Path(results) / LOCK_DIR / f"{trial_id}.lock"
 
 
+def started_path(results: Path, trial_id: str) -> Path:
+    """Present while a trial runs: left behind when its process dies in it, so the next run counts a crash."""
+    return Path(results) / LOCK_DIR / f"{trial_id}.started"
+
+
 def tracking_dir(results: Path) -> Path:
     return Path(results) / TRACKING_DIR
 

@@ -110,10 +110,13 @@ def _slurm(
 
 
 
-def _execution(*, fuse: str | int | bool = "off"):  # YAML reads a bare `off` as false
+def _execution(*, fuse: str | int | bool = "off",  # YAML reads a bare `off` as false
+               crashes: Annotated[int, Range(ge=1)] = 2):
     """How the trials run: fuse packs compatible trials (same data, model, batch size, budget; they may differ
     in seed, hyperparameters, schedule, init and regularizer strengths) into stacked models of up to K trials
-    trained as one (off, auto, or K; harness/fused/). `--fuse` on the command line overrides it."""
+    trained as one (off, auto, or K; harness/fused/). `--fuse` on the command line overrides it. A trial whose
+    process dies in it (os._exit, a segfault, the OOM killer) `crashes` times is recorded failed, so that the
+    sweep gets past it."""
 
 
 report_params = params_of(_report)

@@ -126,8 +126,8 @@ class Suite:
     slurm: dict[str, Any] = field(default_factory=dict)
     # random: {space, n, seed}; halving: its settings and brackets (harness.search); None for a grid
     search: dict[str, Any] | None = None
-    raw: dict[str, Any] = field(default_factory=dict)
-    execution: dict[str, Any] = field(default_factory=lambda: {"fuse": "off"})  # the suite as read, overrides applied (harness refine)
+    raw: dict[str, Any] = field(default_factory=dict)  # the suite as read, overrides applied (harness refine)
+    execution: dict[str, Any] = field(default_factory=lambda: {"fuse": "off", "crashes": 2})  # harness.settings._execution
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -114,7 +114,8 @@ def run_suite(suite: Suite, results: Path, pool: Pool, say: Say = _quiet, warn: 
                 say(f"{done} of {len(suite.trials)} trials already have records; running the other {len(todo)}")
             else:
                 say(dataclasses.replace(pool, workers=min(pool.workers, len(todo))).running(len(todo), suite))
-            run_local(todo, results, pool.workers, plugins=pool.plugins, slots=slots, fuse=suite.execution["fuse"])
+            run_local(todo, results, pool.workers, plugins=pool.plugins, slots=slots, fuse=suite.execution["fuse"],
+                      crash_limit=suite.execution["crashes"])
             _wait_for_others(todo, results, say)
         trials = list(suite.trials)
     final = scan(results)
@@ -162,7 +163,8 @@ def _run_halving(suite: Suite, results: Path, pool: Pool, slots: list[int | None
         if not step.todo:
             return step.trials
         say(pool.running(len(step.todo), suite))
-        run_local(step.todo, results, pool.workers, plugins=pool.plugins, slots=slots)
+        run_local(step.todo, results, pool.workers, plugins=pool.plugins, slots=slots,
+                  crash_limit=suite.execution["crashes"])
         found = scan(results)
         given_up.update(t.trial_id for t in step.todo if not found.done(t.trial_id))
 

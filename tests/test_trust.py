@@ -209,3 +209,78 @@ def test_a_broken_plan_or_lock_is_one_line_naming_the_file(tmp_path, cli):
     (folder / "trials" / f"{lock.stem}.json").unlink()
     _refused(cli("run", write_suite(tmp_path, TINY), "seeds=1", "--results", results, "--no-report"),
              str(lock), "a folder where the trial's lock file goes")
+
+
+CRASHING = '''
+import ctypes
+import os
+
+from harness.api import REGULARIZERS, Parts
+
+
+@REGULARIZERS.register("end_process")
+def end_process(ctx, *, how: str = "exit"):
+    """Ends its process in the third training batch, as a broken extension or plugin would."""
+    seen = {"n": 0}
+
+    def batch(x, y, rng):
+        seen["n"] += 1
+        if seen["n"] == 3:
+            if how == "exit":
+                os._exit(3)
+            ctypes.string_at(0)  # a segfault
+        return x, y
+
+    return Parts(batch=batch)
+'''
+
+CRASH_SUITE = """
+name: crashy
+seeds: [0]
+budget: {epochs: 1}
+base:
+  dataset: {name: digits, val_size: 200, train_subset: 300}
+  model: {name: mlp, depth: 1, width: 16}
+  batch_size: 50
+grid:
+  regularizers: [[], [{name: end_process, how: HOW}], [{name: dropout, p: 0.1}]]
+"""
+
+
+@pytest.mark.parametrize("how", ["exit", "segfault"])
+def test_a_trial_that_ends_its_process_is_recorded_failed_after_two_crashes(tmp_path, how):
+    """One worker, inline: the trial's crash ends the sweep twice; the third run records it failed (naming
+    the crashes) and runs every other trial."""
+    from harness.store import scan
+
+    plugin = tmp_path / "crashing.py"
+    plugin.write_text(CRASHING)
+    suite = write_suite(tmp_path, CRASH_SUITE.replace("HOW", how))
+    run = ["run", suite, "--plugin", plugin, "--results", tmp_path / "r", "--no-report"]
+    for attempt in (1, 2):
+        died = harness_cli(*run)
+        assert died.returncode == (3 if how == "exit" else -11), died.stderr
+    last = harness_cli(*run)
+    assert last.returncode == 1, last.stderr  # a trial failed; the sweep went on
+    records = scan(tmp_path / "r" / "crashy").records
+    statuses = sorted(r.status for r in records.values())
+    assert statuses == ["completed", "completed", "failed"], statuses
+    failed = next(r for r in records.values() if r.status == "failed")
+    assert "ended 2 times" in failed.reason and failed.diagnostics["crashes"] == 2
+    assert not list((tmp_path / "r" / "crashy" / "locks").glob("*.started"))
+
+
+def test_an_array_task_gets_past_a_crashing_trial_too(tmp_path):
+    import json
+
+    plugin = tmp_path / "crashing.py"
+    plugin.write_text(CRASHING)
+    suite = write_suite(tmp_path, CRASH_SUITE.replace("HOW", "exit"))
+    assert harness_cli("submit", suite, "--results", tmp_path / "res", "--dry-run", "--plugin", plugin).returncode == 0
+    plan = next((tmp_path / "res").glob("*/plans/plan-*.json"))
+    crasher = next(i for i, t in enumerate(json.loads(plan.read_text())["trials"]) if t["config"]["regularizers"])
+    task = ["worker", plan, "--index", str(crasher), "--plugin", plugin]
+    assert [harness_cli(*task).returncode for _ in range(2)] == [3, 3]  # SLURM would requeue it each time
+    assert harness_cli(*task).returncode == 0
+    record = json.loads(next((plan.parent.parent / "trials").glob("*.json")).read_text())
+    assert record["status"] == "failed" and "ended 2 times" in record["reason"]

@@ -18,7 +18,8 @@ from typing import Any, TextIO
 from harness.spec import FAILED, INTERRUPTED, Record, TrialSpec
 from harness.store import write_record
 from harness.errors import UsageError
-from harness.launch.trial import claim, execute_unit, finished
+from harness.launch.trial import CRASHES, claim, execute_unit, finished
+from harness.layout import started_path
 from harness.processes import die_with_parent
 
 
@@ -99,11 +100,11 @@ def gpu_slots(workers: int, gpus: int, per_gpu: int | None) -> list[int | None]:
 
 def run_local(specs: list[TrialSpec], results: Path, workers: int = 1, stream: TextIO = sys.stderr,
               plugins: list[str] | None = None, slots: list[int | None] | None = None,
-              fuse: str | int = "off") -> dict[str, str]:
+              fuse: str | int = "off", crash_limit: int = CRASHES) -> dict[str, str]:
     """Run ``specs``, write one record each under ``results``; returns trial_id → status.
     ``plugins`` are imported in each worker process, as they were in this one; ``slots`` gives
     each worker's GPU (``gpu_slots``); ``fuse`` packs compatible trials (``harness.fused.plan``),
-    each pack one unit of work."""
+    each pack one unit of work; a trial that ended its process ``crash_limit`` times is recorded failed."""
     from harness.fused.plan import plan_packs
 
     slots = slots or [None] * max(workers, 1)
@@ -112,8 +113,8 @@ def run_local(specs: list[TrialSpec], results: Path, workers: int = 1, stream: T
     slots = slots[:workers]
     progress = Progress(len(specs), workers, stream)
     if workers <= 1 and not any(s is not None for s in slots):
-        return _run_inline(units, results, progress)
-    return _run_pool(units, results, workers, progress, list(plugins or []), slots)
+        return _run_inline(units, results, progress, crash_limit)
+    return _run_pool(units, results, workers, progress, list(plugins or []), slots, crash_limit)
 
 
 def _report(unit: list[TrialSpec], records: list[Record | None], progress: Progress, statuses: dict[str, str]) -> None:
@@ -126,13 +127,13 @@ def _report(unit: list[TrialSpec], records: list[Record | None], progress: Progr
         progress.finish(spec, record)
 
 
-def _run_inline(units: list[list[TrialSpec]], results: Path, progress: Progress) -> dict[str, str]:
+def _run_inline(units: list[list[TrialSpec]], results: Path, progress: Progress, crash_limit: int) -> dict[str, str]:
     statuses: dict[str, str] = {}
     for unit in units:
         for spec in unit:
             progress.start(spec)
         try:
-            records = execute_unit(unit, results)
+            records = execute_unit(unit, results, crash_limit=crash_limit)
         except KeyboardInterrupt:
             _interrupted(unit, results, "interrupted before the trial finished; resumes from its last epoch's "
                                         "checkpoint")
@@ -141,7 +142,8 @@ def _run_inline(units: list[list[TrialSpec]], results: Path, progress: Progress)
     return {k: v for k, v in statuses.items() if v != "skipped"}
 
 
-def _worker(tasks: Any, events: Any, results: str, threads: int, plugins: list[str], gpu: int | None) -> None:
+def _worker(tasks: Any, events: Any, results: str, threads: int, plugins: list[str], gpu: int | None,
+            crash_limit: int) -> None:
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what an interrupt means
     if gpu is not None:
@@ -159,12 +161,12 @@ def _worker(tasks: Any, events: Any, results: str, threads: int, plugins: list[s
             return
         index, unit = item
         events.put(("start", os.getpid(), index))
-        records = execute_unit([TrialSpec.from_dict(d) for d in unit], Path(results))
+        records = execute_unit([TrialSpec.from_dict(d) for d in unit], Path(results), crash_limit=crash_limit)
         events.put(("done", os.getpid(), index, [r.to_json() if r else None for r in records]))
 
 
 def _run_pool(units: list[list[TrialSpec]], results: Path, workers: int, progress: Progress,
-              plugins: list[str], slots: list[int | None]) -> dict[str, str]:
+              plugins: list[str], slots: list[int | None], crash_limit: int) -> dict[str, str]:
     ctx = mp.get_context("spawn")  # fork after torch has threads is unsafe
     tasks, events = ctx.Queue(), ctx.Queue()
     for i, unit in enumerate(units):
@@ -179,7 +181,7 @@ def _run_pool(units: list[list[TrialSpec]], results: Path, workers: int, progres
         # Not daemonic: a trial may start DataLoader worker processes of its own (loader.workers),
         # which daemonic processes cannot. Workers still end with the runner (PR_SET_PDEATHSIG)
         # and are killed below if the runner leaves early.
-        p = ctx.Process(target=_worker, args=(tasks, events, str(results), threads, plugins, gpu))
+        p = ctx.Process(target=_worker, args=(tasks, events, str(results), threads, plugins, gpu, crash_limit))
         p.start()
         slot_of[p.pid] = gpu
         return p
@@ -219,6 +221,7 @@ def _run_pool(units: list[list[TrialSpec]], results: Path, workers: int, progres
                 del procs[pid]
                 if pid in running:
                     for spec in units[running.pop(pid)]:
+                        started_path(results, spec.trial_id).unlink(missing_ok=True)  # its crash is recorded here
                         record = _failed(spec, f"worker process died (exit code {p.exitcode}) while running this trial")
                         write_record(results, record)
                         statuses[spec.trial_id] = record.status

@@ -178,7 +178,8 @@ def work(plan_file: Path, index: int, chunk: int, stream: TextIO = sys.stderr, f
             print(f"harness worker: {spec.trial_id} already has a record", file=stream, flush=True)
         else:
             todo.append(spec)
-    fuse = fuse if fuse is not None else (suite.get("execution") or {}).get("fuse", "off")
+    execution = suite.get("execution") or {}
+    fuse = fuse if fuse is not None else execution.get("fuse", "off")
     units, _ = plan_packs(todo, fuse, 1, cuda=torch.cuda.is_available())
     for unit in units:
         if flag():
@@ -186,7 +187,7 @@ def work(plan_file: Path, index: int, chunk: int, stream: TextIO = sys.stderr, f
         for spec in unit:
             print(f"harness worker: {spec.trial_id} {spec.label()}" + (f" (pack of {len(unit)})" if len(unit) > 1 else ""),
                   file=stream, flush=True)
-        records = execute_unit(unit, results, stop=flag, flag=flag)
+        records = execute_unit(unit, results, stop=flag, flag=flag, crash_limit=execution.get("crashes", 2))
         for spec, record in zip(unit, records):
             if record is None:
                 print(f"harness worker: {spec.trial_id} is running in another task; left to it", file=stream, flush=True)

@@ -24,10 +24,11 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 from harness.engine.checkpoint import remove
 from harness.layout import (
-    checkpoint_path, lock_path, record_path, results_of_plan_file, stop_path, tracking_dir, weights_path,
+    checkpoint_path, lock_path, record_path, results_of_plan_file, started_path, stop_path, tracking_dir,
+    weights_path,
 )
 from harness.spec import FAILED, FINAL_STATUSES, INTERRUPTED, STOPPED, Record, TrialSpec
-from harness.store import write_record
+from harness.store import atomic_write, write_record
 
 if TYPE_CHECKING:
     from harness.engine.loop import Checkpointing
@@ -106,19 +107,71 @@ def finished(results: Path, trial_id: str) -> Record | None:
     return record if record.status in FINAL_STATUSES else None
 
 
+CRASHES = 2  # default of execution.crashes
+
+
+def crashes(results: Path, trial_id: str) -> int:
+    """How many earlier starts of the trial ended with their process, leaving no record."""
+    try:
+        return int(json.loads(started_path(results, trial_id).read_text())["starts"])
+    except (OSError, ValueError, TypeError, KeyError):
+        return 0
+
+
+@contextlib.contextmanager
+def _attempt(results: Path, specs: list[TrialSpec]) -> Iterator[None]:
+    """Mark the trials started for as long as this process runs them. A process that dies in them
+    (``os._exit`` in a plugin, a segfault, the OOM killer) leaves the marks, so the next run knows."""
+    for spec in specs:
+        path = started_path(results, spec.trial_id)
+        atomic_write(path, json.dumps({"starts": crashes(results, spec.trial_id) + 1, "pid": os.getpid()}))
+    try:
+        yield
+    finally:  # a record was written, or an exception (an interrupt) left this process alive: not a crash
+        for spec in specs:
+            started_path(results, spec.trial_id).unlink(missing_ok=True)
+
+
+def _crash_looped(spec: TrialSpec, results: Path, limit: int) -> Record | None:
+    """The ``failed`` record of a trial that ended its process ``limit`` times, so the sweep gets past it."""
+    n = crashes(results, spec.trial_id)
+    if n < limit:
+        return None
+    from harness.engine.checkpoint import load_file
+
+    state, _ = load_file(checkpoint_path(results, spec.run_id), "checkpoint")
+    step = state.get("cursor", {}).get("step") if isinstance(state, dict) else None
+    where = f"its last checkpoint is at step {step}" if step is not None else "it left no checkpoint"
+    record = Record(spec.trial_id, spec.suite, spec.seed, FAILED, spec.config, dict(spec.axes),
+                    reason=f"its process ended {n} times while running this trial (exit code unknown: the process "
+                           f"that ran it died with it), leaving no record; {where}; recorded failed after "
+                           f"execution.crashes = {limit} crashes so that the sweep goes on")
+    record.diagnostics["crashes"] = n
+    write_record(results, record)
+    started_path(results, spec.trial_id).unlink(missing_ok=True)
+    return record
+
+
 def execute(spec: TrialSpec, results: Path, stop: Callable[[], bool] = lambda: False,
-            flag: StopFlag | None = None) -> Record | None:
+            flag: StopFlag | None = None, crash_limit: int = CRASHES) -> Record | None:
     """Run ``spec`` and write its record; None when another process holds the trial. A trial that
-    already has a final record (finished elsewhere while this one waited) is not run again."""
+    already has a final record (finished elsewhere while this one waited) is not run again, nor is one
+    that ended its process ``crash_limit`` times (it is recorded failed)."""
     results = Path(results)
     with claim(results, spec.trial_id) as mine:
         if not mine:
             return None
-        return finished(results, spec.trial_id) or _run_claimed(spec, results, stop, flag)
+        return (finished(results, spec.trial_id) or _crash_looped(spec, results, crash_limit)
+                or _run_claimed(spec, results, stop, flag))
 
 
 def _run_claimed(spec: TrialSpec, results: Path, stop: Callable[[], bool], flag: StopFlag | None) -> Record:
     """Run a trial whose lock this process holds, and write its record."""
+    with _attempt(results, [spec]):
+        return _run_marked(spec, results, stop, flag)
+
+
+def _run_marked(spec: TrialSpec, results: Path, stop: Callable[[], bool], flag: StopFlag | None) -> Record:
     stop_path(results, spec.trial_id).unlink(missing_ok=True)  # left by an earlier stop
     processes = spec.config["resources"]["processes"]
     if processes > 1:
@@ -134,15 +187,16 @@ def _run_claimed(spec: TrialSpec, results: Path, stop: Callable[[], bool], flag:
 
 
 def execute_unit(unit: list[TrialSpec], results: Path, stop: Callable[[], bool] = lambda: False,
-                 flag: StopFlag | None = None) -> list[Record | None]:
+                 flag: StopFlag | None = None, crash_limit: int = CRASHES) -> list[Record | None]:
     """Run one unit of a sweep, a trial alone or a fused pack (``harness.fused.plan``); each trial's
     record, or None for a trial another process holds.
 
     A pack takes the locks of all its trials; those held elsewhere or already final stay out, and
     the rest train as one pack, checkpointed under the pack's id (its members'), so that a rerun of
-    the same pack resumes it."""
+    the same pack resumes it. A pack whose process died in it trains its trials alone the next time,
+    so that a crash is its own trial's."""
     if len(unit) == 1:
-        return [execute(unit[0], results, stop, flag)]
+        return [execute(unit[0], results, stop, flag, crash_limit)]
     from harness.fused.pack import run_pack
     from harness.fused.plan import pack_id
 
@@ -152,17 +206,19 @@ def execute_unit(unit: list[TrialSpec], results: Path, stop: Callable[[], bool] 
         todo = []
         for spec in unit:
             if locks.enter_context(claim(results, spec.trial_id)):
-                out[spec.trial_id] = finished(results, spec.trial_id)
+                out[spec.trial_id] = finished(results, spec.trial_id) or _crash_looped(spec, results, crash_limit)
                 if out[spec.trial_id] is None:
                     todo.append(spec)
-        if len(todo) == 1:
-            out[todo[0].trial_id] = _run_claimed(todo[0], results, stop, flag)
+        if len(todo) == 1 or any(crashes(results, s.trial_id) for s in todo):
+            for spec in todo:
+                out[spec.trial_id] = _run_claimed(spec, results, stop, flag)
         elif todo:
             path = checkpoint_path(results, pack_id(todo))
-            records = run_pack(todo, path, stop)
-            for record in records:
-                write_record(results, record)
-                out[record.trial_id] = record
+            with _attempt(results, todo):
+                records = run_pack(todo, path, stop)
+                for record in records:
+                    write_record(results, record)
+                    out[record.trial_id] = record
             if all(r.status != INTERRUPTED for r in records):
                 remove(path)
     return [out[s.trial_id] for s in unit]
