@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 
 
 def _positive(text: str) -> int:
@@ -82,8 +83,16 @@ def _one_trial_args(p: argparse.ArgumentParser, what: str, first: str = "suite",
     return p
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments as every other bad input: the usage, then one ``harness: error:`` line, exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(2, f"harness: error: {self.prog}: {message}\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="harness", description="Benchmark optimizers and regularizers.")
+    p = _Parser(prog="harness", description="Benchmark optimizers and regularizers.")
     sub = p.add_subparsers(dest="command", required=True)
 
     run = _runs_trials(sub.add_parser("run", help="run every trial of a suite that has no record yet, then report"))

@@ -86,7 +86,9 @@ def test_numeric_options_out_of_their_range_are_refused(tmp_path, capsys, args, 
     with pytest.raises(SystemExit) as exit_:  # argparse's own refusal: usage, then one error line
         main(args)
     err = capsys.readouterr().err
-    assert exit_.value.code == 2 and "Traceback" not in err and needle in err, err
+    assert exit_.value.code == 2 and "Traceback" not in err, err
+    errors = [line for line in err.splitlines() if line.startswith("harness: error:")]
+    assert len(errors) == 1 and needle in errors[0], err
 
 
 def test_a_baseline_without_its_provenance_is_refused_unless_asked_for(tmp_path, cli):
@@ -228,6 +230,8 @@ def end_process(ctx, *, how: str = "exit"):
         if seen["n"] == 3:
             if how == "exit":
                 os._exit(3)
+            if how == "sys.exit":
+                raise SystemExit(4)
             ctypes.string_at(0)  # a segfault
         return x, y
 
@@ -284,3 +288,16 @@ def test_an_array_task_gets_past_a_crashing_trial_too(tmp_path):
     assert harness_cli(*task).returncode == 0
     record = json.loads(next((plan.parent.parent / "trials").glob("*.json")).read_text())
     assert record["status"] == "failed" and "ended 2 times" in record["reason"]
+
+
+def test_a_trial_calling_sys_exit_is_recorded_failed_at_once(tmp_path):
+    from harness.store import scan
+
+    plugin = tmp_path / "crashing.py"
+    plugin.write_text(CRASHING)
+    suite = write_suite(tmp_path, CRASH_SUITE.replace("HOW", "sys.exit"))
+    result = harness_cli("run", suite, "--plugin", plugin, "--results", tmp_path / "r", "--no-report")
+    assert result.returncode == 1, result.stderr
+    records = scan(tmp_path / "r" / "crashy").records.values()
+    assert sorted(r.status for r in records) == ["completed", "completed", "failed"]
+    assert any(r.reason == "the trial's code called sys.exit(4)" for r in records)

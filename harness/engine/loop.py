@@ -83,6 +83,9 @@ def run_trial(spec: TrialSpec, accelerator: Accelerator | None = None, tracking_
     except Exception as e:  # noqa: BLE001 - any failure of a trial is recorded, and the sweep goes on
         record.status, record.reason = FAILED, f"{type(e).__name__}: {e}"
         record.diagnostics["traceback"] = traceback.format_exc(limit=20)
+    except SystemExit as e:  # a plugin's sys.exit() in the trial's code ends the trial, not the sweep
+        record.status, record.reason = FAILED, f"the trial's code called sys.exit({e.code!r})"
+        record.diagnostics["traceback"] = traceback.format_exc(limit=20)
     finally:
         if trackers is not None:
             trackers.finish()

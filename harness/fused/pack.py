@@ -120,7 +120,8 @@ def _fail(s: _Slice, e: BaseException) -> None:
     if isinstance(e, Diverged):
         s.record.status, s.record.reason, s.record.diverged_step = DIVERGED, e.reason, e.step
     else:
-        s.record.status, s.record.reason = FAILED, f"{type(e).__name__}: {e}"
+        s.record.status, s.record.reason = FAILED, (f"the trial's code called sys.exit({e.code!r})"
+                                                    if isinstance(e, SystemExit) else f"{type(e).__name__}: {e}")
         s.record.diagnostics["traceback"] = traceback.format_exc(limit=20)
 
 
@@ -146,7 +147,7 @@ def _call(s: _Slice, event: str, *args: Any) -> None:
     try:
         with _its_stream(s):
             s.hooks(event, s.run, *args)
-    except (Diverged, Exception) as e:  # noqa: BLE001 - one trial's failure is recorded, the others train on
+    except (Diverged, Exception, SystemExit) as e:  # noqa: BLE001 - one trial's failure is recorded, the others train on
         _fail(s, e)
 
 
@@ -354,7 +355,7 @@ def _train(all_slices: list[_Slice], pid: str, checkpoint: Path | None, stop: Ca
                     if tf is not None and slices[k].live:
                         try:
                             xs[k], ys[k] = tf(xs[k], ys[k], slices[k].run.rng)
-                        except Exception as e:  # noqa: BLE001 - that trial fails; its slice steps on as it is, frozen
+                        except (Exception, SystemExit) as e:  # noqa: BLE001 - that trial fails; its slice steps on as it is, frozen
                             _fail(slices[k], e)
                 x = torch.stack(xs)
             optimizer.set_lr([s.base_lr * s.trial.schedule(c.step) for s in slices])
@@ -405,7 +406,7 @@ def _loss(s: _Slice, out: Tensor, y: Tensor) -> Tensor:
     if s.live:
         try:
             return s.trial.loss(s.trial.model, out, y)
-        except Exception as e:  # noqa: BLE001 - that trial fails; the pack goes on
+        except (Exception, SystemExit) as e:  # noqa: BLE001 - that trial fails; the pack goes on
             _fail(s, e)
     return out.sum() * 0.0  # an ended slice adds no gradient
 
@@ -431,7 +432,7 @@ def _hooks(slices: list[_Slice], bound: list[dict[str, list[Callable[[], None]]]
         try:
             for hook in hooks[event]:
                 hook()
-        except (Diverged, Exception) as e:  # noqa: BLE001 - one trial's end, the pack goes on
+        except (Diverged, Exception, SystemExit) as e:  # noqa: BLE001 - one trial's end, the pack goes on
             _fail(s, e)
 
 
@@ -466,7 +467,7 @@ def _end_epoch(slices: list[_Slice], stacked: nn.Module, c: Cursor, epoch_train:
         try:
             with _its_stream(s):
                 stop = close_epoch(s.run, s.hooks, trained[k], metrics, s.base_lr, epoch_train, epoch_eval)
-        except (Diverged, Exception) as e:  # noqa: BLE001
+        except (Diverged, Exception, SystemExit) as e:  # noqa: BLE001
             _fail(s, e)
             continue
         if stop is not None:
