@@ -88,7 +88,8 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
-        self.exit(2, f"harness: error: {self.prog}: {message}\n")
+        command = self.prog.removeprefix("harness").strip()
+        self.exit(2, f"harness: error: {command + ': ' if command else ''}{message}\n")
 
 
 def parser() -> argparse.ArgumentParser:
