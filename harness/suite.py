@@ -24,7 +24,7 @@ from harness.errors import ConfigError
 from harness.fused.plan import parse_fuse
 from harness.registry import check_keys, check_value, near_miss, resolve_params
 from harness.settings import (
-    COMPONENTS, LISTS, SCALARS, SECTIONS, TRIAL_KEYS, execution_params, report_params, slurm_params,
+    COMPONENTS, LISTS, SCALARS, SECTIONS, TRIAL_KEYS, check_slurm, execution_params, report_params, slurm_params,
 )
 from harness.spec import TrialSpec, canonical_json, get_dotted, value_matches  # noqa: F401  (suite helpers)
 from harness.tracking import tracker_missing
@@ -185,8 +185,9 @@ def _build(raw: dict[str, Any], file: str, sha: str, overrides: tuple[str, ...])
     if "name" not in raw:
         raise ConfigError("name", "missing: every suite needs a name (it names its results folder)")
     name = check_value(str, raw["name"], "name")
-    if not _NAME.match(name):
-        raise ConfigError("name", f"use letters, digits, '_', '.', '-' only (it names a folder), got {name!r}")
+    if not _NAME.match(name) or len(name) > 100:
+        raise ConfigError("name", f"use at most 100 letters, digits, '_', '.', '-', starting with a letter or digit "
+                                  f"(it names a folder and a SLURM job), got {name[:120]!r}")
     description = check_value(str, raw.get("description", ""), "description")
     seeds = _seeds(raw.get("seeds", 1))
 
@@ -299,6 +300,7 @@ def _build(raw: dict[str, Any], file: str, sha: str, overrides: tuple[str, ...])
         raise ConfigError("report.metric", f"unknown metric {report['metric']!r}; {near_miss(report['metric'], METRICS)}")
     slurm = resolve_params(slurm_params, raw.get("slurm") or {}, "slurm", "slurm")
     slurm["setup"], slurm["extra"] = list(slurm["setup"]), list(slurm["extra"])
+    check_slurm(slurm)
     execution = resolve_params(execution_params, raw.get("execution") or {}, "execution", "execution")
     execution["fuse"] = parse_fuse(execution["fuse"])
     return Suite(name, description, file, seeds, tuple(axes), tuple(trials), report, sha, overrides, slurm,

@@ -301,3 +301,52 @@ def test_a_trial_calling_sys_exit_is_recorded_failed_at_once(tmp_path):
     records = scan(tmp_path / "r" / "crashy").records.values()
     assert sorted(r.status for r in records) == ["completed", "completed", "failed"]
     assert any(r.reason == "the trial's code called sys.exit(4)" for r in records)
+
+
+INJECTION = TINY + """slurm:
+  KEY: VALUE
+"""
+
+
+@pytest.mark.parametrize("key, value", [
+    ("partition", '"gpu\\ntouch pwned"'),
+    ("mem", '"32G\\n#SBATCH --uid=0"'),
+    ("time", '"04:00:00; touch pwned"'),
+    ("account", '"lab $(touch pwned)"'),
+    ("constraint", '"a100`touch pwned`"'),
+    ("extra", '["--qos=normal\\ntouch pwned"]'),
+    ("extra", '["touch pwned"]'),
+    ("setup", '["module load cuda\\ntouch pwned"]'),
+])
+def test_no_slurm_value_can_leave_its_sbatch_line(tmp_path, cli, key, value):
+    """A shared suite's slurm: values are checked against what SLURM accepts; only setup: lines are shell,
+    one entry a line. Nothing is rendered, let alone submitted."""
+    suite = write_suite(tmp_path, INJECTION.replace("KEY", key).replace("VALUE", value))
+    _refused(cli("submit", suite, "--results", tmp_path / "res", "--dry-run"), f"slurm.{key}")
+    assert not (tmp_path / "res").exists() and not (tmp_path / "pwned").exists()
+
+
+def test_slurm_values_of_real_clusters_pass_and_stay_on_their_lines(tmp_path, capsys):
+    from harness.cli import main
+    from harness.launch.slurm import sbatch_options
+
+    text = TINY + """slurm:
+  partition: gpu,gpu-long
+  account: my-lab_1
+  time: "2-12:00:00"
+  mem: 32G
+  constraint: "a100&(ib|roce)"
+  extra: ["--qos=normal", "--mail-type=END,FAIL", "--exclusive"]
+"""
+    assert main(["submit", str(write_suite(tmp_path, text)), "--results", str(tmp_path / "res"), "--dry-run"]) == 0
+    script = capsys.readouterr().out
+    for line in ("#SBATCH --partition=gpu,gpu-long", "#SBATCH --time=2-12:00:00", "#SBATCH --constraint=a100&(ib|roce)",
+                 "#SBATCH --mail-type=END,FAIL"):
+        assert line in script.splitlines()
+    with pytest.raises(ValueError, match="control character"):  # and the renderer refuses one all the same
+        sbatch_options({"partition": "gpu\ntouch pwned"})
+
+
+def test_a_suite_name_that_would_escape_or_overflow_the_results_folder_is_refused(tmp_path, cli):
+    for name in ("../evil", "/etc", "a/b", ".hidden", "x" * 300):
+        _refused(cli("plan", write_suite(tmp_path, TINY.replace("name: tiny", f"name: {name!r}"))), "name:")
