@@ -161,11 +161,12 @@ def job_states(results: Path) -> dict[str, int] | None:
     return states
 
 
-def work(plan_file: Path, index: int, chunk: int, stream: TextIO = sys.stderr, fuse: str | int | None = None) -> int:
+def work(plan_file: Path, index: int, chunk: int, stream: TextIO | None = None, fuse: str | int | None = None) -> int:
     """The array task ``index``: its trials without a final record, one unit after another (a trial
     alone, or a fused pack where the plan's suite fuses, or ``fuse`` says so)."""
     from harness.fused.plan import plan_packs
 
+    stream = stream or sys.stderr
     suite, specs = read_plan_file(plan_file)
     results = layout.results_of_plan_file(Path(plan_file).resolve())
     mine = specs[index * chunk:(index + 1) * chunk]
