@@ -3,8 +3,10 @@ parameters (types, bounds and defaults read from the signatures): suite validati
 list`` read the same source."""
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import re
+from typing import Annotated, Any, Literal
 
+from harness.errors import ConfigError
 from harness.registries import DATASETS, INITS, LOSSES, MODELS, NORMS, OPTIMIZERS, REGULARIZERS, SCHEDULES
 from harness.registry import Range, Registry, params_of
 
@@ -117,6 +119,32 @@ def _execution(*, fuse: str | int | bool = "off",  # YAML reads a bare `off` as 
     trained as one (off, auto, or K; harness/fused/). `--fuse` on the command line overrides it. A trial whose
     process dies in it (os._exit, a segfault, the OOM killer) `crashes` times is recorded failed, so that the
     sweep gets past it."""
+
+
+# What SLURM accepts for each option the harness writes on an `#SBATCH` line (sbatch(1)): nothing else
+# reaches the script, so a value cannot end its line and start a command or another directive.
+_SLURM_VALUES = {
+    "partition": (r"[A-Za-z0-9_.-]+(,[A-Za-z0-9_.-]+)*", "partition names, comma-separated"),
+    "account": (r"[A-Za-z0-9_.-]+", "an account name"),
+    "time": (r"(\d+-)?\d+(:\d+){0,2}|UNLIMITED|INFINITE", "minutes, MM:SS, HH:MM:SS or D-HH[:MM[:SS]]"),
+    "mem": (r"\d+[KMGT]?", "a size such as 32G or 4000M"),
+    "constraint": (r"[A-Za-z0-9_.&|!*,:()\[\]-]+", "node features joined by & | , [ ] ( ) *"),
+}
+_SLURM_EXTRA = re.compile(r"--?[A-Za-z][A-Za-z0-9-]*(=[^\x00-\x1f\x7f]*|\s+[^\x00-\x1f\x7f-][^\x00-\x1f\x7f]*)?")
+
+
+def check_slurm(slurm: dict[str, Any]) -> None:
+    """Each `slurm:` value as SLURM's own syntax allows it (``setup`` lines alone are shell, by design)."""
+    for key, (pattern, what) in _SLURM_VALUES.items():
+        value = slurm.get(key)
+        if value is not None and not re.fullmatch(pattern, value):
+            raise ConfigError(f"slurm.{key}", f"expected {what}, got {value!r}")
+    for i, line in enumerate(slurm.get("extra") or []):
+        if not _SLURM_EXTRA.fullmatch(line):
+            raise ConfigError(f"slurm.extra[{i}]", f"expected one sbatch option on one line (--qos=normal), got {line!r}")
+    for i, line in enumerate(slurm.get("setup") or []):
+        if "\n" in line or "\r" in line:
+            raise ConfigError(f"slurm.setup[{i}]", "one shell line per entry (give several entries, not a newline)")
 
 
 report_params = params_of(_report)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import itertools
+import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +26,7 @@ from harness.errors import ConfigError
 from harness.fused.plan import parse_fuse
 from harness.registry import check_keys, check_value, near_miss, resolve_params
 from harness.settings import (
-    COMPONENTS, LISTS, SCALARS, SECTIONS, TRIAL_KEYS, execution_params, report_params, slurm_params,
+    COMPONENTS, LISTS, SCALARS, SECTIONS, TRIAL_KEYS, check_slurm, execution_params, report_params, slurm_params,
 )
 from harness.spec import TrialSpec, canonical_json, get_dotted, value_matches  # noqa: F401  (suite helpers)
 from harness.tracking import tracker_missing
@@ -142,18 +144,30 @@ def load_suite(file: str | Path, overrides: list[str] | None = None) -> Suite:
     """Read, validate and expand a suite file; any problem raises ConfigError naming the file."""
     file = str(file)
     try:
-        text = Path(file).read_text()
+        data = Path(file).read_bytes()
     except OSError as e:
         raise ConfigError("", f"cannot read suite: {e.strerror}", file) from None
+    if len(data) > MAX_SUITE_BYTES:
+        raise ConfigError("", f"{len(data)} bytes: a suite is at most {MAX_SUITE_BYTES // 2**20} MiB of YAML", file)
     try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError("", f"not UTF-8 text (byte {e.start}; a binary file?)", file) from None
+    try:
+        _check_nodes(yaml.compose(text, Loader=yaml.SafeLoader), "", 0, [0])  # before anything is built from it
         raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise ConfigError(where, f"YAML syntax error: {problem}", file) from None
+    except RecursionError:
+        raise ConfigError("", f"nested deeper than {MAX_DEPTH} levels", file) from None
+    except ValueError as e:  # an integer past Python's 4300-digit conversion limit
+        raise ConfigError("", f"a value YAML cannot convert ({str(e).splitlines()[0][:120]})", file) from None
+    except ConfigError as e:
+        raise e.in_file(file) from None
     try:
-        _no_duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader), "")
         if not isinstance(raw, dict):
             raise ConfigError("", f"a suite is a mapping of keys (name, base, grid, ...), got {type(raw).__name__}")
         raw = apply_overrides(raw, list(overrides or []))
@@ -162,8 +176,21 @@ def load_suite(file: str | Path, overrides: list[str] | None = None) -> Suite:
         raise e.in_file(file) from None
 
 
-def _no_duplicate_keys(node: yaml.Node | None, path: str) -> None:
-    """A key given twice in one mapping is an error: YAML keeps the last silently, and half a study with it."""
+MAX_SUITE_BYTES = 2**20
+MAX_DEPTH = 64
+MAX_NODES = 100_000  # values of the suite with its YAML aliases expanded (an alias bomb goes far past it)
+MAX_TRIALS = 100_000  # trials of one suite; HARNESS_MAX_TRIALS raises it
+
+
+def _check_nodes(node: yaml.Node | None, path: str, depth: int, count: list[int]) -> None:
+    """Walk the composed YAML before anything is built from it: refuse what is nested too deep, what
+    expands (through aliases) to too many values, and a key given twice in one mapping (YAML would keep
+    the last silently, and half a study with it)."""
+    count[0] += 1
+    if count[0] > MAX_NODES:
+        raise ConfigError(path, f"the suite expands to more than {MAX_NODES} values (YAML aliases inside aliases?)")
+    if depth > MAX_DEPTH:
+        raise ConfigError(path, f"nested deeper than {MAX_DEPTH} levels")
     if isinstance(node, yaml.MappingNode):
         seen: dict[Any, int] = {}
         for key, value in node.value:
@@ -174,10 +201,10 @@ def _no_duplicate_keys(node: yaml.Node | None, path: str) -> None:
                     raise ConfigError(where, f"given twice (lines {seen[name]} and {key.start_mark.line + 1}); "
                                              "a suite names each key once")
                 seen[name] = key.start_mark.line + 1
-            _no_duplicate_keys(value, where)
+            _check_nodes(value, where, depth + 1, count)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _no_duplicate_keys(item, f"{path}[{i}]")
+            _check_nodes(item, f"{path}[{i}]", depth + 1, count)
 
 
 def _build(raw: dict[str, Any], file: str, sha: str, overrides: tuple[str, ...]) -> Suite:
@@ -185,8 +212,9 @@ def _build(raw: dict[str, Any], file: str, sha: str, overrides: tuple[str, ...])
     if "name" not in raw:
         raise ConfigError("name", "missing: every suite needs a name (it names its results folder)")
     name = check_value(str, raw["name"], "name")
-    if not _NAME.match(name):
-        raise ConfigError("name", f"use letters, digits, '_', '.', '-' only (it names a folder), got {name!r}")
+    if not _NAME.match(name) or len(name) > 100:
+        raise ConfigError("name", f"use at most 100 letters, digits, '_', '.', '-', starting with a letter or digit "
+                                  f"(it names a folder and a SLURM job), got {name[:120]!r}")
     description = check_value(str, raw.get("description", ""), "description")
     seeds = _seeds(raw.get("seeds", 1))
 
@@ -231,6 +259,7 @@ def _build(raw: dict[str, Any], file: str, sha: str, overrides: tuple[str, ...])
         raise ConfigError("random.n", "missing: how many configurations to draw")
 
     zip_rows = [dict(zip(zipped, row)) for row in zip(*zipped.values())] or [{}]
+    _count_trials(grid, len(zip_rows), n_random, len(seeds))  # before expanding them
     fixed = [{**dict(zip(grid, grid_row)), **zip_row} for grid_row in itertools.product(*grid.values())
              for zip_row in zip_rows]
     labels = {axis: _labels(axis, values) for axis, values in {**grid, **zipped}.items()}
@@ -299,6 +328,7 @@ def _build(raw: dict[str, Any], file: str, sha: str, overrides: tuple[str, ...])
         raise ConfigError("report.metric", f"unknown metric {report['metric']!r}; {near_miss(report['metric'], METRICS)}")
     slurm = resolve_params(slurm_params, raw.get("slurm") or {}, "slurm", "slurm")
     slurm["setup"], slurm["extra"] = list(slurm["setup"]), list(slurm["extra"])
+    check_slurm(slurm)
     execution = resolve_params(execution_params, raw.get("execution") or {}, "execution", "execution")
     execution["fuse"] = parse_fuse(execution["fuse"])
     return Suite(name, description, file, seeds, tuple(axes), tuple(trials), report, sha, overrides, slurm,
@@ -335,6 +365,15 @@ def _axis_label(labels: dict[str, list[Any]], sources: dict[str, tuple[str, Any]
     return value  # a number drawn from a range
 
 
+def _count_trials(grid: dict[str, list[Any]], zip_rows: int, n_random: int | None, seeds: int) -> None:
+    """Refuse a suite of more trials than the limit, counted without building them."""
+    limit = int(os.environ.get("HARNESS_MAX_TRIALS", MAX_TRIALS))
+    n = math.prod(len(v) for v in grid.values()) * zip_rows * (n_random or 1) * seeds
+    if n > limit:
+        raise ConfigError("grid", f"the suite makes {n} trials (grid x zip x random x seeds), more than the limit "
+                                  f"{limit}; HARNESS_MAX_TRIALS raises it")
+
+
 def _seeds(value: Any) -> tuple[int, ...]:
     if isinstance(value, list):
         seeds = tuple(check_value(int, v, f"seeds[{i}]") for i, v in enumerate(value))
@@ -344,8 +383,8 @@ def _seeds(value: Any) -> tuple[int, ...]:
             raise ConfigError("seeds", f"a seed is listed twice: {list(seeds)}")
         return seeds
     n = check_value(int, value, "seeds")
-    if n < 1:
-        raise ConfigError("seeds", f"must be a count >= 1 or a list of seeds, got {n}")
+    if not 1 <= n <= MAX_TRIALS:
+        raise ConfigError("seeds", f"must be a count >= 1 (at most {MAX_TRIALS}) or a list of seeds, got {n}")
     return tuple(range(n))
 
 

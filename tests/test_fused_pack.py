@@ -231,7 +231,7 @@ def test_the_plan_packs_compatible_trials_and_says_why_the_others_train_alone(tm
 
 def test_fuse_settings_are_checked_where_they_are_given(tmp_path):
     assert parse_fuse("8") == 8 and parse_fuse("auto") == "auto" and parse_fuse("off") == parse_fuse(False) == "off"
-    assert load_suite(write_suite(tmp_path, EQUIVALENCE + "execution: {fuse: off}\n")).execution == {"fuse": "off"}
+    assert load_suite(write_suite(tmp_path, EQUIVALENCE + "execution: {fuse: off}\n")).execution["fuse"] == "off"
     for bad in (0, -1, "many", 2.5, True):
         with pytest.raises(ConfigError):
             parse_fuse(bad)
@@ -310,3 +310,24 @@ def test_a_residual_pack_gives_each_trial_the_record_of_its_run_alone(tmp_path):
         for spec, record in zip(specs, run_pack(specs)):
             assert record.environment["fused"]["size"] == 4
             _same_as_alone(record, spec, rel=1e-4)
+
+
+def test_a_pack_that_keeps_ending_its_process_trains_its_trials_alone(tmp_path):
+    """After ``execution.crashes`` deaths of its process (here 1: a SIGKILL, as the OOM killer would), a
+    pack's trials run alone, so that a crash is pinned on the trial that causes it."""
+    suite = write_suite(tmp_path, SMALL.replace("epochs: 3", "epochs: 6").replace("train_subset: 400", "train_subset: 1200")
+                        .replace("1.0e+6", "0.1") + "execution: {fuse: auto, crashes: 1}\n")
+    results = tmp_path / "res"
+    cmd = [sys.executable, "-m", "harness", "run", str(suite), "--results", str(results), "--no-report"]
+    child = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    locks = results / "fused-small" / "locks"
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(locks.glob("pack-*.started")) and child.poll() is None:
+        time.sleep(0.02)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert any(locks.glob("pack-*.started"))  # the pack's start mark outlived its process
+    again = harness_cli("run", suite, "--results", results, "--no-report")
+    assert again.returncode == 0, again.stderr
+    records = scan(results / "fused-small").records.values()
+    assert len(records) == 3 and all(r.status == COMPLETED and "fused" not in r.environment for r in records)

@@ -301,3 +301,94 @@ def test_a_trial_calling_sys_exit_is_recorded_failed_at_once(tmp_path):
     records = scan(tmp_path / "r" / "crashy").records.values()
     assert sorted(r.status for r in records) == ["completed", "completed", "failed"]
     assert any(r.reason == "the trial's code called sys.exit(4)" for r in records)
+
+
+INJECTION = TINY + """slurm:
+  KEY: VALUE
+"""
+
+
+@pytest.mark.parametrize("key, value", [
+    ("partition", '"gpu\\ntouch pwned"'),
+    ("mem", '"32G\\n#SBATCH --uid=0"'),
+    ("time", '"04:00:00; touch pwned"'),
+    ("account", '"lab $(touch pwned)"'),
+    ("constraint", '"a100`touch pwned`"'),
+    ("extra", '["--qos=normal\\ntouch pwned"]'),
+    ("extra", '["touch pwned"]'),
+    ("setup", '["module load cuda\\ntouch pwned"]'),
+])
+def test_no_slurm_value_can_leave_its_sbatch_line(tmp_path, cli, key, value):
+    """A shared suite's slurm: values are checked against what SLURM accepts; only setup: lines are shell,
+    one entry a line. Nothing is rendered, let alone submitted."""
+    suite = write_suite(tmp_path, INJECTION.replace("KEY", key).replace("VALUE", value))
+    _refused(cli("submit", suite, "--results", tmp_path / "res", "--dry-run"), f"slurm.{key}")
+    assert not (tmp_path / "res").exists() and not (tmp_path / "pwned").exists()
+
+
+def test_slurm_values_of_real_clusters_pass_and_stay_on_their_lines(tmp_path, capsys):
+    from harness.cli import main
+    from harness.launch.slurm import sbatch_options
+
+    text = TINY + """slurm:
+  partition: gpu,gpu-long
+  account: my-lab_1
+  time: "2-12:00:00"
+  mem: 32G
+  constraint: "a100&(ib|roce)"
+  extra: ["--qos=normal", "--mail-type=END,FAIL", "--exclusive"]
+"""
+    assert main(["submit", str(write_suite(tmp_path, text)), "--results", str(tmp_path / "res"), "--dry-run"]) == 0
+    script = capsys.readouterr().out
+    for line in ("#SBATCH --partition=gpu,gpu-long", "#SBATCH --time=2-12:00:00", "#SBATCH --constraint=a100&(ib|roce)",
+                 "#SBATCH --mail-type=END,FAIL"):
+        assert line in script.splitlines()
+    with pytest.raises(ValueError, match="control character"):  # and the renderer refuses one all the same
+        sbatch_options({"partition": "gpu\ntouch pwned"})
+
+
+def test_a_suite_name_that_would_escape_or_overflow_the_results_folder_is_refused(tmp_path, cli):
+    for name in ("../evil", "/etc", "a/b", ".hidden", "x" * 300):
+        _refused(cli("plan", write_suite(tmp_path, TINY.replace("name: tiny", f"name: {name!r}"))), "name:")
+
+
+def _hostile(tmp_path):
+    bomb = "name: bomb\na0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
+    for i in range(1, 10):
+        bomb += f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]\n"
+    lrs = ", ".join(str(0.001 * (i + 1)) for i in range(400))
+    return {
+        "bomb": (bomb, "expands to more than 100000 values"),
+        "deep": ("name: deep\nbase: " + "[" * 3000 + "]" * 3000 + "\n", "nested deeper than 64 levels"),
+        "binary": (b"\x89PNG\r\n\x1a\n\x00\xff\xfe", "not UTF-8 text"),
+        "huge": ("name: h\ndescription: " + "x" * (2**20 + 1) + "\n", "a suite is at most 1 MiB"),
+        "int-digits": ("name: big\nseeds: " + "9" * 5000 + "\n", "a value YAML cannot convert"),
+        "int-overflow": ("name: big\nbase: {optimizer: {name: sgd, lr: " + "9" * 400 + "}}\n",
+                         "base.optimizer.lr: expected a finite number"),
+        "inf-lr": ("name: i\nbase: {optimizer: {name: sgd, lr: .inf}}\n", "base.optimizer.lr: expected a finite number"),
+        "nan-clip": ("name: n\nbase: {clip: {norm: .nan}}\n", "base.clip.norm: expected a finite number"),
+        "inf-decay": ("name: n\nbase: {optimizer: {name: adamw, weight_decay: -.inf}}\n", "weight_decay"),
+        "inf-warmup": ("name: n\nbase: {warmup: {epochs: .inf}}\n", "base.warmup.epochs: expected a finite number"),
+        "inf-ratio": ("name: n\nbase: {divergence: {loss_ratio: .inf}}\n", "base.divergence.loss_ratio"),
+        "seeds": ("name: s\nseeds: 100000000\n", "seeds: must be a count >= 1 (at most 100000)"),
+        "grid": (f"name: g\nseeds: 10\ngrid:\n  optimizer.lr: [{lrs}]\n  batch_size: [{lrs.replace('0.0', '')}]\n",
+                 "the suite makes"),
+    }
+
+
+@pytest.mark.parametrize("case", ["bomb", "deep", "binary", "huge", "int-digits", "int-overflow", "inf-lr", "nan-clip",
+                                  "inf-decay", "inf-warmup", "inf-ratio", "seeds", "grid"])
+def test_a_hostile_suite_is_one_line_not_a_crash(tmp_path, cli, case):
+    import resource
+    import time
+
+    import harness.cli  # noqa: F401  (imported before measuring: the rest is what the suite costs)
+    import harness.suite  # noqa: F401
+
+    content, needle = _hostile(tmp_path)[case]
+    path = tmp_path / "suite.yaml"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    before, start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.perf_counter()
+    error = _refused(cli("plan", path), str(path), needle)
+    assert time.perf_counter() - start < 10, error  # not the minutes (or the memory) expanding it would take
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000, error  # KB

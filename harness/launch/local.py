@@ -38,8 +38,9 @@ def _fmt_time(seconds: float) -> str:
 class Progress:
     """Prints one line per trial start and end: done/total, the trial, its outcome, an ETA."""
 
-    def __init__(self, total: int, workers: int, stream: TextIO = sys.stderr) -> None:
-        self.total, self.workers, self.stream = total, workers, stream
+    def __init__(self, total: int, workers: int, stream: TextIO | None = None) -> None:
+        # sys.stderr as it is now, not as it was at import (a test's capture may have replaced it since)
+        self.total, self.workers, self.stream = total, workers, stream or sys.stderr
         self.done = 0
         self.durations: list[float] = []
         self.started: dict[str, float] = {}
@@ -98,7 +99,7 @@ def gpu_slots(workers: int, gpus: int, per_gpu: int | None) -> list[int | None]:
     return [i // per_gpu for i in range(workers)]
 
 
-def run_local(specs: list[TrialSpec], results: Path, workers: int = 1, stream: TextIO = sys.stderr,
+def run_local(specs: list[TrialSpec], results: Path, workers: int = 1, stream: TextIO | None = None,
               plugins: list[str] | None = None, slots: list[int | None] | None = None,
               fuse: str | int = "off", crash_limit: int = CRASHES) -> dict[str, str]:
     """Run ``specs``, write one record each under ``results``; returns trial_id → status.

@@ -55,12 +55,17 @@ def array_ranges(indices: list[int]) -> str:
 
 
 def sbatch_options(slurm: dict[str, Any]) -> str:
+    """The ``#SBATCH`` lines of a suite's ``slurm:`` values (checked when the suite loaded:
+    ``harness.settings.check_slurm``); each value stays on its own line whatever reaches here."""
     options = [("partition", "--partition"), ("account", "--account"), ("time", "--time"), ("mem", "--mem"),
                ("constraint", "--constraint")]
     lines = [f"#SBATCH {flag}={slurm[key]}" for key, flag in options if slurm.get(key)]
     if slurm.get("gpus_per_task"):
-        lines.append(f"#SBATCH --gpus-per-task={slurm['gpus_per_task']}")
+        lines.append(f"#SBATCH --gpus-per-task={int(slurm['gpus_per_task'])}")
     lines += [f"#SBATCH {extra}" for extra in slurm.get("extra", [])]
+    for line in lines:
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in line):
+            raise ValueError(f"an sbatch option holds a control character: {line!r}")
     return "\n".join(lines)
 
 
@@ -156,11 +161,12 @@ def job_states(results: Path) -> dict[str, int] | None:
     return states
 
 
-def work(plan_file: Path, index: int, chunk: int, stream: TextIO = sys.stderr, fuse: str | int | None = None) -> int:
+def work(plan_file: Path, index: int, chunk: int, stream: TextIO | None = None, fuse: str | int | None = None) -> int:
     """The array task ``index``: its trials without a final record, one unit after another (a trial
     alone, or a fused pack where the plan's suite fuses, or ``fuse`` says so)."""
     from harness.fused.plan import plan_packs
 
+    stream = stream or sys.stderr
     suite, specs = read_plan_file(plan_file)
     results = layout.results_of_plan_file(Path(plan_file).resolve())
     mine = specs[index * chunk:(index + 1) * chunk]

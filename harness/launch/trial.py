@@ -119,17 +119,15 @@ def crashes(results: Path, trial_id: str) -> int:
 
 
 @contextlib.contextmanager
-def _attempt(results: Path, specs: list[TrialSpec]) -> Iterator[None]:
-    """Mark the trials started for as long as this process runs them. A process that dies in them
-    (``os._exit`` in a plugin, a segfault, the OOM killer) leaves the marks, so the next run knows."""
-    for spec in specs:
-        path = started_path(results, spec.trial_id)
-        atomic_write(path, json.dumps({"starts": crashes(results, spec.trial_id) + 1, "pid": os.getpid()}))
+def _attempt(results: Path, name: str) -> Iterator[None]:
+    """Mark trial (or pack) ``name`` started for as long as this process runs it. A process that dies in
+    it (``os._exit`` in a plugin, a segfault, the OOM killer) leaves the mark, so the next run knows."""
+    path = started_path(results, name)
+    atomic_write(path, json.dumps({"starts": crashes(results, name) + 1, "pid": os.getpid()}))
     try:
         yield
     finally:  # a record was written, or an exception (an interrupt) left this process alive: not a crash
-        for spec in specs:
-            started_path(results, spec.trial_id).unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
 
 
 def _crash_looped(spec: TrialSpec, results: Path, limit: int) -> Record | None:
@@ -167,7 +165,7 @@ def execute(spec: TrialSpec, results: Path, stop: Callable[[], bool] = lambda: F
 
 def _run_claimed(spec: TrialSpec, results: Path, stop: Callable[[], bool], flag: StopFlag | None) -> Record:
     """Run a trial whose lock this process holds, and write its record."""
-    with _attempt(results, [spec]):
+    with _attempt(results, spec.trial_id):
         return _run_marked(spec, results, stop, flag)
 
 
@@ -193,8 +191,8 @@ def execute_unit(unit: list[TrialSpec], results: Path, stop: Callable[[], bool] 
 
     A pack takes the locks of all its trials; those held elsewhere or already final stay out, and
     the rest train as one pack, checkpointed under the pack's id (its members'), so that a rerun of
-    the same pack resumes it. A pack whose process died in it trains its trials alone the next time,
-    so that a crash is its own trial's."""
+    the same pack resumes it (after a SIGKILL too). A pack whose process died in it ``crash_limit``
+    times trains its trials alone from then on, so that a crash is pinned on its own trial."""
     if len(unit) == 1:
         return [execute(unit[0], results, stop, flag, crash_limit)]
     from harness.fused.pack import run_pack
@@ -209,12 +207,13 @@ def execute_unit(unit: list[TrialSpec], results: Path, stop: Callable[[], bool] 
                 out[spec.trial_id] = finished(results, spec.trial_id) or _crash_looped(spec, results, crash_limit)
                 if out[spec.trial_id] is None:
                     todo.append(spec)
-        if len(todo) == 1 or any(crashes(results, s.trial_id) for s in todo):
+        pid = pack_id(todo) if todo else ""
+        if len(todo) == 1 or (todo and crashes(results, pid) >= crash_limit):
             for spec in todo:
                 out[spec.trial_id] = _run_claimed(spec, results, stop, flag)
         elif todo:
-            path = checkpoint_path(results, pack_id(todo))
-            with _attempt(results, todo):
+            path = checkpoint_path(results, pid)
+            with _attempt(results, pid):
                 records = run_pack(todo, path, stop)
                 for record in records:
                     write_record(results, record)
