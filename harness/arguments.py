@@ -195,7 +195,8 @@ def parser() -> argparse.ArgumentParser:
     coll.add_argument("--csv", action="store_true", help="write CSV instead of parquet")
     coll.add_argument("-o", "--output", help="file to write (default DIR/collected.parquet or .csv)")
 
-    lst = sub.add_parser("list", help="list registered components and their parameters")
-    lst.add_argument("kind", nargs="?")
+    lst = sub.add_parser("list", help="list registered components and their parameters, or (list settings) every "
+                                      "key a suite accepts")
+    lst.add_argument("kind", nargs="?", help="a kind of component (optimizers, schedules, ...) or settings")
     lst.add_argument("--plugin", action="append", default=[])
     return p

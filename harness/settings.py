@@ -83,11 +83,10 @@ def _diagnostics(*, layers: bool = True, probe: Annotated[int, Range(gt=0)] = 25
     probe batch of `probe` training samples (harness/engine/diagnostics.py); recorded, not acted on."""
 
 
-SECTIONS = {
-    "budget": params_of(_budget), "divergence": params_of(_divergence), "warmup": params_of(_warmup),
-    "decay": params_of(_decay), "clip": params_of(_clip), "ensemble": params_of(_ensemble),
-    "loader": params_of(_loader), "resources": params_of(_resources), "diagnostics": params_of(_diagnostics),
-}
+# Each section's builder: its signature is what validation checks, its docstring what `harness list settings` says.
+SECTION_BUILDERS = {"budget": _budget, "divergence": _divergence, "warmup": _warmup, "decay": _decay, "clip": _clip,
+                    "ensemble": _ensemble, "loader": _loader, "resources": _resources, "diagnostics": _diagnostics}
+SECTIONS = {key: params_of(builder) for key, builder in SECTION_BUILDERS.items()}
 SCALARS = params_of(_scalars)
 TRIAL_KEYS = [*COMPONENTS, *LISTS, *SECTIONS, *SCALARS]
 
@@ -108,8 +107,6 @@ def _slurm(
     per task, memory, node constraint; at most max_parallel tasks at once; chunk trials per task; the
     USR1 warning signal_seconds before the limit; setup shell lines (modules, venv); extra #SBATCH
     options; and an sbatch template of your own (default slurm/array.sbatch)."""
-
-
 
 
 def _execution(*, fuse: str | int | bool = "off",  # YAML reads a bare `off` as false
@@ -147,6 +144,8 @@ def check_slurm(slurm: dict[str, Any]) -> None:
             raise ConfigError(f"slurm.setup[{i}]", "one shell line per entry (give several entries, not a newline)")
 
 
+# Suite sections with keyword parameters, by the same rule (the others are documented in harness.suite.SUITE_KEYS)
+SUITE_SECTION_BUILDERS = {"report": _report, "slurm": _slurm, "execution": _execution}
 report_params = params_of(_report)
 execution_params = params_of(_execution)
 slurm_params = params_of(_slurm)

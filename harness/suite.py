@@ -31,8 +31,25 @@ from harness.settings import (
 from harness.spec import TrialSpec, canonical_json, get_dotted, value_matches  # noqa: F401  (suite helpers)
 from harness.tracking import tracker_missing
 
-SUITE_KEYS = ["name", "description", "seeds", "budget", "trackers", "base", "grid", "zip", "random", "halving",
-              "exclude", "report", "slurm", "execution"]
+# Every top-level key a suite accepts, and what `harness list settings` says of it (sections with keyword
+# parameters add theirs from harness.settings).
+SUITE_KEYS = {
+    "name": "the suite's name: its results folder and SLURM job name (at most 100 letters, digits, _ . -)",
+    "description": "free text, shown in the report",
+    "seeds": "a count (seeds 0..N-1) or a list of seeds; every configuration runs once per seed",
+    "budget": "shorthand for base.budget (see the trial setting budget)",
+    "trackers": "shorthand for base.trackers",
+    "base": "the trial settings every trial shares (the trial settings below)",
+    "grid": "axes to cross: a trial setting or dotted path (optimizer.lr) -> a list of values",
+    "zip": "axes that vary together, one trial per position: equal-length lists",
+    "random": "random search: {space: {dotted key: {uniform|loguniform|int: [low, high]} or [choices]}, n, seed}",
+    "halving": "successive halving or hyperband over the configurations: {method: halving|hyperband, eta, "
+               "min_epochs, metric}",
+    "exclude": "axis combinations to leave out: a list of {axis: value, ...} mappings",
+    "report": "what the report compares (parameters below)",
+    "slurm": "how harness submit asks SLURM for each array task (parameters below)",
+    "execution": "how the trials run: fused packs, crash limit (parameters below)",
+}
 METRICS = ["test_acc", "test_loss", "val_acc", "val_loss", "train_acc", "train_loss"]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
