@@ -154,9 +154,69 @@ class Record:
     @classmethod
     def from_json(cls, text: str | bytes) -> "Record":
         data = orjson.loads(text)  # 3x the json module's speed; a report reads every record
-        if data.get("schema_version") != SCHEMA_VERSION:
-            raise ValueError(f"schema_version {data.get('schema_version')!r}, expected {SCHEMA_VERSION}")
+        check_record_shape(data)
         return cls(**data)
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}.get(
+        type(value), "a number" if isinstance(value, (int, float)) else type(value).__name__)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# What a reader may rely on without looking: the type of every field, and numbers (or null, for a
+# diverged loss) wherever the report does arithmetic. Axes and config values stay free-form JSON.
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "trial_id": (str,), "suite": (str,), "seed": (int,), "status": (str,), "config": (dict,), "axes": (dict,),
+    "reason": (str, type(None)), "diverged_step": (int, type(None)), "history": (list,), "steps": (list,),
+    "final": (dict,), "best": (dict,), "diagnostics": (dict,), "dataset": (dict,), "timing": (dict,),
+    "environment": (dict,), "started_at": (str, type(None)), "finished_at": (str, type(None)),
+}
+_REQUIRED = ("trial_id", "suite", "seed", "status", "config", "axes")
+
+
+def check_record_shape(data: Any) -> None:
+    """A record as read from disk, before it is trusted: a ``ValueError`` naming the first key path
+    whose value has the wrong shape (``final.test_acc: expected a number or null, got a string``).
+    One hand-edited or foreign file must cost its own trial, not every report of the folder."""
+    def wrong(path: str, expected: str, value: Any) -> ValueError:
+        return ValueError(f"{path}: expected {expected}, got {_kind(value)}")
+
+    if not isinstance(data, dict):
+        raise wrong("the record", "a mapping", data)
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise ValueError(f"schema_version {data.get('schema_version')!r}, expected {SCHEMA_VERSION}")
+    unknown = sorted(set(data) - set(_FIELD_TYPES) - {"schema_version"})
+    if unknown:
+        raise ValueError(f"unknown field {unknown[0]!r}")
+    for key in _REQUIRED:
+        if key not in data:
+            raise ValueError(f"{key}: missing")
+    for key, value in data.items():
+        types = _FIELD_TYPES.get(key, (int,))
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise wrong(key, " or ".join(_kind(t()) if t is not type(None) else "null" for t in types), value)
+    if data["status"] not in STATUSES:
+        raise ValueError(f"status: {data['status']!r} is not one of {', '.join(STATUSES)}")
+    for key in ("model", "dataset", "budget"):
+        if data["config"].get(key) is not None and not isinstance(data["config"][key], dict):
+            raise wrong(f"config.{key}", "a mapping", data["config"][key])
+    metrics = [("final", data.get("final", {})), ("best", data.get("best", {})), ("timing", data.get("timing", {}))]
+    for i, row in enumerate(data.get("history", [])):
+        if not isinstance(row, dict):
+            raise wrong(f"history[{i}]", "a mapping", row)
+        metrics.append((f"history[{i}]", row))
+    for path, row in metrics:
+        for k, v in row.items():
+            if v is not None and not _is_number(v):
+                raise wrong(f"{path}.{k}", "a number or null", v)
+    for i, window in enumerate(data.get("steps", [])):
+        if not (isinstance(window, list) and len(window) == 2 and _is_number(window[0])
+                and (window[1] is None or _is_number(window[1]))):
+            raise wrong(f"steps[{i}]", "a pair [step, loss]", window)
 
 
 def json_safe(obj: Any) -> Any:
