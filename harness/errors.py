@@ -1,9 +1,30 @@
 """Errors the command line turns into a one-line message and exit code 2 (bad usage or input)."""
 from __future__ import annotations
 
+import errno
+
 
 class UsageError(Exception):
     """Bad input from the user: printed as one line, exit code 2, never a traceback."""
+
+
+class StorageError(UsageError):
+    """A file the harness must write cannot be: the disk or quota is full, the folder is read-only or
+    not a folder. It ends the command (every later write would fail the same way) rather than being
+    recorded as the trial's failure; nothing is half-written, so the same command finishes the work
+    once the cause is fixed."""
+
+
+# errno values that say the file system, not the trial, is at fault
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR,
+                            errno.EEXIST, errno.EFBIG, errno.EISDIR})
+
+
+def storage_error(path: object, e: OSError) -> StorageError:
+    """``e`` (one of ``STORAGE_ERRNOS``) while writing ``path``, as the one line the user sees."""
+    why = "a file stands where a folder must be" if e.errno in (errno.ENOTDIR, errno.EEXIST) else e.strerror or str(e)
+    return StorageError(f"{path}: cannot write here ({why}); nothing was half-written: fix that and run the same "
+                        "command again to finish")
 
 
 class ConfigError(UsageError):

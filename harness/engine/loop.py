@@ -29,6 +29,7 @@ from torch import nn
 
 from harness.data import Rng, Shard, make_loader
 from harness.data.loader import Loader
+from harness.errors import StorageError
 from harness.engine import checkpoint as ckpt
 from harness.engine.build import Trial, build, param_groups, seed_everything  # noqa: F401  (the engine's API)
 from harness.components.averaging import has_batchnorm
@@ -80,6 +81,8 @@ def run_trial(spec: TrialSpec, accelerator: Accelerator | None = None, tracking_
         record.status, record.reason = INTERRUPTED, str(e)
     except Diverged as e:
         record.status, record.reason, record.diverged_step = DIVERGED, e.reason, e.step
+    except StorageError:
+        raise  # a full or read-only disk is not this trial's failure: it ends the sweep, to be rerun
     except Exception as e:  # noqa: BLE001 - any failure of a trial is recorded, and the sweep goes on
         record.status, record.reason = FAILED, f"{type(e).__name__}: {e}"
         record.diagnostics["traceback"] = traceback.format_exc(limit=20)

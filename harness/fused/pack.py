@@ -40,6 +40,7 @@ from torch import Tensor, nn
 
 from harness.data import Rng, make_loader
 from harness.data.loader import epoch_batches
+from harness.errors import StorageError
 from harness.engine import checkpoint as ckpt
 from harness.engine.build import Trial, build, param_groups
 from harness.engine.callbacks import Diverged
@@ -115,6 +116,8 @@ def _alone(spec: TrialSpec, why: str) -> Record:
 
 
 def _fail(s: _Slice, e: BaseException) -> None:
+    if isinstance(e, StorageError):
+        raise e  # the disk, not the trial: it ends the pack (harness.errors.StorageError)
     s.live = False
     s.record.finished_at = _now()
     if isinstance(e, Diverged):

@@ -17,7 +17,7 @@ from typing import Any, TextIO
 
 from harness.spec import FAILED, INTERRUPTED, Record, TrialSpec
 from harness.store import write_record
-from harness.errors import UsageError
+from harness.errors import StorageError, UsageError
 from harness.launch.trial import CRASHES, claim, execute_unit, finished
 from harness.layout import started_path
 from harness.processes import die_with_parent
@@ -162,8 +162,19 @@ def _worker(tasks: Any, events: Any, results: str, threads: int, plugins: list[s
             return
         index, unit = item
         events.put(("start", os.getpid(), index))
-        records = execute_unit([TrialSpec.from_dict(d) for d in unit], Path(results), crash_limit=crash_limit)
+        try:
+            records = execute_unit([TrialSpec.from_dict(d) for d in unit], Path(results), crash_limit=crash_limit)
+        except StorageError as e:  # the runner stops the sweep and says why
+            events.put(("storage", os.getpid(), index, str(e)))
+            return
         events.put(("done", os.getpid(), index, [r.to_json() if r else None for r in records]))
+
+
+def _stop_workers(procs: dict[int, Any]) -> None:
+    for p in procs.values():
+        if p.is_alive():
+            p.kill()
+        p.join()
 
 
 def _run_pool(units: list[list[TrialSpec]], results: Path, workers: int, progress: Progress,
@@ -199,6 +210,8 @@ def _run_pool(units: list[list[TrialSpec]], results: Path, workers: int, progres
                 progress.start(spec)
             return
         running.pop(pid, None)
+        if kind == "storage":
+            raise StorageError(event[3])
         _report(units[index], [Record.from_json(r) if r else None for r in event[3]], progress, statuses)
 
     def drain(timeout: float) -> bool:
@@ -231,12 +244,20 @@ def _run_pool(units: list[list[TrialSpec]], results: Path, workers: int, progres
                     procs[replacement.pid] = replacement
         drain(0.2)
     except KeyboardInterrupt:
-        for p in procs.values():  # first the workers, so that their locks are free to take
-            if p.is_alive():
-                p.kill()
-            p.join()
+        _stop_workers(procs)  # first the workers, so that their locks are free to take
         for index in running.values():
             _interrupted(units[index], results, "interrupted before the trial finished")
+        raise
+    except StorageError:
+        # No record can be written: stop every worker, and take back the start marks of the trials they ran
+        # (removing needs no space), so that the rerun after the disk is fixed does not count them as crashes.
+        _stop_workers(procs)
+        from harness.fused.plan import pack_id
+
+        for index in running.values():
+            names = [spec.trial_id for spec in units[index]] + ([pack_id(units[index])] if len(units[index]) > 1 else [])
+            for name in names:
+                started_path(results, name).unlink(missing_ok=True)
         raise
     finally:
         for p in procs.values():

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from harness import layout
+from harness.errors import STORAGE_ERRNOS, storage_error
 from harness.layout import record_path
 from harness.spec import FINAL_STATUSES, Record, TrialSpec
 
@@ -28,9 +29,29 @@ def _umask() -> int:
     return mask
 
 
+def make_folder(path: Path) -> None:
+    """``mkdir -p``; a folder that cannot be made (read-only, a file in the way) is a ``StorageError``."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        if e.errno not in STORAGE_ERRNOS:
+            raise
+        raise storage_error(path, e) from None
+
+
 def atomic_write(path: Path, content: str | bytes) -> None:
-    """Temp file in the same folder, fsync, rename: readers see the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Temp file in the same folder, fsync, rename: readers see the old file or the whole new one.
+    A full or read-only file system is a ``StorageError`` naming the file, with no temp file left."""
+    make_folder(path.parent)
+    try:
+        _write_replace(path, content)
+    except OSError as e:
+        if e.errno not in STORAGE_ERRNOS:
+            raise
+        raise storage_error(path, e) from None
+
+
+def _write_replace(path: Path, content: str | bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=path.parent)
     try:
         # mkstemp makes the file 0600 whatever the umask: give it the mode a plain open() would, so that
