@@ -31,6 +31,7 @@ def _runs_trials(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("suite")
     p.add_argument("overrides", nargs="*", metavar="key.path=value", help="override suite keys")
     p.add_argument("--workers", type=_positive, default=1, help="trials run in N processes (default 1)")
+    _max_trials(p)
     p.add_argument("--workers-per-gpu", type=_positive, metavar="K",
                    help="pack K workers on each GPU in turn (default: workers spread over the GPUs)")
     p.add_argument("--data-root", help="folder holding datasets (else $HARNESS_DATA_ROOT)")
@@ -43,6 +44,11 @@ def fuse_overrides(args: argparse.Namespace) -> list[str]:
     """``--fuse X`` as the suite override it stands for, so that plan files carry it to array tasks."""
     fuse = getattr(args, "fuse", None)
     return [f"execution.fuse={fuse}"] if fuse else []
+
+
+def _max_trials(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-trials", type=_positive, metavar="N",
+                   help="refuse a suite of more than N trials (default 100000, or HARNESS_MAX_TRIALS)")
 
 
 def _fuse(p: argparse.ArgumentParser) -> None:
@@ -84,6 +90,9 @@ def parser() -> argparse.ArgumentParser:
     plan.add_argument("suite")
     plan.add_argument("overrides", nargs="*", metavar="key.path=value")
     plan.add_argument("--plugin", action="append", default=[])
+    plan.add_argument("--count", action="store_true",
+                      help="only count the trials, from the axes, without building them (for any size of suite)")
+    _max_trials(plan)
     _fuse(plan)
     plan.add_argument("--workers", type=_positive, default=1, help="the workers the packs are planned for (default 1)")
 
@@ -94,6 +103,7 @@ def parser() -> argparse.ArgumentParser:
     submit.add_argument("suite")
     submit.add_argument("overrides", nargs="*", metavar="key.path=value", help="override suite keys")
     submit.add_argument("--results", default="results", help="results root; records go to RESULTS/<suite>/")
+    _max_trials(submit)
     submit.add_argument("--dry-run", action="store_true", help="print the sbatch script instead of submitting it")
     submit.add_argument("--plugin", action="append", default=[], help="module or .py file adding components")
     _fuse(submit)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from harness import layout
 from harness.arguments import fuse_overrides, parser
-from harness.errors import UsageError
+from harness.errors import STORAGE_ERRNOS, UsageError, storage_error
 from harness.layout import regress_path, suite_dir
 
 EXIT_OK, EXIT_TRIALS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -26,7 +26,7 @@ def _load(args: argparse.Namespace):
     from harness.suite import load_suite
 
     _plugins(args)
-    return load_suite(args.suite, [*args.overrides, *fuse_overrides(args)])
+    return load_suite(args.suite, [*args.overrides, *fuse_overrides(args)], getattr(args, "max_trials", None))
 
 
 def _plugins(args: argparse.Namespace) -> None:
@@ -242,6 +242,12 @@ def _describe(d: dict) -> str:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    if args.count:
+        from harness.suite import count_trials
+
+        n, parts = count_trials(args.suite, args.overrides)
+        _say(f"{args.suite}: {n} trials ({parts}), counted from its axes without building them")
+        return EXIT_OK
     suite = _load(args)
     _say(f"{suite.name}: {len(suite.trials)} trials = {len(suite.trials) // len(suite.seeds)} "
          f"configurations x {len(suite.seeds)} seeds; axes: {', '.join(suite.axes) or '(none)'}")
@@ -363,26 +369,11 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from harness.components import ACTIVATIONS, INITS, LOSSES, NORMS, OPTIMIZERS, REGULARIZERS, SCHEDULES
-    from harness.data import DATASETS
-    from harness.models import MODELS
-    from harness.registry import near_miss
+    from harness.listing import listing
 
     _plugins(args)
-    registries = [DATASETS, MODELS, INITS, NORMS, ACTIVATIONS, OPTIMIZERS, SCHEDULES, REGULARIZERS, LOSSES]
-    kinds = {r.kind: r for r in registries}
-    if args.kind:
-        kind = args.kind.rstrip("s") if args.kind.rstrip("s") in kinds else args.kind
-        if kind not in kinds:
-            raise UsageError(f"unknown kind {args.kind!r}; {near_miss(args.kind, list(kinds))}")
-        registries = [kinds[kind]]
-    for registry in registries:
-        _say(f"{registry.kind}s:")
-        width = max(len(n) for n in registry.names()) + 2
-        for entry in registry:
-            _say(f"  {entry.name:<{width}}{entry.description}")
-            for param in entry.params.values():
-                _say(f"  {'':<{width + 2}}{param.describe()}")
+    for line in listing(args.kind):
+        _say(line)
     return EXIT_OK
 
 
@@ -410,6 +401,11 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `harness plan ... | head`: the reader left; not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+    except OSError as e:  # a full or read-only disk wherever it is met: one line too (records stay whole)
+        if e.errno not in STORAGE_ERRNOS:
+            raise
+        print(f"harness: error: {storage_error(e.filename or 'a file', e)}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("harness: interrupted; run the same command again to finish the missing trials", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -28,6 +28,7 @@ from harness.registry import check_keys, check_value, near_miss, resolve_params
 from harness.settings import (
     COMPONENTS, LISTS, SCALARS, SECTIONS, TRIAL_KEYS, check_slurm, execution_params, report_params, slurm_params,
 )
+from harness.suitefile import read_yaml
 from harness.spec import TrialSpec, canonical_json, get_dotted, value_matches  # noqa: F401  (suite helpers)
 from harness.tracking import tracker_missing
 
@@ -157,74 +158,50 @@ class Suite:
         }
 
 
-def load_suite(file: str | Path, overrides: list[str] | None = None) -> Suite:
-    """Read, validate and expand a suite file; any problem raises ConfigError naming the file."""
+def load_suite(file: str | Path, overrides: list[str] | None = None, max_trials: int | None = None) -> Suite:
+    """Read, validate and expand a suite file; any problem raises ConfigError naming the file. A suite of
+    more than ``max_trials`` trials (default ``MAX_TRIALS``, or ``HARNESS_MAX_TRIALS``) is refused before
+    any is built."""
     file = str(file)
+    raw, text = _read(file, overrides)
     try:
-        data = Path(file).read_bytes()
-    except OSError as e:
-        raise ConfigError("", f"cannot read suite: {e.strerror}", file) from None
-    if len(data) > MAX_SUITE_BYTES:
-        raise ConfigError("", f"{len(data)} bytes: a suite is at most {MAX_SUITE_BYTES // 2**20} MiB of YAML", file)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ConfigError("", f"not UTF-8 text (byte {e.start}; a binary file?)", file) from None
-    try:
-        _check_nodes(yaml.compose(text, Loader=yaml.SafeLoader), "", 0, [0])  # before anything is built from it
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(where, f"YAML syntax error: {problem}", file) from None
-    except RecursionError:
-        raise ConfigError("", f"nested deeper than {MAX_DEPTH} levels", file) from None
-    except ValueError as e:  # an integer past Python's 4300-digit conversion limit
-        raise ConfigError("", f"a value YAML cannot convert ({str(e).splitlines()[0][:120]})", file) from None
+        return _build(raw, file, hashlib.sha256(text.encode()).hexdigest(), tuple(overrides or ()), max_trials)
     except ConfigError as e:
         raise e.in_file(file) from None
+
+
+def count_trials(file: str | Path, overrides: list[str] | None = None) -> tuple[int, str]:
+    """How many trials the suite makes and the product that gives it (``2 grid x 1 zip x 1 random x 5 seeds``),
+    counted from its axes without building any trial (nor checking their settings): for a suite too large
+    to expand. Exclude rules and duplicates can only lower it; successive halving adds its rungs' trials."""
+    file = str(file)
+    raw, _ = _read(file, overrides)
+    try:
+        grid, zipped = _axes(raw, "grid"), _axes(raw, "zip")
+        space, n_random, _ = _random(raw.get("random"), [*grid, *zipped])
+        seeds = len(_seeds(raw.get("seeds", 1)))
+    except ConfigError as e:
+        raise e.in_file(file) from None
+    zip_rows = len(next(iter(zipped.values()))) if zipped else 1
+    parts = [math.prod(len(v) for v in grid.values()), zip_rows, n_random or 1, seeds]
+    return math.prod(parts), " x ".join(f"{n} {what}" for n, what in zip(parts, ("grid", "zip", "random", "seeds")))
+
+
+def _read(file: str, overrides: list[str] | None) -> tuple[dict[str, Any], str]:
+    """The suite file as a mapping with its overrides applied, and its text."""
+    raw, text = read_yaml(file)
     try:
         if not isinstance(raw, dict):
             raise ConfigError("", f"a suite is a mapping of keys (name, base, grid, ...), got {type(raw).__name__}")
-        raw = apply_overrides(raw, list(overrides or []))
-        return _build(raw, file, hashlib.sha256(text.encode()).hexdigest(), tuple(overrides or ()))
+        return apply_overrides(raw, list(overrides or [])), text
     except ConfigError as e:
         raise e.in_file(file) from None
 
 
-MAX_SUITE_BYTES = 2**20
-MAX_DEPTH = 64
-MAX_NODES = 100_000  # values of the suite with its YAML aliases expanded (an alias bomb goes far past it)
 MAX_TRIALS = 100_000  # trials of one suite; HARNESS_MAX_TRIALS raises it
 
 
-def _check_nodes(node: yaml.Node | None, path: str, depth: int, count: list[int]) -> None:
-    """Walk the composed YAML before anything is built from it: refuse what is nested too deep, what
-    expands (through aliases) to too many values, and a key given twice in one mapping (YAML would keep
-    the last silently, and half a study with it)."""
-    count[0] += 1
-    if count[0] > MAX_NODES:
-        raise ConfigError(path, f"the suite expands to more than {MAX_NODES} values (YAML aliases inside aliases?)")
-    if depth > MAX_DEPTH:
-        raise ConfigError(path, f"nested deeper than {MAX_DEPTH} levels")
-    if isinstance(node, yaml.MappingNode):
-        seen: dict[Any, int] = {}
-        for key, value in node.value:
-            name = key.value if isinstance(key, yaml.ScalarNode) else None
-            where = f"{path}.{name}" if path else str(name)
-            if name is not None and name != "<<":
-                if name in seen:
-                    raise ConfigError(where, f"given twice (lines {seen[name]} and {key.start_mark.line + 1}); "
-                                             "a suite names each key once")
-                seen[name] = key.start_mark.line + 1
-            _check_nodes(value, where, depth + 1, count)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _check_nodes(item, f"{path}[{i}]", depth + 1, count)
-
-
-def _build(raw: dict[str, Any], file: str, sha: str, overrides: tuple[str, ...]) -> Suite:
+def _build(raw: dict[str, Any], file: str, sha: str, overrides: tuple[str, ...], max_trials: int | None) -> Suite:
     check_keys(raw, SUITE_KEYS, "", "suite key")
     if "name" not in raw:
         raise ConfigError("name", "missing: every suite needs a name (it names its results folder)")
@@ -276,7 +253,7 @@ def _build(raw: dict[str, Any], file: str, sha: str, overrides: tuple[str, ...])
         raise ConfigError("random.n", "missing: how many configurations to draw")
 
     zip_rows = [dict(zip(zipped, row)) for row in zip(*zipped.values())] or [{}]
-    _count_trials(grid, len(zip_rows), n_random, len(seeds))  # before expanding them
+    _count_trials(grid, len(zip_rows), n_random, len(seeds), max_trials)  # before expanding them
     fixed = [{**dict(zip(grid, grid_row)), **zip_row} for grid_row in itertools.product(*grid.values())
              for zip_row in zip_rows]
     labels = {axis: _labels(axis, values) for axis, values in {**grid, **zipped}.items()}
@@ -382,13 +359,14 @@ def _axis_label(labels: dict[str, list[Any]], sources: dict[str, tuple[str, Any]
     return value  # a number drawn from a range
 
 
-def _count_trials(grid: dict[str, list[Any]], zip_rows: int, n_random: int | None, seeds: int) -> None:
+def _count_trials(grid: dict[str, list[Any]], zip_rows: int, n_random: int | None, seeds: int,
+                  limit: int | None) -> None:
     """Refuse a suite of more trials than the limit, counted without building them."""
-    limit = int(os.environ.get("HARNESS_MAX_TRIALS", MAX_TRIALS))
+    limit = limit or int(os.environ.get("HARNESS_MAX_TRIALS", MAX_TRIALS))
     n = math.prod(len(v) for v in grid.values()) * zip_rows * (n_random or 1) * seeds
     if n > limit:
         raise ConfigError("grid", f"the suite makes {n} trials (grid x zip x random x seeds), more than the limit "
-                                  f"{limit}; HARNESS_MAX_TRIALS raises it")
+                                  f"{limit}; --max-trials (or HARNESS_MAX_TRIALS) raises it")
 
 
 def _seeds(value: Any) -> tuple[int, ...]:
