@@ -280,7 +280,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     if t.missing:
         _say(f"  {'no record':<12}{t.missing}")
     if t.unreadable:
-        _say(f"  {'unreadable':<12}{len(t.unreadable)}  ({', '.join(p.name for p in t.unreadable)})")
+        _say(f"  {'unreadable':<12}{len(t.unreadable)}  (left out of reports; a run replaces them)")
+        for path, why in t.unreadable.items():
+            _say(f"    {path}: {why}")
     from harness.launch.slurm import job_states
 
     states = job_states(results)

@@ -235,7 +235,7 @@ class Tally:
     planned: bool
     counts: Counter
     missing: int
-    unreadable: list[Path]
+    unreadable: dict[Path, str]  # path -> why it was left out
 
 
 def tally(results: Path) -> Tally:
@@ -246,7 +246,7 @@ def tally(results: Path) -> Tally:
     ids = [t.trial_id for t in plan[1]] if plan else list(found.records)
     counts = Counter(found.records[i].status for i in ids if i in found.records)
     missing = sum(1 for i in ids if i not in found.records)
-    return Tally(len(ids), plan is not None, counts, missing, list(found.corrupt))
+    return Tally(len(ids), plan is not None, counts, missing, found.corrupt)
 
 
 def judge(candidate: Path, baseline: Path, metric: str, margin: float, technique: list[str] | None,

@@ -22,6 +22,7 @@ import pandas as pd
 from harness.layout import plan_path
 from harness.report.stats import describe_groups
 from harness.spec import COMPLETED, DIVERGED, FAILED, INTERRUPTED, Record, run_id_of
+from harness.errors import UsageError
 from harness.store import scan
 
 METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
@@ -114,6 +115,18 @@ def _per_trial(records: list[Record], axes: list[str], counts: list[int], frame:
     return pd.concat([pd.DataFrame(ident), frame], axis=1)
 
 
+def _planned(plan_file: Path) -> tuple[dict[str, Any], list[str]]:
+    """The suite and trial ids of a plan; a hand-edited or torn one is bad input, not a traceback."""
+    try:
+        plan = json.loads(plan_file.read_text())
+        suite, ids = plan["suite"], [t["trial_id"] for t in plan["trials"]]
+        if not isinstance(suite, dict) or not all(isinstance(i, str) for i in ids):
+            raise TypeError("expected a suite mapping and trial ids")
+        return suite, ids
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise UsageError(f"{plan_file}: not a plan the harness wrote ({type(e).__name__}: {e})") from None
+
+
 def collect(results: Path) -> Collected:
     results = Path(results)
     found = scan(results)
@@ -124,8 +137,7 @@ def collect(results: Path) -> Collected:
     outside = 0
     if plan_file.exists():
         # The ids as planned; the runner verified them against their configs when it wrote them.
-        plan = json.loads(plan_file.read_text())
-        suite, ids = plan["suite"], [t["trial_id"] for t in plan["trials"]]
+        suite, ids = _planned(plan_file)
         planned = set(ids)
         missing = [tid for tid in ids if tid not in records]
         outside = sum(1 for tid in records if tid not in planned)

@@ -1,0 +1,290 @@
+"""Hardening (the hardening issue): a results folder with records of the wrong shape, a full, read-only or
+misplaced results folder, the settings reference and counting trials. Each bad input is one
+``harness: error:`` line and exit 2, or a record left out by path and reason; no record is lost or
+half-written. (Hostile suites, SLURM values and bad options: tests/test_trust.py.)"""
+import copy
+import json
+import os
+import re
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import REPO, harness_cli, write_suite
+from test_trust import _refused
+
+from harness.spec import COMPLETED, Record
+from harness.store import scan
+
+# Six trials of about a second each: long enough for a disk to fill between two of them.
+SIX = """
+name: six
+seeds: 3
+budget: {epochs: 3}
+base:
+  dataset: {name: digits, val_size: 200, train_subset: 400}
+  model: {name: mlp, depth: 1, width: 32}
+  batch_size: 32
+grid:
+  optimizer: [{name: sgd, lr: 0.1}, {name: adam, lr: 0.003}]
+"""
+
+
+@pytest.fixture
+def cli(capsys):
+    """``harness ARGS`` in this process: (exit code, stderr); its stdout is left in ``cli.out``."""
+    from harness.cli import main
+
+    def run(*args):
+        code = main([str(a) for a in args])
+        captured = capsys.readouterr()
+        run.out = captured.out
+        return code, captured.err
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    """The six trials run once, undisturbed: ``RESULTS/six`` (tests copy it before they change it)."""
+    root = tmp_path_factory.mktemp("reference")
+    suite = write_suite(root, SIX)
+    r = harness_cli("run", suite, "--results", root / "results", "--no-report")
+    assert r.returncode == 0, r.stderr
+    return root / "results" / "six"
+
+
+def _finals(results: Path) -> dict[str, dict]:
+    found = scan(results)
+    assert not found.corrupt, found.corrupt
+    return {tid: r.final for tid, r in found.records.items()}
+
+
+# --- records of the wrong shape -----------------------------------------------------------------
+
+def _drop_id(d):
+    del d["trial_id"]
+    return d
+
+
+def _set(**fields):
+    return lambda d: {**d, **fields}
+
+
+SHAPES = [
+    ("a list", lambda d: [1, 2], "the record: expected a mapping, got a list"),
+    ("a number", lambda d: 3, "the record: expected a mapping, got a number"),
+    ("null", lambda d: None, "the record: expected a mapping, got null"),
+    ("final a string", _set(final="x"), "final: expected a mapping, got a string"),
+    ("history a number", _set(history=3), "history: expected a list, got a number"),
+    ("config null", _set(config=None), "config: expected a mapping, got null"),
+    ("axes a list", _set(axes=["optimizer"]), "axes: expected a mapping, got a list"),
+    ("a metric a string", _set(final={"test_acc": "0.9"}), "final.test_acc: expected a number or null, got a string"),
+    ("a history row a string", _set(history=["epoch 1"]), "history[0]: expected a mapping, got a string"),
+    ("a history value a list", _set(history=[{"epoch": 1, "val_acc": [0.5]}]), "history[0].val_acc: expected a number"),
+    ("a step window short", _set(steps=[[1]]), "steps[0]: expected a pair [step, loss], got a list"),
+    ("seed a string", _set(seed="3"), "seed: expected a number, got a string"),
+    ("seed a boolean", _set(seed=True), "seed: expected a number, got a boolean"),
+    ("status unknown", _set(status="done"), "status: 'done' is not one of"),
+    ("an unknown field", _set(extra=1), "unknown field 'extra'"),
+    ("no trial id", _drop_id, "trial_id: missing"),
+    ("model a string", lambda d: {**d, "config": {**d["config"], "model": "mlp"}}, "config.model: expected a mapping"),
+    ("timing a string", _set(timing={"train_s": "fast"}), "timing.train_s: expected a number or null"),
+    ("another schema", _set(schema_version=99), "schema_version 99, expected 1"),
+]
+
+
+@pytest.mark.parametrize("case, change, needle", SHAPES, ids=[s[0] for s in SHAPES])
+def test_a_record_of_the_wrong_shape_is_reported_by_path_and_key_and_left_out(tmp_path, reference, case, change,
+                                                                              needle):
+    results = tmp_path / "six"
+    shutil.copytree(reference, results)
+    victim = sorted((results / "trials").glob("*.json"))[0]
+    victim.write_text(json.dumps(change(copy.deepcopy(json.loads(victim.read_text())))))
+    found = scan(results)
+    assert list(found.corrupt) == [victim]
+    assert needle in found.corrupt[victim], found.corrupt[victim]
+    assert victim.stem not in found.records and len(found.records) == 5
+
+
+def test_a_broken_results_folder_still_reports_and_a_run_replaces_the_bad_records(tmp_path, reference, cli):
+    results = tmp_path / "six"
+    shutil.copytree(reference, results)
+    victims = sorted((results / "trials").glob("*.json"))[:3]
+    for victim, text in zip(victims, ['[1, 2]', 'null', None]):
+        if text is None:  # valid JSON of the right outline, a metric of the wrong type
+            data = json.loads(victim.read_text())
+            data["final"]["test_acc"] = "x"
+            text = json.dumps(data)
+        victim.write_text(text)
+
+    status = harness_cli("status", results)
+    assert status.returncode == 0, status.stderr
+    assert "unreadable  3" in status.stdout
+    for victim in victims:
+        assert str(victim) in status.stdout
+
+    code, err = cli("collect", results, "-o", tmp_path / "runs.csv")
+    assert code == 0 and "Traceback" not in err, err
+    assert len((tmp_path / "runs.csv").read_text().splitlines()) == 1 + 3  # header and the three good records
+
+    code, err = cli("report", results, "--format", "md")
+    assert code == 0, err
+    text = next((results / "report").glob("*.md")).read_text()
+    for victim in victims:
+        assert f"Unreadable record left out: {victim}" in text
+    assert "final.test_acc: expected a number or null, got a string" in text
+
+    suite = write_suite(tmp_path, SIX)
+    r = harness_cli("run", suite, "--results", tmp_path, "--no-report")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("unreadable record") == 3 and "running the other 3" in r.stdout
+    assert _finals(results) == _finals(reference)  # every trial has its one record again, as it was
+
+
+def test_a_torn_plan_is_one_line_for_report_and_collect(tmp_path, reference, cli):
+    results = tmp_path / "six"
+    shutil.copytree(reference, results)
+    (results / "plan.json").write_text('{"suite": {}, "trials": [{"trial_id": 3}]}')
+    _refused(cli("collect", results), "plan.json: not a plan the harness wrote")
+
+
+# --- the settings reference and counting trials -------------------------------------------------
+
+def test_the_readme_settings_reference_is_the_output_of_harness_list_settings(capsys):
+    from harness.cli import main
+    from harness.settings import SECTIONS, SUITE_SECTION_BUILDERS, TRIAL_KEYS
+    from harness.suite import SUITE_KEYS
+
+    assert main(["list", "settings"]) == 0
+    out = capsys.readouterr().out
+    readme = (REPO / "README.md").read_text()
+    block = re.search(r"<!-- harness list settings -->\n```\n(.*?)```\n<!-- end harness list settings -->", readme, re.S)
+    assert block and block.group(1) == out, "README's settings reference is stale: paste `harness list settings`"
+    keys = {line.split()[0].split(":")[0] for line in out.splitlines() if line.startswith("  ") and line.split()}
+    assert set(SUITE_KEYS) | set(TRIAL_KEYS) - {"batch_size", "eval_batch_size", "precision", "compile",
+                                                "channels_last", "save_weights", "trackers"} <= keys | {"plain"}
+    for section, params in {**SECTIONS, **{k: None for k in SUITE_SECTION_BUILDERS}}.items():
+        for name in params or []:
+            assert f"{section}.{name}:" in out
+
+
+def test_plan_counts_a_suite_too_large_to_build_and_the_limit_is_a_flag(tmp_path, cli):
+    huge = write_suite(tmp_path, """
+        name: huge
+        seeds: 10
+        grid:
+          optimizer.lr: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+          batch_size: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+          model.width: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+          model.depth: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+          init.gain: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+          optimizer.weight_decay: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+        """, "huge.yaml")
+    t0 = time.perf_counter()
+    code, _ = cli("plan", huge, "--count")
+    assert code == 0 and time.perf_counter() - t0 < 2
+    assert "huge.yaml: 10000000 trials (1000000 grid x 1 zip x 1 random x 10 seeds)" in cli.out
+    _refused(cli("plan", huge), "makes 10000000 trials", "more than the limit 100000", "--max-trials")
+    six = write_suite(tmp_path, SIX)
+    _refused(cli("plan", six, "--max-trials", "5"), "makes 6 trials", "more than the limit 5")
+    assert cli("plan", six, "--max-trials", "6")[0] == 0
+    _refused(cli("run", six, "--max-trials", "5", "--results", tmp_path / "r"), "more than the limit 5")
+    assert not (tmp_path / "r").exists()
+
+
+# --- full, read-only and misplaced results folders ----------------------------------------------
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """Mount a small tmpfs (root only): ``mount(size_kib, read_only=False) -> Path``; unmounted after."""
+    mounted = []
+
+    def mount(size_kib: int, read_only: bool = False) -> Path:
+        where = tmp_path / f"fs{len(mounted)}"
+        where.mkdir()
+        options = f"size={size_kib}k" + (",ro" if read_only else "")
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], capture_output=True, text=True)
+        if r.returncode != 0:
+            if os.environ.get("CI"):
+                pytest.fail(f"cannot mount a tmpfs in CI: {r.stderr}")
+            pytest.skip(f"cannot mount a tmpfs here (root only): {r.stderr.strip()}")
+        mounted.append(where)
+        return where
+
+    yield mount
+    for where in mounted:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+def _fill(folder: Path) -> Path:
+    """Write zeros into ``folder`` until its file system is full; the file that holds them."""
+    path = folder / "filler"
+    with open(path, "wb", buffering=0) as f:  # unbuffered: nothing is left for close() to fail on
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+        except OSError:
+            pass
+    return path
+
+
+def test_results_that_are_a_file_read_only_or_full_are_refused_before_any_trial(tmp_path, tmpfs, cli):
+    six = write_suite(tmp_path, SIX)
+    (tmp_path / "a-file").write_text("")
+    _refused(cli("run", six, "--results", tmp_path / "a-file", "--no-report"), "a-file/six: cannot write here",
+             "a file stands where a folder must be")
+    read_only = tmpfs(256, read_only=True)
+    _refused(cli("run", six, "--results", read_only, "--no-report"), "cannot write here (Read-only file system)")
+    full = tmpfs(256)
+    _fill(full)
+    _refused(cli("run", six, "--results", full, "--no-report"), "six/plan.json: cannot write here (No space left")
+    assert not list((full / "six").glob("trials/*")) and not list((full / "six").glob(".tmp-*"))
+
+
+def test_a_report_into_a_read_only_or_full_folder_is_one_line(tmp_path, reference, tmpfs, cli):
+    folder = tmpfs(8192)
+    shutil.copytree(reference, folder / "six")
+    _fill(folder)
+    _refused(cli("report", folder / "six", "--format", "md"), "cannot write here (No space left on device)")
+    subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
+    _refused(cli("report", folder / "six", "--format", "md"), "cannot write here (Read-only file system)")
+    assert _finals(folder / "six") == _finals(reference)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_disk_that_fills_mid_sweep_stops_it_and_a_rerun_after_freeing_it_completes(tmp_path, reference, tmpfs,
+                                                                                    workers):
+    folder = tmpfs(16384)
+    six = write_suite(tmp_path, SIX)
+    trials = folder / "six" / "trials"
+    filler: list[Path] = []
+
+    def fill_after_the_first_record() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not list(trials.glob("[0-9a-f]*.json")):
+            time.sleep(0.01)
+        filler.append(_fill(folder))
+
+    watcher = threading.Thread(target=fill_after_the_first_record)
+    watcher.start()
+    r = harness_cli("run", six, "--results", folder, "--no-report", "--workers", str(workers))
+    watcher.join()
+    _refused(r, "cannot write here (No space left on device)", "run the same command again to finish")
+    found = scan(folder / "six")
+    assert not found.corrupt and 1 <= len(found.records) < 6, (found.corrupt, len(found.records))
+    assert not list(trials.glob(".tmp-*"))  # nothing half-written
+    assert not list((folder / "six" / "locks").glob("*.started"))  # the stop is not counted as a crash
+
+    filler[0].unlink()
+    again = harness_cli("run", six, "--results", folder, "--no-report", "--workers", str(workers))
+    assert again.returncode == 0, again.stderr
+    records = list(trials.glob("*.json"))
+    assert len(records) == 6 and all(Record.from_json(p.read_bytes()).status == COMPLETED for p in records)
+    # each trial's one record, as if the disk had not filled (two workers take one thread each, the reference
+    # run two: float sums in another order, hence the tolerance)
+    got, want = _finals(folder / "six"), _finals(reference)
+    assert got.keys() == want.keys() and all(got[t] == pytest.approx(want[t], rel=1e-4) for t in want)
