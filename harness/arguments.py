@@ -57,13 +57,18 @@ def _fuse(p: argparse.ArgumentParser) -> None:
                         "suite's execution.fuse")
 
 
+def _output(p: argparse.ArgumentParser, what: str, default: str | None = None) -> None:
+    """Where a command writes: ``-o``/``--output`` on every command (``--out`` is the same option)."""
+    p.add_argument("-o", "--output", "--out", dest="output", metavar="PATH", default=default, help=what)
+
+
 def _one_trial_args(p: argparse.ArgumentParser, what: str, first: str = "suite",
                     first_help: str | None = None, overrides_help: str = "override suite keys") -> argparse.ArgumentParser:
     """The arguments of every command that looks at one trial of a suite (lr-find, landscape, diagnose)."""
     p.add_argument(first, help=first_help)
     p.add_argument("overrides", nargs="*", metavar="key.path=value", help=overrides_help)
     p.add_argument("--index", type=_index, default=0, help="which trial of the suite's plan (default 0)")
-    p.add_argument("--out", help=f"folder for the plot and data (default RESULTS/<suite>/{what})")
+    _output(p, f"folder for the plot and data (default RESULTS/<suite>/{what})")
     p.add_argument("--data-root", help="folder holding datasets (else $HARNESS_DATA_ROOT)")
     p.add_argument("--plugin", action="append", default=[], help="module or .py file adding components")
     return p
@@ -97,7 +102,7 @@ def parser() -> argparse.ArgumentParser:
     plan.add_argument("--workers", type=_positive, default=1, help="the workers the packs are planned for (default 1)")
 
     status = sub.add_parser("status", help="count the records of a results folder by status (and SLURM tasks)")
-    status.add_argument("dir")
+    status.add_argument("dir", help="results folder of a suite (RESULTS/<suite>), or a results root with one suite")
 
     submit = sub.add_parser("submit", help="submit a suite's trials without records as a SLURM array job")
     submit.add_argument("suite")
@@ -129,7 +134,7 @@ def parser() -> argparse.ArgumentParser:
     reg.add_argument("--margin", type=_non_negative, default=0.0, help="non-inferiority margin δ >= 0 in the metric's units")
     reg.add_argument("--technique", action="append", metavar="KEY",
                      help="trial key the candidate changes (repeatable; default: inferred)")
-    reg.add_argument("-o", "--output", help="Markdown file (default CANDIDATE/regress.md)")
+    _output(reg, "Markdown file (default CANDIDATE/regress.md)")
 
     cmp = _runs_trials(sub.add_parser("compare", help="run a new technique on a suite's workloads and seeds; "
                                                       "verdicts vs baseline"))
@@ -151,7 +156,7 @@ def parser() -> argparse.ArgumentParser:
                      help="pad each range by this fraction of the best values' span (default 0.25)")
     ref.add_argument("--n", type=_positive, help="configurations to draw (default: as before)")
     ref.add_argument("--name", help="name of the new suite (default NAME-refined)")
-    ref.add_argument("-o", "--output", help="suite file to write (default DIR/refined.yaml)")
+    _output(ref, "suite file to write (default DIR/refined.yaml)")
 
     lrf = _one_trial_args(sub.add_parser("lr-find", help="LR range test (Smith 2017) on one trial of a suite: plot "
                                                          "and suggested range"), "lr-find")
@@ -184,12 +189,13 @@ def parser() -> argparse.ArgumentParser:
     oc.add_argument("--optimizer", action="append", help="optimizers to check (repeatable or a,b; default all)")
     oc.add_argument("--problem", action="append", help="problems (repeatable or a,b; default all)")
     oc.add_argument("--require", metavar="all|P,...", help="exit 1 unless every optimizer passes these problems")
-    oc.add_argument("--out", default="results/optimizer-checks", help="summary.md and plots (default results/optimizer-checks)")
+    _output(oc, "folder for summary.md and plots (default results/optimizer-checks)", default="results/optimizer-checks")
     oc.add_argument("--jobs", type=_positive, help="processes (default: the cores, at most 8)")
     oc.add_argument("--plugin", action="append", default=[], help="module or .py file adding components")
 
     report = sub.add_parser("report", help="write tables, statistics and plots of a results folder")
-    report.add_argument("dir")
+    report.add_argument("dir", help="results folder of a suite (RESULTS/<suite>), or a results root with one suite")
+    _output(report, "folder for the report's files (default DIR/report)")
     report.add_argument("--compare", action="append", help="axis whose values are the table rows (repeatable)")
     report.add_argument("--by", action="append", help="axes to split into separate tables (repeatable or a,b)")
     report.add_argument("--metric", help="headline metric (default: the suite's, else test_acc)")
@@ -201,9 +207,9 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("--jobs", type=_positive, help="processes drawing figures (default: the cores, at most 8)")
 
     coll = sub.add_parser("collect", help="one tidy table of all records (parquet; --csv for CSV)")
-    coll.add_argument("dir")
+    coll.add_argument("dir", help="results folder of a suite (RESULTS/<suite>), or a results root with one suite")
     coll.add_argument("--csv", action="store_true", help="write CSV instead of parquet")
-    coll.add_argument("-o", "--output", help="file to write (default DIR/collected.parquet or .csv)")
+    _output(coll, "file to write (default DIR/collected.parquet or .csv)")
 
     lst = sub.add_parser("list", help="list registered components and their parameters, or (list settings) every "
                                       "key a suite accepts")

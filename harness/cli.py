@@ -117,7 +117,7 @@ def cmd_optimizer_checks(args: argparse.Namespace) -> int:
     outcomes = check_all(names, problems, jobs=args.jobs or min(8, os.cpu_count() or 1))
     text = summary(outcomes)
     _say(text)
-    out = Path(args.out)
+    out = Path(args.output)
     atomic_write(out / "summary.md", "# Optimizer unit tests (Schaul et al. 2014)\n\n" + text)
     figures = plot(outcomes, out)
     _say(f"summary and {len(figures)} trajectory plots in {out}")
@@ -147,7 +147,7 @@ def cmd_landscape(args: argparse.Namespace) -> int:
     stored = layout.weights_path(results, spec.trial_id)
     _say(f"loss landscape of {spec.trial_id} ({spec.label()}): "
          + (f"final weights from {stored}" if stored.exists() else "no stored weights; training the trial first"))
-    out = Path(args.out) if args.out else results / layout.LANDSCAPE_DIR
+    out = Path(args.output) if args.output else results / layout.LANDSCAPE_DIR
     summary = landscape(spec, results, out, points=args.points, grid=args.grid, span=args.span, samples=args.samples,
                         seed=args.direction_seed)
     _say(f"train loss: init {summary['init_loss']:.4g}, final {summary['final_loss']:.4g}, highest between them "
@@ -166,7 +166,7 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     suite, spec = _one_trial(args)
     _say(f"LR range test on {spec.trial_id} ({spec.label()}): {args.steps} steps, lr {args.start:g} → {args.end:g}")
     result = range_test(spec.config, spec.seed, args.start, args.end, args.steps)
-    out = Path(args.out) if args.out else suite_dir(args.results, suite.name) / layout.LR_FIND_DIR
+    out = Path(args.output) if args.output else suite_dir(args.results, suite.name) / layout.LR_FIND_DIR
     atomic_write(out / f"{spec.trial_id}.json", json.dumps({"trial_id": spec.trial_id, "config": spec.config,
                                                              "seed": spec.seed, **result.as_dict()}, indent=1))
     figure = plot(result, out / f"{spec.trial_id}.png", f"{suite.name}: {spec.label()}")
@@ -190,7 +190,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     _say(f"diagnosing {spec.trial_id} ({label}): overfit {args.samples} samples in at most {args.steps} steps")
     d = diagnose(spec.config, spec.seed, samples=args.samples, max_steps=args.steps, label=label,
                  trial_id=spec.trial_id)
-    out = Path(args.out) if args.out else suite_dir(args.results, spec.suite) / layout.DIAGNOSE_DIR
+    out = Path(args.output) if args.output else suite_dir(args.results, spec.suite) / layout.DIAGNOSE_DIR
     atomic_write(out / f"{spec.trial_id}.json",
                  json.dumps({"config": spec.config, "seed": spec.seed, **d.as_dict()}, indent=1, allow_nan=False))
     figure = plot(d, out / f"{spec.trial_id}.png", label)
@@ -272,7 +272,7 @@ def _say_packs(suite, workers: int) -> None:
 def cmd_status(args: argparse.Namespace) -> int:
     from harness.sweep import tally
 
-    results = Path(args.dir)
+    results = _results_dir(args.dir)
     t = tally(results)
     _say(f"{results}: {t.trials} trials" + (" in the plan" if t.planned else ""))
     for status, n in sorted(t.counts.items()):
@@ -335,10 +335,21 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def _results_dir(path: str) -> Path:
+    """The results folder of one suite: ``path`` itself, or the one suite folder below a results root
+    (``harness run S --results out`` then ``harness report out``); several below it are listed to choose from."""
     results = Path(path)
-    if not layout.trials_dir(results).is_dir():
-        raise UsageError(f"{results}: no trials/ folder of records here")
-    return results
+    if layout.trials_dir(results).is_dir():
+        return results
+    if not results.is_dir():
+        raise UsageError(f"{results}: no such folder" if not results.exists() else f"{results}: not a folder")
+    below = layout.suite_dirs(results)
+    if len(below) == 1:
+        print(f"harness: {results} is a results root; reading its one suite, {below[0]}", file=sys.stderr)
+        return below[0]
+    if below:
+        raise UsageError(f"{results}: a results root with {len(below)} suites; pass one of them: "
+                         + ", ".join(map(str, below)))
+    raise UsageError(f"{results}: no trials/ folder of records here, nor in a folder below")
 
 
 def _split(values: list[str] | None) -> list[str]:
@@ -352,7 +363,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     results = _results_dir(args.dir)
     files = write_report(results, _split(args.compare) or None, args.metric, by=_split(args.by),
                          baseline=args.baseline, formats=tuple(_split([args.format])), bootstrap=args.bootstrap,
-                         target=args.target, target_metric=args.target_metric, jobs=args.jobs)
+                         target=args.target, target_metric=args.target_metric, jobs=args.jobs,
+                         out=Path(args.output) if args.output else None)
     for f in files:
         _say(str(f))
     return EXIT_OK

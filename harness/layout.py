@@ -136,3 +136,22 @@ def collected_path(results: Path, csv: bool) -> Path:
 def compare_dir(root: Path | str, suite: str, technique: str) -> Path:
     """Where ``harness compare`` runs a suite with ``technique`` (``KEY=LABEL``) swapped in."""
     return Path(root) / COMPARE_DIR / suite / technique
+
+
+def suite_dirs(root: Path, depth: int = 3) -> list[Path]:
+    """The suite results folders (those holding ``trials/``) up to ``depth`` levels below a results root:
+    ``RESULTS/<suite>``, ``results/baselines/<suite>``, ``RESULTS/compare/<suite>/<technique>``."""
+    found: list[Path] = []
+    level = [Path(root)]
+    for _ in range(depth):
+        level = sorted(p for folder in level for p in _folders(folder))
+        found += [p for p in level if trials_dir(p).is_dir()]
+        level = [p for p in level if not trials_dir(p).is_dir()]  # a suite's own folders are not searched
+    return found
+
+
+def _folders(folder: Path) -> list[Path]:
+    try:
+        return [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    except OSError:  # unreadable: nothing of ours below it
+        return []

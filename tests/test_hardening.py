@@ -288,3 +288,58 @@ def test_a_disk_that_fills_mid_sweep_stops_it_and_a_rerun_after_freeing_it_compl
     # run two: float sums in another order, hence the tolerance)
     got, want = _finals(folder / "six"), _finals(reference)
     assert got.keys() == want.keys() and all(got[t] == pytest.approx(want[t], rel=1e-4) for t in want)
+
+
+# --- the daily-use edges: a results root, output locations, colours -------------------------------
+
+def test_report_collect_and_status_take_a_results_root_with_one_suite_and_list_several(tmp_path, reference, cli):
+    root = tmp_path / "out"
+    shutil.copytree(reference, root / "six")
+    code, err = cli("report", root, "--format", "md", "-o", tmp_path / "elsewhere")
+    assert code == 0 and f"reading its one suite, {root / 'six'}" in err, err
+    assert (tmp_path / "elsewhere" / "report.md").is_file() and not (root / "six" / "report").exists()
+    assert cli("status", root)[0] == 0 and "six: 6 trials in the plan" in cli.out
+    assert cli("collect", root, "--output", tmp_path / "t.csv")[0] == 0 and (tmp_path / "t.csv").is_file()
+    shutil.copytree(reference, root / "compare" / "six" / "optimizer=adam")
+    _refused(cli("report", root), "a results root with 2 suites; pass one of them",
+             str(root / "six"), str(root / "compare" / "six" / "optimizer=adam"))
+    _refused(cli("report", tmp_path / "nowhere"), "nowhere: no such folder")
+    _refused(cli("report", tmp_path / "elsewhere"), "no trials/ folder of records here, nor in a folder below")
+
+
+def test_every_command_that_writes_takes_o_and_output():
+    from harness.arguments import parser
+
+    p = parser()
+    writers = {"report": ["r"], "collect": ["r"], "regress": ["c", "--baseline", "b"], "refine": ["r"],
+               "lr-find": ["s"], "landscape": ["s"], "diagnose": ["s"], "optimizer-checks": []}
+    for command, rest in writers.items():
+        for flag in ("-o", "--output", "--out"):
+            assert p.parse_args([command, *rest, flag, "X"]).output == "X", (command, flag)
+
+
+def test_a_value_has_one_colour_in_every_figure_of_a_report_in_the_suites_order(reference, monkeypatch):
+    """sgd comes first in the suite and adam second (alphabetical order would swap them): each has the
+    colour-blind palette's first and second colour in the curves, the step losses and the box plot."""
+    import matplotlib.colors as mc
+    from harness.report import plots, write_report
+
+    seen: dict[str, dict] = {}
+    save = plots._save
+
+    def spy(fig, path):
+        lines = {line.get_label(): mc.to_hex(line.get_color()) for ax in fig.axes for line in ax.get_lines()
+                 if not line.get_label().startswith("_")}
+        ticks = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+        dots = [mc.to_hex(c.get_facecolor()[0]) for c in fig.axes[0].collections if len(c.get_offsets())]
+        seen[path.name] = {"lines": lines, "ticks": ticks, "dots": dots}
+        return save(fig, path)
+
+    monkeypatch.setattr(plots, "_save", spy)
+    write_report(reference, ["optimizer"], formats=("md",), jobs=1, out=reference.parent / "colours")
+    want = {k: mc.to_hex(v) for k, v in plots.palette(["sgd", "adam"]).items()}
+    assert want["sgd"] != want["adam"]
+    assert seen["curves_optimizer.png"]["lines"] == want
+    assert seen["steps_optimizer.png"]["lines"] == want
+    final = seen["final_optimizer.png"]
+    assert final["ticks"] == ["sgd", "adam"] and final["dots"] == [want["sgd"], want["adam"]]

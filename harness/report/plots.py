@@ -39,8 +39,19 @@ MAX_DOTS = 300  # per panel of the final-metric plot; beyond that the boxes alon
 sns.set_theme(style="whitegrid", context="paper")
 
 
-def _palette(values: list[str]) -> dict[str, tuple]:
-    return dict(zip(values, sns.color_palette("tab10" if len(values) <= 10 else "husl", len(values))))
+def palette(values: list[str]) -> dict[str, tuple]:
+    """A colour per value, in the given order: seaborn's colour-blind-safe "colorblind" palette (after
+    Wong 2011, Nature Methods 8:441) for up to 10 values, evenly spaced hues beyond. A report makes one
+    per axis from the suite's order of its values and hands it to every figure, so that a value has
+    one colour throughout."""
+    return dict(zip(values, sns.color_palette("colorblind" if len(values) <= 10 else "husl", len(values))))
+
+
+def _colours(given: dict[str, tuple] | None, values: list[str]) -> dict[str, tuple]:
+    """The report's colours where they cover ``values`` (its order kept), else a palette of these values."""
+    if given is not None and all(v in given for v in values):
+        return given
+    return palette(values)
 
 
 def _band(frame: pd.DataFrame, keys: list[str], x: str, y: str) -> pd.DataFrame:
@@ -70,14 +81,15 @@ def _panels(frame: pd.DataFrame) -> tuple[list[str], pd.DataFrame]:
 
 
 def learning_curves(curves: pd.DataFrame, compare: str, path: Path,
-                    metrics: tuple[str, ...] = ("train_loss", "val_acc")) -> Path | None:
+                    metrics: tuple[str, ...] = ("train_loss", "val_acc"),
+                    colours: dict[str, tuple] | None = None) -> Path | None:
     """``curves`` has one row per trial-epoch with ``column`` (the table column) and ``compare``."""
     metrics = tuple(m for m in metrics if m in curves and curves[m].notna().any())
     if curves.empty or not metrics:
         return None
     panels, data = _panels(curves)
     data = data.assign(**{compare: data[compare].astype(str)})
-    colours = _palette(list(dict.fromkeys(data[compare])))
+    colours = _colours(colours, list(dict.fromkeys(data[compare])))
     fig, axes = plt.subplots(len(metrics), len(panels), figsize=(3.6 * len(panels), 2.7 * len(metrics)),
                              squeeze=False, sharex=True)
     for i, metric in enumerate(metrics):
@@ -101,7 +113,8 @@ def learning_curves(curves: pd.DataFrame, compare: str, path: Path,
     return _save(fig, path)
 
 
-def step_losses(steps: pd.DataFrame, compare: str, path: Path, window: int = 10) -> Path | None:
+def step_losses(steps: pd.DataFrame, compare: str, path: Path, window: int = 10,
+                colours: dict[str, tuple] | None = None) -> Path | None:
     """``steps``: rows of (trial_id, column, compare, step, loss); a moving average over ``window`` points."""
     if steps.empty:
         return None
@@ -112,7 +125,7 @@ def step_losses(steps: pd.DataFrame, compare: str, path: Path, window: int = 10)
     total = by_trial["loss"].cumsum()
     lagged = total.groupby(data["trial_id"], sort=False).shift(window).fillna(0.0)
     data["smooth"] = (total - lagged) / np.minimum(by_trial.cumcount() + 1, window)
-    colours = _palette(list(dict.fromkeys(data[compare])))
+    colours = _colours(colours, list(dict.fromkeys(data[compare])))
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 2.7), squeeze=False)
     for j, panel in enumerate(panels):
         ax, part = axes[0][j], data[data["column"] == panel]
@@ -129,7 +142,8 @@ def step_losses(steps: pd.DataFrame, compare: str, path: Path, window: int = 10)
     return _save(fig, path)
 
 
-def final_metric(runs: pd.DataFrame, compare: str, metric: str, path: Path) -> Path | None:
+def final_metric(runs: pd.DataFrame, compare: str, metric: str, path: Path,
+                 colours: dict[str, tuple] | None = None) -> Path | None:
     """Box plot per group with every completed seed as a dot."""
     panels, data = _panels(runs.dropna(subset=[metric]))
     data = data.assign(**{compare: data[compare].astype(str)})
@@ -137,12 +151,13 @@ def final_metric(runs: pd.DataFrame, compare: str, metric: str, path: Path) -> P
         return None
     fig, axes = plt.subplots(1, len(panels), figsize=(max(3.5, 0.6 * data[compare].nunique() + 2) * len(panels), 3.2),
                              squeeze=False, sharey=True)
-    order = list(dict.fromkeys(data[compare]))
+    colours = _colours(colours, list(dict.fromkeys(data[compare])))
+    order = [v for v in colours if v in set(data[compare])]  # the suite's order
     for j, panel in enumerate(panels):
         ax, part = axes[0][j], data[data["column"] == panel]
         sns.boxplot(data=part, x=compare, y=metric, order=order, ax=ax, color="0.9", fliersize=0, width=0.5)
         if len(part) <= MAX_DOTS:
-            sns.stripplot(data=part, x=compare, y=metric, order=order, ax=ax, hue=compare, palette=_palette(order),
+            sns.stripplot(data=part, x=compare, y=metric, order=order, ax=ax, hue=compare, palette=colours,
                           legend=False, size=4, jitter=0.15)
         ax.set_title(panel, fontsize=9)
         ax.tick_params(axis="x", rotation=30)
@@ -160,7 +175,8 @@ def heatmap(summary: pd.DataFrame, rows: str, cols: str, metric: str, path: Path
     return _save(fig, path)
 
 
-def sensitivity(runs: pd.DataFrame, axis: str, hue: str | None, metric: str, path: Path) -> Path | None:
+def sensitivity(runs: pd.DataFrame, axis: str, hue: str | None, metric: str, path: Path,
+                colours: dict[str, tuple] | None = None) -> Path | None:
     """The metric against a numeric axis on a log scale, per value of ``hue``, mean and 95% band."""
     data = runs.assign(_x=pd.to_numeric(runs[axis], errors="coerce")).dropna(subset=["_x", metric])
     if data["_x"].nunique() < 2:
@@ -168,7 +184,7 @@ def sensitivity(runs: pd.DataFrame, axis: str, hue: str | None, metric: str, pat
     key = hue or "_all"
     data = data.assign(**{key: data[hue].astype(str) if hue else ""})
     band = _band(data, [key], "_x", metric)
-    colours = _palette(list(dict.fromkeys(band[key])))
+    colours = _colours(colours if hue else None, list(dict.fromkeys(band[key])))
     fig, ax = plt.subplots(figsize=(5, 3.2))
     for value, b in band.groupby(key, sort=False):
         ax.plot(b["_x"], b["mean"], marker="o", color=colours[value], label=value or None)
@@ -182,11 +198,11 @@ def sensitivity(runs: pd.DataFrame, axis: str, hue: str | None, metric: str, pat
     return _save(fig, path)
 
 
-def profiles(profile: pd.DataFrame, title: str, path: Path) -> Path | None:
+def profiles(profile: pd.DataFrame, title: str, path: Path, colours: dict[str, tuple] | None = None) -> Path | None:
     """``profile``: rows = methods, columns = τ (from ``stats.performance_profile``)."""
     if profile.empty:
         return None
-    colours = _palette([str(i) for i in profile.index])
+    colours = _colours(colours, [str(i) for i in profile.index])
     fig, ax = plt.subplots(figsize=(5, 3.2))
     taus = np.asarray(profile.columns, dtype=float)
     for method, row in profile.iterrows():
@@ -274,7 +290,7 @@ def hyperparameter_scatter(configs: pd.DataFrame, dims: dict[str, dict], metric:
     if data.empty or not dims:
         return None
     data = data.assign(_hue=data[hue].astype(str) if hue else "")
-    colours = _palette(list(dict.fromkeys(data["_hue"])))
+    colours = palette(list(dict.fromkeys(data["_hue"])))
     rows = -(-len(dims) // per_row)
     cols = min(len(dims), per_row)
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False, sharey=True)
@@ -320,7 +336,7 @@ def halving_curves(curves: pd.DataFrame, ends: pd.DataFrame, brackets: list[dict
     (``bracket``, ``epochs``, ``metric``, ``reached``); ``brackets``: the plan's, for the rungs."""
     if curves.empty or metric not in curves or not brackets:
         return None
-    colours = _palette(list(dict.fromkeys(ends.sort_values("_order")["reached"])))
+    colours = palette(list(dict.fromkeys(ends.sort_values("_order")["reached"])))
     top = max(b["rungs"][-1] for b in brackets)
     ticks = sorted({1, *(r for b in brackets for r in b["rungs"])})
     fig, axes = plt.subplots(1, len(brackets), figsize=(4.2 * len(brackets), 3.2), squeeze=False, sharey=True)

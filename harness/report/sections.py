@@ -42,11 +42,11 @@ class Drawing:
                                          initializer=die_with_parent, initargs=(os.getpid(),))
                      if jobs > 1 and fork else None)
 
-    def __call__(self, plot: Callable[..., Path | None], *args: Any) -> Future:
+    def __call__(self, plot: Callable[..., Path | None], *args: Any, **kwargs: Any) -> Future:
         if self.pool is not None:
-            return self.pool.submit(plot, *args)
+            return self.pool.submit(plot, *args, **kwargs)
         done: Future = Future()
-        done.set_result(plot(*args))
+        done.set_result(plot(*args, **kwargs))
         return done
 
     def __enter__(self) -> "Drawing":

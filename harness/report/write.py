@@ -63,9 +63,11 @@ def _numeric(values: pd.Series) -> bool:
 def write_report(results: Path, compare_axes: list[str] | None = None, metric: str | None = None, *,
                  by: list[str] | None = None, baseline: str | None = None, formats: tuple[str, ...] = ("md", "html"),
                  bootstrap: bool = False, target: float | None = None, target_metric: str = "val_acc",
-                 confidence: float = 0.95, collected: Collected | None = None, jobs: int | None = None) -> list[Path]:
-    """Write the report of the records under ``results`` (already ``collected`` if given), drawing
-    figures in ``jobs`` processes (default: the cores, at most 8); returns the files written."""
+                 confidence: float = 0.95, collected: Collected | None = None, jobs: int | None = None,
+                 out: Path | None = None) -> list[Path]:
+    """Write the report of the records under ``results`` (already ``collected`` if given) into ``out``
+    (default ``results/report``), drawing figures in ``jobs`` processes (default: the cores, at most 8);
+    returns the files written."""
     results = Path(results)
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
@@ -88,12 +90,15 @@ def write_report(results: Path, compare_axes: list[str] | None = None, metric: s
             raise UsageError(f"{results}: no axis {a!r}; the varying axes are {', '.join(sorted(known))}")
     if not c.runs.empty and metric not in c.runs:
         raise UsageError(f"{results}: no metric {metric!r} in the records")
-    out = layout.report_dir(results)
+    out = Path(out) if out is not None else layout.report_dir(results)
     out.mkdir(parents=True, exist_ok=True)
     name = c.suite.get("name", results.name)
     full = full_budget(c)
     sections: list[Section] = []
     csv: dict[str, pd.DataFrame] = {}
+    # one colour per value of each axis in every figure, in the suite's order (records are in plan order)
+    colours = {a: plots.palette(list(dict.fromkeys(c.runs[a].astype(str)))) for a in [*axes, "workload"]
+               if a in c.runs}
     if c.runs.empty:
         sections.append(Section("No records yet", ["Run the suite to produce records."]))
     with Drawing(default_jobs() if jobs is None else jobs) as draw:
@@ -104,11 +109,11 @@ def write_report(results: Path, compare_axes: list[str] | None = None, metric: s
         for axis in ([] if full.runs.empty else chosen):
             sections += _axis_sections(full, axis, [a for a in axes if a != axis and a not in by], by, metric,
                                        base[1] if base and base[0] == axis else None, bootstrap, confidence, out,
-                                       csv, draw)
+                                       csv, draw, colours.get(axis))
             if target is not None:
                 sections.append(_time_to_target(full, axis, [a for a in axes if a != axis], target, target_metric))
         if not full.runs.empty:
-            sections += _extra_plots(full, chosen, metric, out, draw, skip=searched)
+            sections += _extra_plots(full, chosen, metric, out, draw, colours, skip=searched)
             sections.append(Section("All groups", tables=[_all_groups(full)]))
         diagnostics = diagnostics_section(c, csv)
         sections += [diagnostics] if diagnostics is not None else []
@@ -169,7 +174,7 @@ def _intro(c: Collected, metric: str) -> list[str]:
 
 def _axis_sections(c: Collected, axis: str, others: list[str], by: list[str], metric: str, baseline: str | None,
                    bootstrap: bool, confidence: float, out: Path, csv: dict[str, pd.DataFrame],
-                   draw: Drawing) -> list[Section]:
+                   draw: Drawing, colours: dict[str, tuple] | None = None) -> list[Section]:
     runs = c.runs.assign(column=_columns(c.runs, axis, others))
     if baseline is not None and baseline not in set(runs[axis].astype(str)):
         raise UsageError(f"--baseline: {axis} has no value {baseline!r}; it has "
@@ -198,11 +203,12 @@ def _axis_sections(c: Collected, axis: str, others: list[str], by: list[str], me
     curves = c.curves.assign(column=_columns(c.curves, axis, others)) if not c.curves.empty else c.curves
     steps = c.steps.assign(column=_columns(c.steps, axis, others)) if not c.steps.empty else c.steps
     figures += [
-        (draw(plots.learning_curves, curves, axis, out / f"curves_{name}.png"),
+        (draw(plots.learning_curves, curves, axis, out / f"curves_{name}.png", colours=colours),
          f"Learning curves by {axis}: mean over seeds with a 95% band, each seed faint.{shown}"),
-        (draw(plots.step_losses, steps, axis, out / f"steps_{name}.png"),
+        (draw(plots.step_losses, steps, axis, out / f"steps_{name}.png", colours=colours),
          f"Training loss every 16 steps by {axis}, moving average of 10 points, 95% band over seeds.{shown}"),
-        (draw(plots.final_metric, runs[runs["status"] == COMPLETED], axis, metric, out / f"final_{name}.png"),
+        (draw(plots.final_metric, runs[runs["status"] == COMPLETED], axis, metric, out / f"final_{name}.png",
+              colours=colours),
          f"Final {metric} per group: every completed seed is a dot.{shown}"),
     ]
     summary = csv[f"summary_{axis}"]
@@ -211,7 +217,8 @@ def _axis_sections(c: Collected, axis: str, others: list[str], by: list[str], me
         if not lower_is_better(metric):
             cost = 1 - cost if ((cost >= 0) & (cost <= 1)).all().all() else -cost + cost.max().max() + 1e-12
         figure = draw(plots.profiles, performance_profile(cost), f"performance profile of {axis} on {metric} "
-                      f"({'cost' if lower_is_better(metric) else 'error = 1 - ' + metric})", out / f"profile_{name}.png")
+                      f"({'cost' if lower_is_better(metric) else 'error = 1 - ' + metric})", out / f"profile_{name}.png",
+                      colours=colours)
         figures.append((figure, f"Performance profiles (Dolan & Moré 2002) of {axis} over the "
                                 f"{cost.shape[1]} table columns."))
     return sections
@@ -246,7 +253,7 @@ def _time_to_target(c: Collected, axis: str, others: list[str], target: float, m
 
 
 def _extra_plots(c: Collected, chosen: list[str], metric: str, out: Path, draw: Drawing,
-                 skip: set[str] = frozenset()) -> list[Section]:
+                 colours: dict[str, dict[str, tuple]], skip: set[str] = frozenset()) -> list[Section]:
     """Heatmaps of axis pairs and sensitivity to numeric axes; not of the ``skip`` axes (a search's
     drawn values, one per configuration: the search section plots them)."""
     done = c.runs[c.runs["status"] == COMPLETED]
@@ -268,7 +275,7 @@ def _extra_plots(c: Collected, chosen: list[str], metric: str, out: Path, draw: 
         if axis not in skip and _numeric(c.runs[axis]):
             hue = next((a for a in c.axes if a != axis and c.runs[a].nunique() <= 8), None)
             section.pending.append((draw(plots.sensitivity, done, axis, hue, metric,
-                                         out / f"sensitivity_{slug(axis)}.png"),
+                                         out / f"sensitivity_{slug(axis)}.png", colours=colours.get(hue)),
                                     f"Sensitivity of {metric} to {axis} (log axis), mean and 95% band."))
     return [section] if section.pending else []
 
