@@ -343,3 +343,56 @@ def test_a_value_has_one_colour_in_every_figure_of_a_report_in_the_suites_order(
     assert seen["steps_optimizer.png"]["lines"] == want
     final = seen["final_optimizer.png"]
     assert final["ticks"] == ["sgd", "adam"] and final["dots"] == [want["sgd"], want["adam"]]
+
+
+# --- progress: a live bar on a terminal, lines elsewhere --------------------------------------------
+
+def _on_a_terminal(args: list, cwd: Path) -> tuple[int, str]:
+    """``harness ARGS`` with its stdout and stderr on a pseudo-terminal: its exit code and everything it wrote."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))  # a fresh pty is 0 x 0
+    env = {**os.environ, "TERM": "xterm"}
+    proc = subprocess.Popen([str(REPO / ".venv" / "bin" / "harness"), *map(str, args)], stdout=slave, stderr=slave,
+                            stdin=subprocess.DEVNULL, cwd=cwd, env=env)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    code = proc.wait(timeout=300)
+    os.close(master)
+    return code, b"".join(chunks).decode(errors="replace")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_on_a_terminal_a_sweep_shows_a_live_bar_with_running_epochs_and_failures(tmp_path, workers):
+    suite = write_suite(tmp_path, """
+        name: live
+        budget: {epochs: 4}
+        base:
+          dataset: {name: digits, val_size: 200, train_subset: 400}
+          model: {name: mlp, depth: 1, width: 32}
+          batch_size: 32
+        grid:
+          optimizer: [{name: sgd, lr: 0.1}, {name: sgd, lr: 1.0e+6}, {name: adam, lr: 0.003}]
+        """)
+    code, out = _on_a_terminal(["run", suite, "--results", tmp_path / "r", "--no-report", "--workers", workers],
+                               tmp_path)
+    assert code == 1  # not every trial completed
+    assert "\r" in out and "3/3" in out and "trial" in out  # the bar redraws in place
+    assert re.search(r"running [12] \(\w{6} epoch [1-4]/4", out), out  # a running trial's epoch
+    assert re.search(r"diverged +\w{12}  optimizer=", out) and "· 1 diverged" in out, out  # its failure, kept above
+    assert "3/3 trials in" in out and "(1 diverged)" in out
+    assert "start " not in out and "] done " not in out  # no per-event lines on a terminal
+    plain = harness_cli("run", suite, "--results", tmp_path / "plain", "--no-report")  # a pipe: lines, as before
+    assert "[0/3] start" in plain.stderr and "\r" not in plain.stderr

@@ -62,11 +62,12 @@ def _now() -> str:
 
 
 def run_trial(spec: TrialSpec, accelerator: Accelerator | None = None, tracking_dir: Path | None = None,
-              checkpointing: Checkpointing | None = None) -> Record:
+              checkpointing: Checkpointing | None = None, on_epoch: OnEpoch | None = None) -> Record:
     """Train and evaluate one trial; the returned record says how it ended. With trackers in the
     config and a ``tracking_dir``, each epoch's metrics are logged there as they come. With
     ``checkpointing``, the trial resumes from its checkpoint and, when asked to stop, saves one and
-    returns an ``interrupted`` record."""
+    returns an ``interrupted`` record. ``on_epoch(row, epoch)`` sees each epoch's history row as it comes
+    (a sweep's progress display)."""
     record = Record(spec.trial_id, spec.suite, spec.seed, COMPLETED, spec.config, dict(spec.axes),
                     started_at=_now())
     trackers = None
@@ -76,7 +77,8 @@ def run_trial(spec: TrialSpec, accelerator: Accelerator | None = None, tracking_
             trackers = Trackers(spec.config["trackers"], Path(tracking_dir), spec.suite,
                                 f"{spec.label()} [{spec.trial_id}]")
             trackers.start(spec.config)
-        _train(spec, record, accelerator, trackers.log if trackers else None, checkpointing)
+        listeners = [f for f in (trackers.log if trackers else None, on_epoch) if f is not None]
+        _train(spec, record, accelerator, _each(listeners) if listeners else None, checkpointing)
     except Preempted as e:
         record.status, record.reason = INTERRUPTED, str(e)
     except Diverged as e:
@@ -94,6 +96,13 @@ def run_trial(spec: TrialSpec, accelerator: Accelerator | None = None, tracking_
             trackers.finish()
     record.finished_at = _now()
     return record
+
+
+def _each(listeners: list[OnEpoch]) -> OnEpoch:
+    def tell(row: dict[str, Any], epoch: int) -> None:
+        for listen in listeners:
+            listen(row, epoch)
+    return tell
 
 
 def _accelerator(mixed_precision: str) -> Accelerator:

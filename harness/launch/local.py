@@ -13,9 +13,10 @@ import signal
 import sys
 import time
 from pathlib import Path
+from collections import Counter
 from typing import Any, TextIO
 
-from harness.spec import FAILED, INTERRUPTED, Record, TrialSpec
+from harness.spec import COMPLETED, FAILED, INTERRUPTED, Record, TrialSpec
 from harness.store import write_record
 from harness.errors import StorageError, UsageError
 from harness.launch.trial import CRASHES, claim, execute_unit, finished
@@ -36,32 +37,68 @@ def _fmt_time(seconds: float) -> str:
 
 
 class Progress:
-    """Prints one line per trial start and end: done/total, the trial, its outcome, an ETA."""
+    """Where a sweep stands. On a terminal: a live bar (done/total, ETA, the trials running with their epoch,
+    failures so far) with a line above it for each trial that did not complete. Elsewhere (a log, a SLURM
+    task's output): one line per trial start and end, with done/total, the outcome and an ETA."""
 
-    def __init__(self, total: int, workers: int, stream: TextIO | None = None) -> None:
+    def __init__(self, total: int, workers: int, stream: TextIO | None = None, live: bool | None = None) -> None:
         # sys.stderr as it is now, not as it was at import (a test's capture may have replaced it since)
         self.total, self.workers, self.stream = total, workers, stream or sys.stderr
         self.done = 0
         self.durations: list[float] = []
         self.started: dict[str, float] = {}
+        self.epochs: dict[str, str] = {}  # running trial -> "epoch/epochs"
+        self.bad: Counter = Counter()  # statuses other than completed, so far
         self.t0 = time.perf_counter()
+        self.live = _terminal(self.stream) if live is None else live
+        self.bar = None
+        if self.live:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, file=self.stream, unit="trial", dynamic_ncols=True, smoothing=0.1,
+                            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}]{postfix}")
 
     def _say(self, text: str) -> None:
-        print(text, file=self.stream, flush=True)
+        if self.bar is not None:
+            self.bar.write(text, file=self.stream)
+        else:
+            print(text, file=self.stream, flush=True)
+
+    def _show(self) -> None:
+        running = ", ".join(f"{tid[:6]} {self.epochs.get(tid, 'starting')}" for tid in list(self.started)[:4])
+        more = f" +{len(self.started) - 4}" if len(self.started) > 4 else ""
+        bad = "".join(f" · {n} {status}" for status, n in sorted(self.bad.items()))
+        self.bar.set_postfix_str(f"running {len(self.started)}" + (f" ({running}{more})" if running else "") + bad)
 
     def start(self, spec: TrialSpec) -> None:
         self.started[spec.trial_id] = time.perf_counter()
-        self._say(f"[{self.done}/{self.total}] start {spec.trial_id}  {spec.label()}")
+        if self.bar is not None:
+            self._show()
+        else:
+            self._say(f"[{self.done}/{self.total}] start {spec.trial_id}  {spec.label()}")
+
+    def epoch(self, trial_id: str, epoch: int, epochs: int) -> None:
+        """A running trial ended an epoch (shown on the live bar only)."""
+        self.epochs[trial_id] = f"epoch {epoch}/{epochs}"
+        if self.bar is not None:
+            self._show()
 
     def skip(self, spec: TrialSpec) -> None:
         self.done += 1
         self.started.pop(spec.trial_id, None)
-        self._say(f"[{self.done}/{self.total}] skip  {spec.trial_id}  running in another process (its lock is held)")
+        line = f"[{self.done}/{self.total}] skip  {spec.trial_id}  running in another process (its lock is held)"
+        if self.bar is not None:
+            self._show()
+            self.bar.update(1)
+        self._say(line)
 
     def finish(self, spec: TrialSpec, record: Record) -> None:
         self.done += 1
         took = time.perf_counter() - self.started.pop(spec.trial_id, time.perf_counter())
+        self.epochs.pop(spec.trial_id, None)
         self.durations.append(took)
+        if record.status != COMPLETED:
+            self.bad[record.status] += 1
         left = self.total - self.done
         eta = sum(self.durations) / len(self.durations) * left / max(min(self.workers, left), 1)
         outcome = record.status
@@ -69,8 +106,30 @@ class Progress:
             outcome += f" test_acc={record.final['test_acc']:.4f}"
         if record.reason:
             outcome += f" ({record.reason.splitlines()[0][:120]})"
+        if self.bar is not None:  # the bar has the count and ETA: a line only for what went wrong
+            self._show()
+            self.bar.update(1)
+            if record.status != COMPLETED:
+                self._say(f"{record.status:<11} {spec.trial_id}  {spec.label()}  {outcome}")
+            return
         tail = f" · ETA {_fmt_time(eta)}" if left else f" · all done in {_fmt_time(time.perf_counter() - self.t0)}"
         self._say(f"[{self.done}/{self.total}] done  {spec.trial_id}  {outcome}  {took:.1f}s{tail}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+            bad = ", ".join(f"{n} {status}" for status, n in sorted(self.bad.items()))
+            print(f"{self.done}/{self.total} trials in {_fmt_time(time.perf_counter() - self.t0)}"
+                  + (f" ({bad})" if bad else ""), file=self.stream, flush=True)
+
+
+def _terminal(stream: TextIO) -> bool:
+    """A live display only on an interactive terminal (not a log file, a pipe, SLURM output or TERM=dumb)."""
+    try:
+        return stream.isatty() and os.environ.get("TERM", "") != "dumb"
+    except (AttributeError, ValueError):  # a closed or odd stream
+        return False
 
 
 def _failed(spec: TrialSpec, reason: str, status: str = FAILED) -> Record:
@@ -113,9 +172,12 @@ def run_local(specs: list[TrialSpec], results: Path, workers: int = 1, stream: T
     workers = max(1, min(workers, len(units)))  # no idle processes: at most one per unit of work
     slots = slots[:workers]
     progress = Progress(len(specs), workers, stream)
-    if workers <= 1 and not any(s is not None for s in slots):
-        return _run_inline(units, results, progress, crash_limit)
-    return _run_pool(units, results, workers, progress, list(plugins or []), slots, crash_limit)
+    try:
+        if workers <= 1 and not any(s is not None for s in slots):
+            return _run_inline(units, results, progress, crash_limit)
+        return _run_pool(units, results, workers, progress, list(plugins or []), slots, crash_limit)
+    finally:
+        progress.close()
 
 
 def _report(unit: list[TrialSpec], records: list[Record | None], progress: Progress, statuses: dict[str, str]) -> None:
@@ -134,7 +196,8 @@ def _run_inline(units: list[list[TrialSpec]], results: Path, progress: Progress,
         for spec in unit:
             progress.start(spec)
         try:
-            records = execute_unit(unit, results, crash_limit=crash_limit)
+            records = execute_unit(unit, results, crash_limit=crash_limit,
+                                   on_epoch=progress.epoch if progress.live else None)
         except KeyboardInterrupt:
             _interrupted(unit, results, "interrupted before the trial finished; resumes from its last epoch's "
                                         "checkpoint")
@@ -144,7 +207,7 @@ def _run_inline(units: list[list[TrialSpec]], results: Path, progress: Progress,
 
 
 def _worker(tasks: Any, events: Any, results: str, threads: int, plugins: list[str], gpu: int | None,
-            crash_limit: int) -> None:
+            crash_limit: int, live: bool) -> None:
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what an interrupt means
     if gpu is not None:
@@ -162,8 +225,10 @@ def _worker(tasks: Any, events: Any, results: str, threads: int, plugins: list[s
             return
         index, unit = item
         events.put(("start", os.getpid(), index))
+        note = (lambda tid, epoch, epochs: events.put(("epoch", os.getpid(), index, tid, epoch, epochs))) if live else None
         try:
-            records = execute_unit([TrialSpec.from_dict(d) for d in unit], Path(results), crash_limit=crash_limit)
+            records = execute_unit([TrialSpec.from_dict(d) for d in unit], Path(results), crash_limit=crash_limit,
+                                   on_epoch=note)
         except StorageError as e:  # the runner stops the sweep and says why
             events.put(("storage", os.getpid(), index, str(e)))
             return
@@ -193,7 +258,8 @@ def _run_pool(units: list[list[TrialSpec]], results: Path, workers: int, progres
         # Not daemonic: a trial may start DataLoader worker processes of its own (loader.workers),
         # which daemonic processes cannot. Workers still end with the runner (PR_SET_PDEATHSIG)
         # and are killed below if the runner leaves early.
-        p = ctx.Process(target=_worker, args=(tasks, events, str(results), threads, plugins, gpu, crash_limit))
+        p = ctx.Process(target=_worker, args=(tasks, events, str(results), threads, plugins, gpu, crash_limit,
+                                                   progress.live))
         p.start()
         slot_of[p.pid] = gpu
         return p
@@ -204,6 +270,9 @@ def _run_pool(units: list[list[TrialSpec]], results: Path, workers: int, progres
 
     def handle(event: tuple) -> None:
         kind, pid, index = event[:3]
+        if kind == "epoch":
+            progress.epoch(*event[3:])
+            return
         if kind == "start":
             running[pid] = index
             for spec in units[index]:

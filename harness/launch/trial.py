@@ -150,8 +150,11 @@ def _crash_looped(spec: TrialSpec, results: Path, limit: int) -> Record | None:
     return record
 
 
+EpochNote = Callable[[str, int, int], None]  # (trial_id, epoch, epochs): a sweep's progress display
+
+
 def execute(spec: TrialSpec, results: Path, stop: Callable[[], bool] = lambda: False,
-            flag: StopFlag | None = None, crash_limit: int = CRASHES) -> Record | None:
+            flag: StopFlag | None = None, crash_limit: int = CRASHES, on_epoch: EpochNote | None = None) -> Record | None:
     """Run ``spec`` and write its record; None when another process holds the trial. A trial that
     already has a final record (finished elsewhere while this one waited) is not run again, nor is one
     that ended its process ``crash_limit`` times (it is recorded failed)."""
@@ -160,16 +163,18 @@ def execute(spec: TrialSpec, results: Path, stop: Callable[[], bool] = lambda: F
         if not mine:
             return None
         return (finished(results, spec.trial_id) or _crash_looped(spec, results, crash_limit)
-                or _run_claimed(spec, results, stop, flag))
+                or _run_claimed(spec, results, stop, flag, on_epoch))
 
 
-def _run_claimed(spec: TrialSpec, results: Path, stop: Callable[[], bool], flag: StopFlag | None) -> Record:
+def _run_claimed(spec: TrialSpec, results: Path, stop: Callable[[], bool], flag: StopFlag | None,
+                 on_epoch: EpochNote | None = None) -> Record:
     """Run a trial whose lock this process holds, and write its record."""
     with _attempt(results, spec.trial_id):
-        return _run_marked(spec, results, stop, flag)
+        return _run_marked(spec, results, stop, flag, on_epoch)
 
 
-def _run_marked(spec: TrialSpec, results: Path, stop: Callable[[], bool], flag: StopFlag | None) -> Record:
+def _run_marked(spec: TrialSpec, results: Path, stop: Callable[[], bool], flag: StopFlag | None,
+                on_epoch: EpochNote | None) -> Record:
     stop_path(results, spec.trial_id).unlink(missing_ok=True)  # left by an earlier stop
     processes = spec.config["resources"]["processes"]
     if processes > 1:
@@ -177,7 +182,10 @@ def _run_marked(spec: TrialSpec, results: Path, stop: Callable[[], bool], flag: 
     else:
         from harness.engine import run_trial
 
-        record = run_trial(spec, tracking_dir=tracking_dir(results), checkpointing=checkpointing(spec, results, stop))
+        epochs = spec.config["budget"]["epochs"]
+        note = (lambda row, epoch: on_epoch(spec.trial_id, epoch, epochs)) if on_epoch else None
+        record = run_trial(spec, tracking_dir=tracking_dir(results), checkpointing=checkpointing(spec, results, stop),
+                           on_epoch=note)
         write_record(results, record)
     if record.status not in (INTERRUPTED, STOPPED):  # a stopped rung is resumed by its promotion
         remove(checkpoint_path(results, spec.run_id))  # a failed trial starts clean next time
@@ -185,16 +193,18 @@ def _run_marked(spec: TrialSpec, results: Path, stop: Callable[[], bool], flag: 
 
 
 def execute_unit(unit: list[TrialSpec], results: Path, stop: Callable[[], bool] = lambda: False,
-                 flag: StopFlag | None = None, crash_limit: int = CRASHES) -> list[Record | None]:
+                 flag: StopFlag | None = None, crash_limit: int = CRASHES,
+                 on_epoch: EpochNote | None = None) -> list[Record | None]:
     """Run one unit of a sweep, a trial alone or a fused pack (``harness.fused.plan``); each trial's
     record, or None for a trial another process holds.
 
     A pack takes the locks of all its trials; those held elsewhere or already final stay out, and
     the rest train as one pack, checkpointed under the pack's id (its members'), so that a rerun of
     the same pack resumes it (after a SIGKILL too). A pack whose process died in it ``crash_limit``
-    times trains its trials alone from then on, so that a crash is pinned on its own trial."""
+    times trains its trials alone from then on, so that a crash is pinned on its own trial. ``on_epoch``
+    hears of each epoch a trial alone ends (a pack's trials end together)."""
     if len(unit) == 1:
-        return [execute(unit[0], results, stop, flag, crash_limit)]
+        return [execute(unit[0], results, stop, flag, crash_limit, on_epoch)]
     from harness.fused.pack import run_pack
     from harness.fused.plan import pack_id
 
@@ -210,7 +220,7 @@ def execute_unit(unit: list[TrialSpec], results: Path, stop: Callable[[], bool] 
         pid = pack_id(todo) if todo else ""
         if len(todo) == 1 or (todo and crashes(results, pid) >= crash_limit):
             for spec in todo:
-                out[spec.trial_id] = _run_claimed(spec, results, stop, flag)
+                out[spec.trial_id] = _run_claimed(spec, results, stop, flag, on_epoch)
         elif todo:
             path = checkpoint_path(results, pid)
             with _attempt(results, pid):
