@@ -211,6 +211,12 @@ def parser() -> argparse.ArgumentParser:
     coll.add_argument("--csv", action="store_true", help="write CSV instead of parquet")
     _output(coll, "file to write (default DIR/collected.parquet or .csv)")
 
+    ver = sub.add_parser("verify", help="verdicts of a suite's claims on its records (exit 1: a claim fails)")
+    ver.add_argument("targets", nargs="+", metavar="DIR_OR_SUITE",
+                     help="a suite's results folder (RESULTS/<suite>), or a suite file (its records in RESULTS/<name>)")
+    ver.add_argument("--results", default="results", help="results root for suite files (default results)")
+    ver.add_argument("--page", metavar="FILE", help="also write the reproductions page (Markdown) of these suites")
+
     lst = sub.add_parser("list", help="list registered components and their parameters, or (list settings) every "
                                       "key a suite accepts")
     lst.add_argument("kind", nargs="?", help="a kind of component (optimizers, schedules, ...) or settings")

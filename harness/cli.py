@@ -270,26 +270,27 @@ def _say_packs(suite, workers: int) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from harness.sweep import tally
+    from harness.sweep import status_lines
 
-    results = _results_dir(args.dir)
-    t = tally(results)
-    _say(f"{results}: {t.trials} trials" + (" in the plan" if t.planned else ""))
-    for status, n in sorted(t.counts.items()):
-        _say(f"  {status:<12}{n}")
-    if t.missing:
-        _say(f"  {'no record':<12}{t.missing}")
-    if t.unreadable:
-        _say(f"  {'unreadable':<12}{len(t.unreadable)}  (left out of reports; a run replaces them)")
-        for path, why in t.unreadable.items():
-            _say(f"    {path}: {why}")
-    from harness.launch.slurm import job_states
-
-    states = job_states(results)
-    if states is not None:
-        _say("SLURM array tasks: " + (", ".join(f"{n} {s.lower()}" for s, n in sorted(states.items()))
-                                      or "none pending or running"))
+    for line in status_lines(_results_dir(args.dir)):
+        _say(line)
     return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from harness.claims import FAILS
+    from harness.report.claims import page, terminal_lines, verify
+
+    checked = verify(args.targets, args.results)
+    for c in checked:
+        _say("\n".join(terminal_lines(c)))
+    if args.page:
+        from harness.store.records import atomic_write
+
+        atomic_write(Path(args.page), page(checked, "harness verify " + " ".join(args.targets)
+                                           + f" --results {args.results} --page {args.page}"))
+        _say(f"page: {args.page}")
+    return EXIT_TRIALS if any(FAILS in c.overall.values() for c in checked) else EXIT_OK
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -335,21 +336,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def _results_dir(path: str) -> Path:
-    """The results folder of one suite: ``path`` itself, or the one suite folder below a results root
-    (``harness run S --results out`` then ``harness report out``); several below it are listed to choose from."""
-    results = Path(path)
-    if layout.trials_dir(results).is_dir():
-        return results
-    if not results.is_dir():
-        raise UsageError(f"{results}: no such folder" if not results.exists() else f"{results}: not a folder")
-    below = layout.suite_dirs(results)
-    if len(below) == 1:
-        print(f"harness: {results} is a results root; reading its one suite, {below[0]}", file=sys.stderr)
-        return below[0]
-    if below:
-        raise UsageError(f"{results}: a results root with {len(below)} suites; pass one of them: "
-                         + ", ".join(map(str, below)))
-    raise UsageError(f"{results}: no trials/ folder of records here, nor in a folder below")
+    from harness.sweep import suite_results
+
+    return suite_results(path, _warn)
 
 
 def _split(values: list[str] | None) -> list[str]:
@@ -396,6 +385,7 @@ COMMANDS = {
     "baseline": cmd_baseline, "regress": cmd_regress, "compare": cmd_compare, "refine": cmd_refine,
     "lr-find": cmd_lr_find, "landscape": cmd_landscape, "diagnose": cmd_diagnose,
     "optimizer-checks": cmd_optimizer_checks, "report": cmd_report, "collect": cmd_collect, "list": cmd_list,
+    "verify": cmd_verify,
 }
 
 

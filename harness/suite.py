@@ -50,6 +50,8 @@ SUITE_KEYS = {
     "report": "what the report compares (parameters below)",
     "slurm": "how harness submit asks SLURM for each array task (parameters below)",
     "execution": "how the trials run: fused packs, crash limit (parameters below)",
+    "claims": "what the results should show, as data: [{id, text, source, compare, against | value, where, metric, "
+              "expect, margin, target}] (harness/claims.py; harness verify)",
 }
 METRICS = ["test_acc", "test_loss", "val_acc", "val_loss", "train_acc", "train_loss"]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -148,13 +150,14 @@ class Suite:
     search: dict[str, Any] | None = None
     raw: dict[str, Any] = field(default_factory=dict)  # the suite as read, overrides applied (harness refine)
     execution: dict[str, Any] = field(default_factory=lambda: {"fuse": "off", "crashes": 2})  # harness.settings._execution
+    claims: list[dict[str, Any]] = field(default_factory=list)  # harness.claims.parse_claims
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "description": self.description, "file": self.file,
             "seeds": list(self.seeds), "axes": list(self.axes), "report": self.report,
             "source_sha256": self.source_sha256, "overrides": list(self.overrides), "slurm": self.slurm,
-            "search": self.search, "raw": self.raw, "execution": self.execution,
+            "search": self.search, "raw": self.raw, "execution": self.execution, "claims": self.claims,
         }
 
 
@@ -325,8 +328,11 @@ def _build(raw: dict[str, Any], file: str, sha: str, overrides: tuple[str, ...],
     check_slurm(slurm)
     execution = resolve_params(execution_params, raw.get("execution") or {}, "execution", "execution")
     execution["fuse"] = parse_fuse(execution["fuse"])
+    from harness.claims import parse_claims
+
+    claims = parse_claims(raw.get("claims"), axes, [t.config for t in trials])
     return Suite(name, description, file, seeds, tuple(axes), tuple(trials), report, sha, overrides, slurm,
-                 search_info, raw, execution)
+                 search_info, raw, execution, claims)
 
 
 def _random(value: Any, fixed_axes: list[str]) -> tuple[dict[str, dict[str, Any]] | None, int | None, int]:

@@ -238,6 +238,44 @@ class Tally:
     unreadable: dict[Path, str]  # path -> why it was left out
 
 
+def suite_results(path: str, warn: Say = _quiet) -> Path:
+    """The results folder of one suite: ``path`` itself, or the one suite folder below a results root
+    (``harness run S --results out`` then ``harness report out``); several below it are listed to choose from."""
+    results = Path(path)
+    if layout.trials_dir(results).is_dir():
+        return results
+    if not results.is_dir():
+        raise UsageError(f"{results}: no trials/ folder of records here ("
+                         + ("no such folder)" if not results.exists() else "not a folder)"))
+    below = layout.suite_dirs(results)
+    if len(below) == 1:
+        warn(f"harness: {results} is a results root; reading its one suite, {below[0]}")
+        return below[0]
+    if below:
+        raise UsageError(f"{results}: a results root with {len(below)} suites; pass one of them: "
+                         + ", ".join(map(str, below)))
+    raise UsageError(f"{results}: no trials/ folder of records here, nor in a folder below")
+
+
+def status_lines(results: Path) -> list[str]:
+    """``harness status``: the records by status, those missing or unreadable, and the SLURM array's tasks."""
+    from harness.launch.slurm import job_states
+
+    t = tally(results)
+    lines = [f"{results}: {t.trials} trials" + (" in the plan" if t.planned else "")]
+    lines += [f"  {status:<12}{n}" for status, n in sorted(t.counts.items())]
+    if t.missing:
+        lines.append(f"  {'no record':<12}{t.missing}")
+    if t.unreadable:
+        lines.append(f"  {'unreadable':<12}{len(t.unreadable)}  (left out of reports; a run replaces them)")
+        lines += [f"    {path}: {why}" for path, why in t.unreadable.items()]
+    states = job_states(results)
+    if states is not None:
+        lines.append("SLURM array tasks: " + (", ".join(f"{n} {s.lower()}" for s, n in sorted(states.items()))
+                                              or "none pending or running"))
+    return lines
+
+
 def tally(results: Path) -> Tally:
     if not results.is_dir():
         raise UsageError(f"{results}: no such results folder")

@@ -303,7 +303,7 @@ def test_report_collect_and_status_take_a_results_root_with_one_suite_and_list_s
     shutil.copytree(reference, root / "compare" / "six" / "optimizer=adam")
     _refused(cli("report", root), "a results root with 2 suites; pass one of them",
              str(root / "six"), str(root / "compare" / "six" / "optimizer=adam"))
-    _refused(cli("report", tmp_path / "nowhere"), "nowhere: no such folder")
+    _refused(cli("report", tmp_path / "nowhere"), "nowhere: no trials/ folder of records here (no such folder)")
     _refused(cli("report", tmp_path / "elsewhere"), "no trials/ folder of records here, nor in a folder below")
 
 

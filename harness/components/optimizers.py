@@ -138,3 +138,13 @@ def lbfgs(
     """L-BFGS (Liu & Nocedal 1989), full batch and deterministic; each step re-evaluates the loss via a closure."""
     return torch.optim.LBFGS(params, lr=lr, max_iter=max_iter, history_size=history_size,
                              line_search_fn=None if line_search == "none" else line_search)
+
+
+@OPTIMIZERS.register("lbfgs_minibatch", needs_closure=True)
+def lbfgs_minibatch(
+    params: Params, *, lr: LR = 1.0, max_iter: Annotated[int, Range(gt=0)] = 20,
+    history_size: Annotated[int, Range(gt=0)] = 10, line_search: Literal["strong_wolfe", "none"] = "strong_wolfe",
+) -> torch.optim.Optimizer:
+    """L-BFGS stepping on each mini-batch (its curvature pairs then mix batches): what the cs231n notes warn
+    does not transfer to the mini-batch setting; for comparing with full-batch lbfgs."""
+    return lbfgs(params, lr=lr, max_iter=max_iter, history_size=history_size, line_search=line_search)

@@ -92,6 +92,25 @@ def probability_of_improvement(a: Sequence[float], b: Sequence[float], higher_is
     return float(wins / (len(x) * len(y)))
 
 
+def t_parts(candidate: dict[int, float], baseline: dict[int, float] | None,
+            value: float | None = None) -> tuple[float, float, float, str]:
+    """(difference of means, its standard error, degrees of freedom, test) of two groups given as
+    {seed: value} with at least 2 each: paired t when the seeds match, Welch otherwise; against a
+    constant ``value`` when ``baseline`` is None (one-sample t). A standard error of 0 means no spread."""
+    a = np.asarray(list(candidate.values()), dtype=float)
+    if baseline is None:
+        return float(a.mean() - value), float(np.std(a, ddof=1) / math.sqrt(len(a))), len(a) - 1, "one-sample t"
+    b = np.asarray(list(baseline.values()), dtype=float)
+    diff = float(a.mean() - b.mean())
+    if set(candidate) == set(baseline):
+        d = np.array([candidate[s] - baseline[s] for s in sorted(candidate)])
+        return diff, float(np.std(d, ddof=1)) / math.sqrt(len(d)), len(d) - 1, "paired t"
+    va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
+    se = math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)) if se > 0 else len(a) + len(b) - 2
+    return diff, se, float(df), "Welch t"  # Welch-Satterthwaite degrees of freedom
+
+
 def difference(candidate: dict[int, float], baseline: dict[int, float], confidence: float = 0.95,
                higher_is_better: bool = True) -> Difference:
     """Compare two groups given as {seed: value}: paired t when the seeds match, Welch otherwise."""
@@ -100,23 +119,10 @@ def difference(candidate: dict[int, float], baseline: dict[int, float], confiden
     diff = float(np.mean(a) - np.mean(b)) if a and b else math.nan
     if len(a) < 2 or len(b) < 2:
         return Difference(diff, math.nan, math.nan, math.nan, None, len(a), len(b), p_improve)
-    if set(candidate) == set(baseline):
-        d = np.array([candidate[s] - baseline[s] for s in sorted(candidate)])
-        n = len(d)
-        sd = float(np.std(d, ddof=1))
-        if sd == 0:
-            p = 1.0 if diff == 0 else 0.0
-            return Difference(diff, diff, diff, p, "paired t", len(a), len(b), p_improve)
-        se, df = sd / math.sqrt(n), n - 1
-        test = "paired t"
-    else:
-        va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
-        se = math.sqrt(va + vb)
-        if se == 0:
-            p = 1.0 if diff == 0 else 0.0
-            return Difference(diff, diff, diff, p, "Welch t", len(a), len(b), p_improve)
-        df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))  # Welch-Satterthwaite
-        test = "Welch t"
+    diff, se, df, test = t_parts(candidate, baseline)
+    if se == 0:
+        p = 1.0 if diff == 0 else 0.0
+        return Difference(diff, diff, diff, p, test, len(a), len(b), p_improve)
     p = float(2 * stats.t.sf(abs(diff) / se, df))  # two-sided; equals scipy's ttest_rel / ttest_ind(equal_var=False)
     q = float(stats.t.ppf(0.5 + confidence / 2, df))
     return Difference(diff, diff - q * se, diff + q * se, p, test, len(a), len(b), p_improve)

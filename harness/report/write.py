@@ -115,6 +115,8 @@ def write_report(results: Path, compare_axes: list[str] | None = None, metric: s
         if not full.runs.empty:
             sections += _extra_plots(full, chosen, metric, out, draw, colours, skip=searched)
             sections.append(Section("All groups", tables=[_all_groups(full)]))
+        claims = _claims(c, results)
+        sections += [claims] if claims is not None else []
         diagnostics = diagnostics_section(c, csv)
         sections += [diagnostics] if diagnostics is not None else []
         sections.append(_problems(c))
@@ -137,6 +139,17 @@ def write_report(results: Path, compare_axes: list[str] | None = None, metric: s
             files.append(path)
     files += sorted({f for s in sections for f, _ in s.figures})
     return files
+
+
+def _claims(c: Collected, results: Path) -> Section | None:
+    if not c.suite.get("claims"):
+        return None
+    from harness.report.claims import claims_section
+    from harness.store import scan
+
+    found = scan(results).records
+    ids = set(c.runs["trial_id"]) if not c.runs.empty else set()
+    return claims_section(c.suite, [r for tid, r in found.items() if tid in ids], results)
 
 
 def full_budget(c: Collected) -> Collected:

@@ -1,0 +1,168 @@
+"""Claims in reports: the verdict table of a suite's ``claims:`` (``harness.claims``), the report's
+Claims section, ``harness verify`` and the reproductions page (``results/REPRODUCTIONS.md``), which
+``harness verify ... --page FILE`` writes from the records, never by hand."""
+from __future__ import annotations
+
+import datetime as dt
+import math
+import shlex
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness import claims as cl
+from harness.report.sections import Section
+from harness.report.tables import Cell, Table, to_markdown
+from harness.spec import Record
+
+
+@dataclass
+class Checked:
+    """One suite's claims and their verdicts, with what the page says of its records."""
+
+    name: str
+    description: str
+    suite_file: str  # the suite file that makes the records ("" when only the results folder is known)
+    results: Path
+    claims: list[dict[str, Any]]
+    rows: list[cl.Verdict]
+    trials: int  # records read
+    devices: list[str]
+    train_s: float  # the records' training + evaluation seconds
+
+    @property
+    def overall(self) -> dict[str, str]:
+        return cl.overall(self.rows)
+
+
+def check(suite: dict[str, Any], records: list[Record], results: Path, suite_file: str = "") -> Checked:
+    """The verdicts of ``suite``'s claims (a suite's ``to_dict``, as a plan keeps it) on ``records``."""
+    claims = suite.get("claims") or []
+    rows = cl.verdicts(records, claims, list(suite.get("axes") or []))
+    devices = sorted({str(r.environment["device"]) + (f" ({r.environment['device_name']})"
+                                                        if r.environment.get("device_name") else "")
+                      for r in records if r.environment.get("device")})
+    seconds = sum((r.timing.get("train_s") or 0) + (r.timing.get("eval_s") or 0) for r in records)
+    return Checked(suite.get("name", results.name), (suite.get("description") or "").strip(), suite_file, results,
+                   claims, rows, len(records), devices, seconds)
+
+
+def _p(v: cl.Verdict) -> str:
+    return "-" if not math.isfinite(v.p_holm) else f"{v.p_holm:.2g}"
+
+
+def _n(v: cl.Verdict) -> str:
+    return f"{v.n}" + (f" vs {v.n_against}" if v.n_against else "")
+
+
+def verdict_table(checked: Checked, title: str = "claims") -> Table:
+    """A row per claim and workload: the claim in symbols, the effect with its 95% interval, n, the test,
+    the Holm-adjusted p-value and the verdict (with why, when it is not ``holds``)."""
+    by_id = {c["id"]: c for c in checked.claims}
+    rows = []
+    for v in checked.rows:
+        verdict = v.verdict + (f" ({v.why})" if v.why and v.verdict != cl.HOLDS else "")
+        rows.append([Cell(v.claim), Cell(cl.expectation(by_id[v.claim])), Cell(v.workload),
+                     Cell(cl.describe_effect(v)), Cell(_n(v)), Cell(v.test or "-"), Cell(_p(v)),
+                     Cell(verdict, bold=v.verdict == cl.FAILS)])
+    notes = ["effect: the treatment's mean minus the control's (or minus the stated value), with its 95% interval; "
+             "n: seeds of each side; p: one-sided, for the claimed direction beyond the margin, Holm-adjusted over "
+             "the suite's claims. holds: p < 0.05; fails: the interval excludes the claimed effect."]
+    return Table(title, ["claim", "expects", "workload", "effect [95% CI]", "n", "test", "p (Holm)", "verdict"],
+                 rows, notes)
+
+
+def claims_section(suite: dict[str, Any], records: list[Record], results: Path) -> Section | None:
+    """The report's Claims section, when the suite states claims."""
+    if not suite.get("claims"):
+        return None
+    checked = check(suite, records, results)
+    counts = Counter(checked.overall.values())
+    text = [f"{len(checked.claims)} claims: " + ", ".join(f"{n} {v}" for v, n in counts.most_common()) + ". "
+            "The same table comes from `harness verify " + str(results) + "`."]
+    text += [f"**{c['id']}**: {c['text']}" + (f" ({c['source']})" if c["source"] else "") for c in checked.claims]
+    return Section("Claims", text, [verdict_table(checked)])
+
+
+def terminal_lines(checked: Checked) -> list[str]:
+    """``harness verify``'s table for one suite."""
+    lines = [f"{checked.name}  ({checked.results}, {checked.trials} records)"]
+    width = max((len(v.claim) for v in checked.rows), default=0)
+    for v in checked.rows:
+        why = f"  ({v.why})" if v.why and v.verdict != cl.HOLDS else ""
+        lines.append(f"  {v.verdict:<12} {v.claim:<{width}}  {v.workload}  {cl.describe_effect(v)}  n={_n(v)}  "
+                     f"p={_p(v)}{why}")
+    return lines
+
+
+def page(checked: list[Checked], command: str) -> str:
+    """The reproductions page: every claim with its text, source, effect, 95% interval, n, verdict and device,
+    and the commands that regenerate it."""
+    totals = Counter(v for c in checked for v in c.overall.values())
+    lines = ["# Reproductions", "",
+             "What the harness measures, checked against facts the field knows. Each suite in `suites/repro/` states "
+             "its claims as data; `harness verify` judges them on the committed records in `results/repro/`. This "
+             f"page is written by `{command}` (do not edit it by hand), "
+             f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d}.", "",
+             f"**{sum(len(c.claims) for c in checked)} claims: " +
+             ", ".join(f"{n} {v}" for v, n in totals.most_common()) + ".**", "",
+             "How a claim is judged: the treatment is compared with the control on every workload they share (the "
+             "values of the suite's other axes), seed by seed: the effect is the difference of means with its 95% "
+             "interval (paired t when both sides have the same seeds, Welch's t otherwise). The one-sided p-value "
+             "for the claimed direction beyond the margin is Holm-adjusted over the suite's claims. **holds**: "
+             "p < 0.05; **fails**: the interval excludes the claimed effect; **inconclusive**: neither, or fewer "
+             "than 2 seeds; **not run**: no records here (the data is not on this machine).", "",
+             "| suite | claims | verdicts | records | device | train + eval time |", "|---|---|---|---|---|---|"]
+    for c in checked:
+        verdicts = ", ".join(f"{n} {v}" for v, n in Counter(c.overall.values()).most_common())
+        lines.append(f"| [{c.name}](#{c.name}) | {len(c.claims)} | {verdicts} | {c.trials} | "
+                     f"{', '.join(c.devices) or '-'} | {_time(c.train_s) if c.trials else '-'} |")
+    for c in checked:
+        lines += ["", f"## {c.name}", "", c.description, ""]
+        run = f"harness run {c.suite_file} --results {c.results.parent}" if c.suite_file else "(the suite file)"
+        lines += [f"Regenerate: `{run}` (add `--data-root DIR` for MNIST or CIFAR), then "
+                  f"`harness verify {shlex.quote(str(c.results))}`. Records: `{c.results}` "
+                  f"({c.trials} trials on {', '.join(c.devices) or 'no device: not run'}).", ""]
+        for claim in c.claims:
+            verdict = c.overall[claim["id"]]
+            lines += [f"- **{claim['id']}** ({verdict}): {claim['text']}" +
+                      (f". Source: {claim['source']}." if claim["source"] else ""),
+                      f"  Expects `{cl.expectation(claim)}`."]
+        lines += ["", to_markdown(verdict_table(c, f"claims of {c.name}"))]
+    return "\n".join(lines) + "\n"
+
+
+def _time(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def verify(targets: list[str], results_root: str) -> list[Checked]:
+    """The claims of each target: a suite's results folder (its claims from the plan the run wrote), or a
+    suite file (its records looked up in ``results_root/<name>``; none there: its claims are ``not run``).
+    Records are those of the plan's trials; a folder or file with no claims is bad input."""
+    from harness.errors import UsageError
+    from harness.layout import suite_dir
+    from harness.store import read_plan, scan
+    from harness.suite import load_suite
+
+    out = []
+    for target in targets:
+        path, suite_file = Path(target), ""
+        if path.is_file():
+            suite = load_suite(str(path))
+            plan_suite, suite_file = suite.to_dict(), str(path)
+            results = suite_dir(results_root, suite.name)
+            ids = [t.trial_id for t in suite.trials]
+        else:
+            plan = read_plan(path)
+            if plan is None:
+                raise UsageError(f"{path}: neither a suite file nor a results folder with a plan.json")
+            plan_suite, results = plan[0], path
+            ids = [t.trial_id for t in plan[1]]
+        if not plan_suite.get("claims"):
+            raise UsageError(f"{target}: the suite states no claims (a claims: section)")
+        found = scan(results).records
+        records = [found[tid] for tid in ids if tid in found]  # plan order: workloads in the suite's order
+        out.append(check(plan_suite, records, results, suite_file or plan_suite.get("file", "")))
+    return out
