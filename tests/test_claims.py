@@ -1,0 +1,209 @@
+"""Claims as data (harness/claims.py): malformed claims are refused at load time with their key path;
+verdicts follow their definitions on records whose values are known; and on real runs of the repro
+suites, at a CI budget, the robust textbook facts hold while a reversed claim fails."""
+import pytest
+import yaml
+from conftest import REPO, harness_cli, write_suite
+from test_trust import _refused
+
+from harness.claims import FAILS, HOLDS, INCONCLUSIVE, NOT_RUN, overall, parse_claims, verdicts
+from harness.spec import COMPLETED, DIVERGED, Record
+
+BASE = """
+name: c
+seeds: 2
+budget: {epochs: 1}
+base:
+  dataset: {name: digits, val_size: 200, train_subset: 200}
+  model: {name: mlp, depth: 1, width: 16}
+grid:
+  norm: [none, batchnorm]
+  optimizer.lr: [0.01, 0.1]
+claims:
+  - CLAIM
+"""
+GOOD = "{id: bn, compare: {norm: batchnorm}, against: {norm: none}, metric: test_acc, expect: greater}"
+
+
+@pytest.fixture
+def cli(capsys):
+    from harness.cli import main
+
+    def run(*args):
+        code = main([str(a) for a in args])
+        return code, capsys.readouterr().err
+
+    return run
+
+
+@pytest.mark.parametrize("claim, needle", [
+    ("{compare: {norm: batchnorm}, against: {norm: none}, metric: test_acc, expect: greater}", "claims[0].id: missing"),
+    ("{id: bn, compare: {norm: batchnorm}, against: {norm: none}, expect: greater}", "claims[0].metric: missing"),
+    ("{id: bn, compare: {norm: batchnorm}, against: {norm: none}, metric: test_accuracy, expect: greater}",
+     "claims[0].metric: unknown claim metric 'test_accuracy'; did you mean 'test_acc'"),
+    ("{id: bn, compare: {norm: batchnorm}, against: {norm: none}, metric: test_acc, expect: bigger}",
+     "claims[0].expect: expected one of greater, less, equal"),
+    ("{id: bn, compare: {norm: batchnorm}, against: {norm: none}, value: 0.5, metric: test_acc, expect: greater}",
+     "claims[0]: give either against:"),
+    ("{id: bn, compare: {norm: batchnorm}, metric: test_acc, expect: greater}", "claims[0]: give either against:"),
+    ("{id: bn, compare: {norm: layernorm}, against: {norm: none}, metric: test_acc, expect: greater}",
+     "claims[0].compare: matches none of the suite's trials"),
+    ("{id: bn, compare: {norm: batchnorm}, against: {norm: none}, where: {optimizer.lr: 0.5}, metric: test_acc, "
+     "expect: greater}", "claims[0].compare: matches none"),
+    ("{id: bn, compare: {nrom: batchnorm}, against: {norm: none}, metric: test_acc, expect: greater}",
+     "claims[0].compare.nrom: not a trial setting; did you mean 'norm'"),
+    ("{id: 'BN claim', compare: {norm: batchnorm}, against: {norm: none}, metric: test_acc, expect: greater}",
+     "claims[0].id: use lower-case letters"),
+    ("{id: bn, compare: {norm: batchnorm}, against: {norm: none}, metric: test_acc, expect: greater, margin: -1}",
+     "claims[0].margin: expected a finite number >= 0"),
+    ("{id: bn, compare: {norm: batchnorm}, against: {norm: none}, metric: test_acc, expect: equal}",
+     "claims[0].margin: expected a finite number >= 0 (> 0 for equal"),
+    ("{id: bn, compare: {norm: batchnorm}, against: {norm: none}, metric: epochs_to_target, expect: less}",
+     "claims[0].target: epochs_to_target needs target:"),
+    ("{id: bn, compare: {norm: batchnorm}, against: {norm: none}, metric: test_acc, expect: less, "
+     "target: {metric: val_acc, value: 0.9}}", "claims[0].target: only metric: epochs_to_target"),
+    ("{id: bn, compare: {norm: batchnorm}, against: {norm: none}, metric: test_acc, expect: greater, because: yes}",
+     "claims[0].because: unknown claim key"),
+    ("{id: bn, compare: batchnorm, against: {norm: none}, metric: test_acc, expect: greater}",
+     "claims[0].compare: expected a mapping of trial settings"),
+    (GOOD + "\n  - " + GOOD, "claims[1].id: 'bn' is taken by an earlier claim"),
+    ("{id: bn, compare: {norm: batchnorm}, metric: test_acc, expect: greater, value: .inf}",
+     "claims[0].value: expected a finite number"),
+])
+def test_a_malformed_claim_is_refused_at_load_time_with_its_key_path(tmp_path, cli, claim, needle):
+    suite = write_suite(tmp_path, BASE.replace("CLAIM", claim))
+    _refused(cli("plan", suite), str(suite), needle)
+
+
+def test_claims_as_data_are_kept_in_the_plan(tmp_path):
+    from harness.suite import load_suite
+
+    suite = load_suite(str(write_suite(tmp_path, BASE.replace("CLAIM", GOOD))))
+    (claim,) = suite.to_dict()["claims"]
+    assert claim["compare"] == {"norm": "batchnorm"} and claim["against"] == {"norm": "none"}
+    assert claim["margin"] == 0.0 and claim["value"] is None and claim["where"] == {}
+
+
+# --- verdicts against their definitions, on records whose values are known ----------------------------
+
+def _records(values: dict[str, list[float]], status=COMPLETED, metric="test_acc", seeds=None) -> list[Record]:
+    """Records of a suite with one axis, ``norm``: for each value of it, one record per listed metric value."""
+    out = []
+    for norm, xs in values.items():
+        for i, x in enumerate(xs):
+            seed = (seeds or {}).get(norm, list(range(len(xs))))[i]
+            out.append(Record(f"{norm}{seed}", "s", seed, status, {"norm": {"name": norm}}, {"norm": norm},
+                              final={metric: x}))
+    return out
+
+
+def _claim(**fields):
+    raw = {"id": "c", "compare": {"norm": "batchnorm"}, "against": {"norm": "none"}, "metric": "test_acc",
+           "expect": "greater", **fields}
+    if raw.get("against") is None:
+        raw.pop("against")
+    return parse_claims([raw], ["norm"], [{"norm": {"name": "batchnorm"}}, {"norm": {"name": "none"}}])
+
+
+def _one(records, claim):
+    (v,) = verdicts(records, claim, ["norm"])
+    return v
+
+
+def test_a_clear_effect_holds_with_the_paired_t_interval_of_its_definition():
+    bn, none = [0.90, 0.92, 0.91, 0.93], [0.80, 0.83, 0.80, 0.84]
+    v = _one(_records({"batchnorm": bn, "none": none}), _claim())
+    d = [a - b for a, b in zip(bn, none)]
+    mean, se = sum(d) / 4, (sum((x - sum(d) / 4) ** 2 for x in d) / 3) ** 0.5 / 2
+    assert v.test == "paired t" and v.verdict == HOLDS and v.n == v.n_against == 4
+    assert v.effect == pytest.approx(mean) and v.ci_high - v.effect == pytest.approx(3.182446 * se, rel=1e-5)
+    # the same data against a margin larger than the effect: the interval lies below it, so the claim fails
+    assert _one(_records({"batchnorm": bn, "none": none}), _claim(margin=0.2)).verdict == FAILS
+    # and a reversed claim fails
+    assert _one(_records({"batchnorm": bn, "none": none}), _claim(expect="less")).verdict == FAILS
+
+
+def test_other_seeds_use_welch_and_noise_is_inconclusive_not_a_verdict():
+    records = _records({"batchnorm": [0.9, 0.7, 0.8], "none": [0.85, 0.75, 0.8]},
+                       seeds={"batchnorm": [0, 1, 2], "none": [3, 4, 5]})
+    v = _one(records, _claim())
+    assert v.test == "Welch t" and v.verdict == INCONCLUSIVE and "straddles" in v.why
+    one_seed = _one(_records({"batchnorm": [0.9], "none": [0.8]}), _claim())
+    assert one_seed.verdict == INCONCLUSIVE and "fewer than 2 seeds" in one_seed.why
+    assert _one(_records({"none": [0.8, 0.9]}), _claim()).verdict == NOT_RUN
+
+
+def test_equal_is_an_equivalence_test_and_value_a_one_sample_test():
+    near = _records({"batchnorm": [2.300, 2.305, 2.302, 2.301], "none": [0, 0, 0, 0]}, metric="test_loss")
+    claim = _claim(against=None, value=2.3026, metric="test_loss", expect="equal", margin=0.02)
+    v = _one(near, claim)
+    assert v.test == "one-sample t" and v.verdict == HOLDS and abs(v.effect) < 0.002
+    assert _one(near, _claim(against=None, value=2.0, metric="test_loss", expect="equal", margin=0.02)).verdict == FAILS
+    wide = _records({"batchnorm": [2.2, 2.4, 2.25, 2.38], "none": [0, 0]}, metric="test_loss")
+    assert _one(wide, claim).verdict == INCONCLUSIVE  # the interval is wider than the band
+
+
+def test_not_less_holds_for_an_equal_result_within_the_margin_and_holm_adjusts_across_claims():
+    same = _records({"batchnorm": [0.90, 0.91, 0.92], "none": [0.901, 0.909, 0.921]})
+    assert _one(same, _claim(expect="not_less", margin=0.01)).verdict == HOLDS
+    assert _one(same, _claim(expect="greater")).verdict != HOLDS
+    # Holm: the smallest of m p-values is multiplied by m
+    records = _records({"batchnorm": [0.90, 0.93, 0.91], "none": [0.85, 0.86, 0.87]})
+    two = parse_claims([{"id": "a", "compare": {"norm": "batchnorm"}, "against": {"norm": "none"}, "metric": "test_acc",
+                         "expect": "greater"},
+                        {"id": "b", "compare": {"norm": "batchnorm"}, "value": 0.0, "metric": "test_acc",
+                         "expect": "greater"}], ["norm"], [{"norm": {"name": "batchnorm"}}, {"norm": {"name": "none"}}])
+    a, b = verdicts(records, two, ["norm"])
+    single = _one(records, two[:1])
+    assert a.p == pytest.approx(single.p) and a.p_holm == pytest.approx(min(1.0, max(2 * min(a.p, b.p), a.p)))
+    assert overall([a, b]) == {"a": HOLDS, "b": HOLDS}
+
+
+def test_diverged_trials_count_for_the_diverged_metric_only():
+    records = _records({"none": [0.1, 0.1, 0.1]}, status=DIVERGED) + _records({"batchnorm": [0.9, 0.9, 0.9]})
+    claim = parse_claims([{"id": "d", "compare": {"norm": "none"}, "against": {"norm": "batchnorm"},
+                           "metric": "diverged", "expect": "greater"}], ["norm"],
+                         [{"norm": {"name": "batchnorm"}}, {"norm": {"name": "none"}}])
+    v = _one(records, claim)
+    assert v.effect == 1.0 and v.verdict == HOLDS
+    assert _one(records, _claim()).verdict == NOT_RUN  # test_acc counts completed trials: none of norm=none
+
+
+# --- real runs of the repro suites at a CI budget ------------------------------------------------------
+
+def test_the_robust_textbook_facts_hold_on_real_runs_and_a_reversed_claim_fails(tmp_path):
+    """ln C at init (and L2 raising the first loss), overfitting 20 samples, and the collapse of a 10-layer
+    tanh net's activations from a std-0.01 init, each from its repro suite at a small budget."""
+    results = tmp_path / "r"
+    runs = [("initial-loss.yaml", []),
+            ("overfit-tiny.yaml", ["seeds=3"]),
+            ("init-depth.yaml", ["budget.epochs=1", "seeds=2", "base.model.width=64"])]
+    for suite, overrides in runs:
+        r = harness_cli("run", REPO / "suites" / "repro" / suite, *overrides, "--results", results, "--no-report",
+                        "--workers", "2")
+        assert r.returncode == 0, r.stderr[-2000:]
+    verify = harness_cli("verify", results / "repro-initial-loss", results / "repro-overfit-tiny",
+                         results / "repro-init-depth", "--page", tmp_path / "R.md")
+    lines = verify.stdout.splitlines()
+    for claim in ("init-loss-is-ln-c", "l2-raises-initial-loss", "overfits-20-samples", "small-init-collapses"):
+        assert any(line.split()[:2] == ["holds", claim] for line in lines), verify.stdout
+    assert verify.returncode in (0, 1)  # the other init claims are judged at a budget too small to settle them
+    page = (tmp_path / "R.md").read_text()
+    assert "| init-loss-is-ln-c | init_loss_excess(regularizers=[]) − 0 ≈ 0 ± 0.02 | all |" in page
+
+    # the same records against the reversed claim: collapse means a small std, so "greater" is false
+    raw = yaml.safe_load((REPO / "suites" / "repro" / "init-depth.yaml").read_text())
+    raw["claims"] = [dict(raw["claims"][0], id="reversed", expect="greater")]
+    raw.update(seeds=2, budget={"epochs": 1})  # the overrides of the run above: the same trials
+    raw["base"]["model"]["width"] = 64
+    reversed_suite = tmp_path / "reversed.yaml"
+    reversed_suite.write_text(yaml.safe_dump(raw))
+    r = harness_cli("verify", reversed_suite, "--results", results)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert r.stdout.splitlines()[1].split()[:2] == ["fails", "reversed"], r.stdout
+
+
+def test_verify_refuses_what_it_cannot_judge(tmp_path, cli):
+    _refused(cli("verify", tmp_path), "neither a suite file nor a results folder with a plan.json")
+    plain = write_suite(tmp_path, BASE.split("claims:")[0], "plain.yaml")
+    _refused(cli("verify", plain), "the suite states no claims")
