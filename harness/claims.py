@@ -21,7 +21,8 @@ pair gets a one-sided p-value for "the effect lies where ``expect`` says, beyond
 ``equal``, the larger of the two one-sided p-values of an equivalence test, TOST); the p-values of
 a suite are Holm-adjusted together. Verdicts:
 
-- ``holds``: the Holm-adjusted p-value is below 0.05;
+- ``holds``: the Holm-adjusted one-sided p-value is below 0.025 (for a lone claim: its two-sided 95%
+  interval lies wholly where the claim says, so a verdict never contradicts the interval shown);
 - ``fails``: the 95% interval lies wholly where the claim says the effect is not;
 - ``inconclusive``: neither (the interval straddles the margin), or fewer than 2 seeds on a side;
 - ``not run``: no records of the trials the claim names.
@@ -34,7 +35,7 @@ Metrics, per trial (``METRICS``): the final metrics, ``best_val_acc``, ``train_t
 included), ``act_std_first``/``act_std_last`` (activation std of the first/last hidden layer at init)
 and ``act_std_ratio`` (last/first), ``act_saturated_last`` (its fraction of saturated tanh/sigmoid
 outputs), ``diverged`` (1 or 0), ``loss_drop`` (1 − final train loss /
-loss at init) and ``epochs_to_target`` (the first epoch where ``target.metric`` reaches
+the first step's loss, which every trial records) and ``epochs_to_target`` (the first epoch where ``target.metric`` reaches
 ``target.value``; a trial that never does counts as budget + 1, which understates how late it is).
 Diagnostics at init and ``diverged`` count diverged trials too; the others count completed ones.
 """
@@ -42,6 +43,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
@@ -53,7 +55,7 @@ from harness.spec import COMPLETED, DIVERGED, Record, get_dotted, value_matches
 
 EXPECT = ("greater", "less", "equal", "not_less", "not_greater")
 KEYS = ("id", "text", "source", "compare", "against", "value", "where", "metric", "expect", "margin", "target")
-ALPHA = 0.05
+ALPHA = 0.025  # one-sided: with one claim, "holds" is "the 95% interval lies wholly beyond the margin"
 CONFIDENCE = 0.95
 HOLDS, FAILS, INCONCLUSIVE, NOT_RUN = "holds", "fails", "inconclusive", "not run"
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,79}$")
@@ -100,8 +102,8 @@ METRICS: dict[str, tuple[Callable[..., float | None], bool]] = {
     "act_std_ratio": (lambda r: _ratio(_layer(r, -1, "std"), _layer(r, 0, "std")), True),
     "act_saturated_last": (lambda r: _layer(r, -1, "saturated"), True),
     "diverged": (lambda r: float(r.status == DIVERGED), True),
-    "loss_drop": (lambda r: None if not r.diagnostics.get("init_loss") or r.final.get("train_loss") is None
-                  else 1 - r.final["train_loss"] / r.diagnostics["init_loss"], False),
+    "loss_drop": (lambda r: None if not r.diagnostics.get("initial_loss") or r.final.get("train_loss") is None
+                  else 1 - r.final["train_loss"] / r.diagnostics["initial_loss"], False),
     "epochs_to_target": (_epochs_to, False),
 }
 
@@ -245,6 +247,21 @@ def _values(records: list[Record], claim: dict[str, Any], selector: dict[str, An
     return out
 
 
+def _unusable(records: list[Record], claim: dict[str, Any]) -> str:
+    """Why a side with records gives no values (its trials diverged or failed, or lack the metric); "" when
+    a side has no records at all (the claim was not run)."""
+    sides = [("treatment", claim["compare"])] + ([("control", claim["against"])] if claim["against"] else [])
+    found = {name: [r for r in records if selects({**claim["where"], **sel}, r.config)] for name, sel in sides}
+    if not all(found.values()):
+        return ""
+    for name, side in found.items():
+        counts = Counter(r.status for r in side)
+        if not _values(side, claim, {}, []):
+            statuses = ", ".join(f"{n} {s}" for s, n in counts.most_common())
+            return f"no {claim['metric']} from the {name}'s {len(side)} trials ({statuses})"
+    return "the treatment and control share no workload"
+
+
 def _one_sided(effect: float, se: float, df: float, bound: float, above: bool) -> float:
     """P-value of "the effect is above (or below) ``bound``" (the null: it is not)."""
     if se == 0 or not math.isfinite(se):
@@ -284,9 +301,10 @@ def verdicts(records: list[Record], claims: list[dict[str, Any]], axes: list[str
         groups = [k for k in treated if control is None or k in control]
         base = dict(claim=claim["id"], metric=claim["metric"], expect=claim["expect"], margin=claim["margin"])
         if not groups:
+            why = _unusable(records, claim)
             out.append(Verdict(**base, workload="-", effect=math.nan, ci_low=math.nan, ci_high=math.nan, n=0,
-                               n_against=0, test="", p=math.nan, p_holm=math.nan, verdict=NOT_RUN,
-                               why="no records of the trials it compares"))
+                               n_against=0, test="", p=math.nan, p_holm=math.nan,
+                               verdict=INCONCLUSIVE if why else NOT_RUN, why=why or "no records of the trials it compares"))
             continue
         for key in groups:
             label = ", ".join(f"{a}={v}" for a, v in zip(group_axes, key)) or "all"

@@ -166,7 +166,8 @@ def test_diverged_trials_count_for_the_diverged_metric_only():
                          [{"norm": {"name": "batchnorm"}}, {"norm": {"name": "none"}}])
     v = _one(records, claim)
     assert v.effect == 1.0 and v.verdict == HOLDS
-    assert _one(records, _claim()).verdict == NOT_RUN  # test_acc counts completed trials: none of norm=none
+    v = _one(records, _claim())  # test_acc counts completed trials: none of norm=none, which has records
+    assert v.verdict == INCONCLUSIVE and v.why == "no test_acc from the control's 3 trials (3 diverged)"
 
 
 # --- real runs of the repro suites at a CI budget ------------------------------------------------------

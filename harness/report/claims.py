@@ -68,7 +68,8 @@ def verdict_table(checked: Checked, title: str = "claims") -> Table:
                      Cell(verdict, bold=v.verdict == cl.FAILS)])
     notes = ["effect: the treatment's mean minus the control's (or minus the stated value), with its 95% interval; "
              "n: seeds of each side; p: one-sided, for the claimed direction beyond the margin, Holm-adjusted over "
-             "the suite's claims. holds: p < 0.05; fails: the interval excludes the claimed effect."]
+             "the suite's claims. holds: p < 0.025 (one-sided; for a lone claim, the 95% interval lies beyond the margin); "
+             "fails: the interval excludes the claimed effect."]
     return Table(title, ["claim", "expects", "workload", "effect [95% CI]", "n", "test", "p (Holm)", "verdict"],
                  rows, notes)
 
@@ -111,7 +112,7 @@ def page(checked: list[Checked], command: str) -> str:
              "values of the suite's other axes), seed by seed: the effect is the difference of means with its 95% "
              "interval (paired t when both sides have the same seeds, Welch's t otherwise). The one-sided p-value "
              "for the claimed direction beyond the margin is Holm-adjusted over the suite's claims. **holds**: "
-             "p < 0.05; **fails**: the interval excludes the claimed effect; **inconclusive**: neither, or fewer "
+             "p < 0.025 (one-sided, so that for a lone claim the 95% interval lies wholly beyond the margin); **fails**: the interval excludes the claimed effect; **inconclusive**: neither, or fewer "
              "than 2 seeds; **not run**: no records here (the data is not on this machine).", "",
              "| suite | claims | verdicts | records | device | train + eval time |", "|---|---|---|---|---|---|"]
     for c in checked:
