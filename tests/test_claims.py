@@ -4,7 +4,7 @@ suites, at a CI budget, the robust textbook facts hold while a reversed claim fa
 import pytest
 import yaml
 from conftest import REPO, harness_cli, write_suite
-from test_trust import _refused
+from test_trust import _refused, cli  # noqa: F401  (cli: a fixture)
 
 from harness.claims import FAILS, HOLDS, INCONCLUSIVE, NOT_RUN, overall, parse_claims, verdicts
 from harness.spec import COMPLETED, DIVERGED, Record
@@ -23,17 +23,6 @@ claims:
   - CLAIM
 """
 GOOD = "{id: bn, compare: {norm: batchnorm}, against: {norm: none}, metric: test_acc, expect: greater}"
-
-
-@pytest.fixture
-def cli(capsys):
-    from harness.cli import main
-
-    def run(*args):
-        code = main([str(a) for a in args])
-        return code, capsys.readouterr().err
-
-    return run
 
 
 @pytest.mark.parametrize("claim, needle", [
@@ -208,3 +197,20 @@ def test_verify_refuses_what_it_cannot_judge(tmp_path, cli):
     _refused(cli("verify", tmp_path), "neither a suite file nor a results folder with a plan.json")
     plain = write_suite(tmp_path, BASE.split("claims:")[0], "plain.yaml")
     _refused(cli("verify", plain), "the suite states no claims")
+
+
+def test_the_committed_reproductions_page_agrees_with_verify_on_the_committed_records():
+    """Every claim on results/REPRODUCTIONS.md has the verdict harness verify gives it now, from the records in
+    results/repro/ (a code change that makes a known fact stop holding, or the page going stale, fails here)."""
+    import re
+
+    from harness.report.claims import verify
+
+    page = (REPO / "results" / "REPRODUCTIONS.md").read_text()
+    stated = dict(re.findall(r"^- \*\*([a-z0-9_.-]+)\*\* \(([a-z ]+)\):", page, re.M))
+    suites = sorted((REPO / "suites" / "repro").glob("*.yaml"))
+    checked = verify([str(s) for s in suites], str(REPO / "results" / "repro"))
+    now = {claim: verdict for c in checked for claim, verdict in c.overall.items()}
+    assert len(now) >= 30 and now == stated
+    ran = [c for c in checked if c.trials]
+    assert len(ran) >= 12 and all(c.trials == c.planned for c in ran)  # every trial of the full budget has a record

@@ -28,6 +28,7 @@ class Checked:
     claims: list[dict[str, Any]]
     rows: list[cl.Verdict]
     trials: int  # records read
+    planned: int  # trials in the plan
     devices: list[str]
     train_s: float  # the records' training + evaluation seconds
 
@@ -36,7 +37,8 @@ class Checked:
         return cl.overall(self.rows)
 
 
-def check(suite: dict[str, Any], records: list[Record], results: Path, suite_file: str = "") -> Checked:
+def check(suite: dict[str, Any], records: list[Record], results: Path, suite_file: str = "",
+          planned: int | None = None) -> Checked:
     """The verdicts of ``suite``'s claims (a suite's ``to_dict``, as a plan keeps it) on ``records``."""
     claims = suite.get("claims") or []
     rows = cl.verdicts(records, claims, list(suite.get("axes") or []))
@@ -45,7 +47,7 @@ def check(suite: dict[str, Any], records: list[Record], results: Path, suite_fil
                       for r in records if r.environment.get("device")})
     seconds = sum((r.timing.get("train_s") or 0) + (r.timing.get("eval_s") or 0) for r in records)
     return Checked(suite.get("name", results.name), (suite.get("description") or "").strip(), suite_file, results,
-                   claims, rows, len(records), devices, seconds)
+                   claims, rows, len(records), len(records) if planned is None else planned, devices, seconds)
 
 
 def _p(v: cl.Verdict) -> str:
@@ -88,7 +90,7 @@ def claims_section(suite: dict[str, Any], records: list[Record], results: Path) 
 
 def terminal_lines(checked: Checked) -> list[str]:
     """``harness verify``'s table for one suite."""
-    lines = [f"{checked.name}  ({checked.results}, {checked.trials} records)"]
+    lines = [f"{checked.name}  ({checked.results}, {checked.trials} of {checked.planned} trials have records)"]
     width = max((len(v.claim) for v in checked.rows), default=0)
     for v in checked.rows:
         why = f"  ({v.why})" if v.why and v.verdict != cl.HOLDS else ""
@@ -117,7 +119,7 @@ def page(checked: list[Checked], command: str) -> str:
              "| suite | claims | verdicts | records | device | train + eval time |", "|---|---|---|---|---|---|"]
     for c in checked:
         verdicts = ", ".join(f"{n} {v}" for v, n in Counter(c.overall.values()).most_common())
-        lines.append(f"| [{c.name}](#{c.name}) | {len(c.claims)} | {verdicts} | {c.trials} | "
+        lines.append(f"| [{c.name}](#{c.name}) | {len(c.claims)} | {verdicts} | {c.trials} of {c.planned} | "
                      f"{', '.join(c.devices) or '-'} | {_time(c.train_s) if c.trials else '-'} |")
     for c in checked:
         lines += ["", f"## {c.name}", "", c.description, ""]
@@ -165,5 +167,5 @@ def verify(targets: list[str], results_root: str) -> list[Checked]:
             raise UsageError(f"{target}: the suite states no claims (a claims: section)")
         found = scan(results).records
         records = [found[tid] for tid in ids if tid in found]  # plan order: workloads in the suite's order
-        out.append(check(plan_suite, records, results, suite_file or plan_suite.get("file", "")))
+        out.append(check(plan_suite, records, results, suite_file or plan_suite.get("file", ""), len(ids)))
     return out
