@@ -139,14 +139,14 @@ def compare_dir(root: Path | str, suite: str, technique: str) -> Path:
 
 
 def suite_dirs(root: Path, depth: int = 3) -> list[Path]:
-    """The suite results folders (those holding ``trials/``) up to ``depth`` levels below a results root:
+    """The suite results folders (holding ``trials/`` or a ``plan.json``) up to ``depth`` levels below a results root:
     ``RESULTS/<suite>``, ``results/baselines/<suite>``, ``RESULTS/compare/<suite>/<technique>``."""
     found: list[Path] = []
     level = [Path(root)]
     for _ in range(depth):
         level = sorted(p for folder in level for p in _folders(folder))
-        found += [p for p in level if trials_dir(p).is_dir()]
-        level = [p for p in level if not trials_dir(p).is_dir()]  # a suite's own folders are not searched
+        found += [p for p in level if trials_dir(p).is_dir() or plan_path(p).is_file()]
+        level = [p for p in level if p not in found]  # a suite's own folders are not searched
     return found
 
 

@@ -242,7 +242,7 @@ def suite_results(path: str, warn: Say = _quiet) -> Path:
     """The results folder of one suite: ``path`` itself, or the one suite folder below a results root
     (``harness run S --results out`` then ``harness report out``); several below it are listed to choose from."""
     results = Path(path)
-    if layout.trials_dir(results).is_dir():
+    if layout.trials_dir(results).is_dir() or layout.plan_path(results).is_file():  # records, or a plan (submitted)
         return results
     if not results.is_dir():
         raise UsageError(f"{results}: no trials/ folder of records here ("

@@ -179,7 +179,13 @@ def test_the_robust_textbook_facts_hold_on_real_runs_and_a_reversed_claim_fails(
         assert any(line.split()[:2] == ["holds", claim] for line in lines), verify.stdout
     assert verify.returncode in (0, 1)  # the other init claims are judged at a budget too small to settle them
     page = (tmp_path / "R.md").read_text()
-    assert "| init-loss-is-ln-c | init_loss_excess(regularizers=[]) − 0 ≈ 0 ± 0.02 | all |" in page
+    row = "| init-loss-is-ln-c | init_loss_excess(regularizers=[]) − 0 ≈ 0 ± 0.02 | all |"
+    assert row in page
+    report = harness_cli("report", results / "repro-initial-loss", "--format", "md,html")
+    assert report.returncode == 0, report.stderr
+    md = (results / "repro-initial-loss" / "report" / "report.md").read_text()
+    assert "## Claims" in md and "2 claims: 2 holds." in md and row in md
+    assert ">Claims</h2>" in (results / "repro-initial-loss" / "report" / "report.html").read_text()
 
     # the same records against the reversed claim: collapse means a small std, so "greater" is false
     raw = yaml.safe_load((REPO / "suites" / "repro" / "init-depth.yaml").read_text())
