@@ -9,7 +9,8 @@ directory on free ports, yields the environment variables a subprocess needs to 
 (SLURM_CONF, HARNESS_SLURM_DIR), and runs `stop` at teardown. When the cluster cannot start (not root,
 no apt, ...) the tests using it are skipped, or fail when CI=1/true is set.
 
-`make_slurm_cluster_fixture(name=..., scope=...)` makes the same fixture under another name or scope.
+`make_slurm_cluster_fixture(name=..., scope=..., nodes=...)` makes the same fixture under another name or
+scope, or with several nodes (`start --nodes N`: each slurmd in a network namespace of its own).
 """
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ def _free_ports(n: int) -> list[int]:
             s.close()
 
 
-def _cluster() -> Iterator[dict[str, str]]:
+def _cluster(nodes: int = 1) -> Iterator[dict[str, str]]:
     # a short path: the munge socket inside must fit a unix socket path (~108 bytes)
     state = tempfile.mkdtemp(prefix="hs-", dir="/tmp")
     ctld_port, slurmd_port = _free_ports(2)
@@ -58,8 +59,8 @@ def _cluster() -> Iterator[dict[str, str]]:
     full_env = {**os.environ, **env}
     t0 = time.monotonic()
     try:
-        proc = subprocess.run(["bash", str(SCRIPT), "start"], env=full_env, capture_output=True, text=True,
-                              timeout=START_TIMEOUT)
+        proc = subprocess.run(["bash", str(SCRIPT), "start", "--nodes", str(nodes)], env=full_env,
+                              capture_output=True, text=True, timeout=START_TIMEOUT)
         ok, output = proc.returncode == 0, proc.stdout + proc.stderr
     except (OSError, subprocess.TimeoutExpired) as exc:
         ok, output = False, f"{type(exc).__name__}: {exc}"
@@ -79,10 +80,11 @@ def _cluster() -> Iterator[dict[str, str]]:
         shutil.rmtree(state, ignore_errors=True)
 
 
-def make_slurm_cluster_fixture(name: str = "slurm_cluster", scope: str = "session"):
-    """A pytest fixture (named `name`) that starts a private local SLURM cluster and yields its env vars."""
+def make_slurm_cluster_fixture(name: str = "slurm_cluster", scope: str = "session", nodes: int = 1):
+    """A pytest fixture (named `name`) that starts a private local SLURM cluster of ``nodes`` nodes and
+    yields its env vars."""
     def fixture() -> Iterator[dict[str, str]]:
-        yield from _cluster()
+        yield from _cluster(nodes)
     return pytest.fixture(scope=scope, name=name)(fixture)
 
 

@@ -31,6 +31,10 @@ class Guard(Callback):
         self.first: float | None = None
         self.losses: list[torch.Tensor] = []
         self.loss_sum, self.window_start, self.epoch_first_step = 0.0, 0, 0
+        self.processes = 1
+
+    def on_start(self, run: Run) -> None:
+        self.processes = run.accelerator.num_processes
 
     def on_epoch_start(self, run: Run) -> None:
         if run.cursor.batches == 0:  # a fresh epoch (a resumed one kept its counts)
@@ -39,7 +43,10 @@ class Guard(Callback):
 
     def after_step(self, run: Run) -> None:
         self.losses.append(run.loss.detach())
-        if len(self.losses) == CHECK_EVERY:
+        # A multi-process trial may stop (and checkpoint) at a step that is a multiple of CHECK_EVERY
+        # (Checkpointer._asked). The pending losses are each process's own, and a checkpoint keeps the main
+        # process's callbacks alone: flush them there first, so that a resumed epoch's mean loss is right.
+        if len(self.losses) == CHECK_EVERY or (self.processes > 1 and run.cursor.step % CHECK_EVERY == 0):
             self._flush(run)
 
     def _flush(self, run: Run) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import socket
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
-from accelerate.utils import DistributedType
+from accelerate.utils import DistributedType, gather_object
 from torch import nn
 
 from harness.data import Rng, Shard, make_loader
@@ -201,6 +202,8 @@ def _prepare(config: dict[str, Any], seed: int, record: Record, accelerator: Acc
         model = torch.compile(model)  # compiles at the first batch; checkpoints save the module beneath
     record.environment.update(precision=config["precision"], compiled=bool(config["compile"]),
                               channels_last=bool(config["channels_last"]), processes=accelerator.num_processes)
+    if accelerator.num_processes > 1:  # where every process ran: a multi-node trial names each node
+        record.environment["hosts"] = gather_object([socket.gethostname()])
     record.diagnostics["parameters"] = sum(p.numel() for p in t.model.parameters())
     record.diagnostics["ln_classes"] = math.log(t.data.num_classes)
     params = list(t.model.parameters())  # the same objects, in the same order, as the wrapped model's

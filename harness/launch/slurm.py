@@ -104,7 +104,7 @@ def prepare(suite: Any, results: Path, plugins: list[str] | None = None) -> tupl
         "harness": _harness_command(), "python": shlex.quote(sys.executable), "plan": shlex.quote(str(plan)), "chunk": chunk,
         "plugins": "".join(f" --plugin {shlex.quote(p)}" for p in plugins or []),
         "nodes": resources["nodes"], "processes": resources["processes"],
-        "results": shlex.quote(str(results)),
+        "results": shlex.quote(str(results)), "crashes": suite.execution["crashes"],
     }
     return render(template, values, str(template_file)), plan, len(tasks)
 
