@@ -300,7 +300,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     suite = _load(args)
     results = suite_dir(args.results, suite.name)
     suite, halving = due_for_submission(suite, results, _say)
-    script, plan, tasks = prepare(suite, results, args.plugin) if suite.trials else ("", None, 0)
+    script, plan, tasks, chunking = prepare(suite, results, args.plugin) if suite.trials else ("", None, 0, "")
     if not tasks:
         _say(f"nothing to submit: every trial of {suite.name} {'due now ' * halving}already has a record in {results}")
         return EXIT_OK
@@ -308,7 +308,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         _say(script)
         return EXIT_OK
     job = submit(script, results)
-    _say(f"submitted {suite.name}: job {job}, {tasks} array tasks; plan {plan}")
+    _say(f"submitted {suite.name}: job {job}, {tasks} array tasks ({chunking}); plan {plan}")
     if halving:
         follow = submit(next_rung(suite, results, job, args.plugin), results, layout.NEXT_RUNG_SCRIPT)
         _say(f"job {follow} submits the next rung when job {job} has ended")

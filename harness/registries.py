@@ -47,6 +47,7 @@ class ModelCaps:
 class DatasetCaps:
     in_shape: tuple[int, ...] = ()  # one sample as the model sees it
     num_classes: int = 0
+    train_size: int | None = None  # samples of the training split, validation included (slurm.chunk: auto)
     preflight: Callable[[dict[str, Any]], None] | None = None  # raises UsageError when files are missing
 
 

@@ -100,11 +100,12 @@ def _slurm(
     *, partition: str | None = None, account: str | None = None, time: str | None = None,
     gpus_per_task: Annotated[int, Range(ge=0)] = 0, cpus_per_task: Annotated[int, Range(ge=1)] = 1,
     mem: str | None = None, constraint: str | None = None, max_parallel: Annotated[int, Range(ge=1)] | None = None,
-    chunk: Annotated[int, Range(ge=1)] = 1, signal_seconds: Annotated[int, Range(ge=1)] = 120,
+    chunk: Annotated[int, Range(ge=1)] | Literal["auto"] = "auto", signal_seconds: Annotated[int, Range(ge=1)] = 120,
     setup: list[str] = (), extra: list[str] = (), template: str | None = None,
 ):
     """How `harness submit` asks SLURM for each array task: partition, account, time limit, GPUs and CPUs
-    per task, memory, node constraint; at most max_parallel tasks at once; chunk trials per task; the
+    per task, memory, node constraint; at most max_parallel tasks at once; chunk trials per task (auto: sized
+    from the trials' expected time, a task's start-up cost, the time limit and the slots; harness/launch/chunking.py); the
     USR1 warning signal_seconds before the limit; setup shell lines (modules, venv); extra #SBATCH
     options; and an sbatch template of your own (default slurm/array.sbatch)."""
 

@@ -71,8 +71,10 @@ tails() {
 }
 
 install_if_missing() {
+    local packages="slurm-wlm munge"
+    ((NODES == 1)) || command -v ip >/dev/null || packages="$packages iproute2"  # namespaces, veth, bridge
     if command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v munged >/dev/null \
-        && command -v sbatch >/dev/null; then
+        && command -v sbatch >/dev/null && [[ "$packages" == "slurm-wlm munge" ]]; then
         return 0
     fi
     [[ "$(id -u)" == 0 ]] || die "slurm-wlm/munge are not installed and installing them needs root"
@@ -80,7 +82,7 @@ install_if_missing() {
     export DEBIAN_FRONTEND=noninteractive
     # A stale package list cannot find the packages: update first, then install.
     apt-get update -qq >&2
-    apt-get install -y -qq --no-install-recommends slurm-wlm munge >&2
+    apt-get install -y -qq --no-install-recommends $packages >&2
     command -v slurmctld >/dev/null && command -v munged >/dev/null || die "apt-get did not install slurmctld/munged"
 }
 

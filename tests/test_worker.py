@@ -181,9 +181,9 @@ def test_submit_renders_only_the_tasks_without_records(tmp_path):
               f"specs = read_plan_file(Path({str(plan)!r}))[1]\n"
               f"for i in (0, 2, 3): execute(specs[i], Path({str(results)!r}))\n")
     subprocess.run([sys.executable, "-c", script], cwd=REPO, check=True)
-    r = harness_cli("submit", tmp_path / "suite.yaml", "--results", tmp_path / "res", "--dry-run",
+    r = harness_cli("submit", tmp_path / "suite.yaml", "slurm.chunk=1", "--results", tmp_path / "res", "--dry-run",
                     "--plugin", tmp_path / "raising.py")
-    # 0 and 2 completed; 3 (raise_at_step) failed, so it is submitted again
+    # one trial a task (not auto): 0 and 2 completed; 3 (raise_at_step) failed, so it is submitted again
     assert "#SBATCH --array=1,3-5\n" in r.stdout, r.stdout
 
 

@@ -65,7 +65,8 @@ def _val_check(n_train: int, name: str):
 _DIGITS_TRAIN = 1797 - round(0.2 * 1797)  # what is left for train + validation
 
 
-@DATASETS.register("digits", compatible=_val_check(_DIGITS_TRAIN, "digits"), in_shape=(1, 8, 8), num_classes=10)
+@DATASETS.register("digits", compatible=_val_check(_DIGITS_TRAIN, "digits"), in_shape=(1, 8, 8), num_classes=10,
+                   train_size=_DIGITS_TRAIN)
 def digits(
     *, val_size: ValSize = 300, split_seed: int = 0, train_subset: Subset = None,
     preprocess: Preprocess = "standardize", whiten_eps: WhitenEps = 0.1,
@@ -100,7 +101,7 @@ def _mnist1d_check(trial: dict[str, Any]) -> str | None:
     return _val_check(n_train, "mnist1d")(trial)
 
 
-@DATASETS.register("mnist1d", compatible=_mnist1d_check, in_shape=(1, 40), num_classes=10)
+@DATASETS.register("mnist1d", compatible=_mnist1d_check, in_shape=(1, 40), num_classes=10, train_size=4000)
 def mnist1d(
     *, val_size: ValSize = 500, split_seed: int = 0, train_subset: Subset = None,
     preprocess: Preprocess = "standardize", whiten_eps: WhitenEps = 0.1,
@@ -226,7 +227,7 @@ def _idx_dataset(name: str, cls_name: str, reference: str, n_train: int = 60000)
 
     build.__doc__ = reference
     DATASETS.register(name, compatible=_val_check(n_train, name), preflight=preflight, in_shape=(1, 28, 28),
-                      num_classes=10)(build)
+                      num_classes=10, train_size=n_train)(build)
 
 
 _idx_dataset("mnist", "MNIST", "MNIST (60,000 train / 10,000 test, 28x28; LeCun et al. 1998) via torchvision.")
@@ -276,7 +277,7 @@ def _cifar_dataset(name: str, cls_name: str, reference: str, classes: int) -> No
 
     build.__doc__ = reference
     DATASETS.register(name, compatible=_val_check(50000, name), preflight=preflight, in_shape=(3, 32, 32),
-                      num_classes=classes)(build)
+                      num_classes=classes, train_size=50000)(build)
 
 
 _cifar_dataset("cifar10", "CIFAR10", "CIFAR-10 (50,000 / 10,000 32x32 colour images, 10 classes; Krizhevsky 2009) via torchvision.", 10)
@@ -310,7 +311,7 @@ def _svhn_preflight(config: dict[str, Any]) -> None:
 
 
 @DATASETS.register("svhn", compatible=_val_check(73257, "svhn"), preflight=_svhn_preflight, in_shape=(3, 32, 32),
-                   num_classes=10)
+                   num_classes=10, train_size=73257)
 def svhn(
     *, val_size: ValSize = 5000, split_seed: int = 0, train_subset: Subset = None,
     preprocess: Preprocess = "standardize", whiten_eps: WhitenEps = 0.1,

@@ -74,19 +74,24 @@ def _harness_command() -> str:
     return f"{shlex.quote(sys.executable)} -m harness"
 
 
-def prepare(suite: Any, results: Path, plugins: list[str] | None = None) -> tuple[str, Path, int]:
-    """(script, plan file, number of tasks): the rendered array job of the suite's trials that have
-    no final record yet; the plan is written, immutably, next to the results."""
+def prepare(suite: Any, results: Path, plugins: list[str] | None = None) -> tuple[str, Path, int, str]:
+    """(script, plan file, number of tasks, how they were chunked): the rendered array job of the suite's
+    trials that have no final record yet; the plan is written, immutably, next to the results."""
     results = Path(results).resolve()
     trials: list[TrialSpec] = list(suite.trials)
     plan = write_plan_file(results, suite.to_dict(), trials)
     slurm = suite.slurm
     found = scan(results)
     multinode = any(t.config["resources"]["nodes"] > 1 for t in trials)
-    chunk = 1 if multinode else slurm["chunk"]
+    pending = [t for t in trials if not found.done(t.trial_id)]
+    chunk, why = (1, "a multi-node trial per task") if multinode else (slurm["chunk"], "slurm.chunk")
+    if chunk == "auto":
+        from harness.launch.chunking import auto_chunk
+
+        chunk, why = auto_chunk(pending, list(found.records.values()), slurm)
     tasks = sorted({i // chunk for i, t in enumerate(trials) if not found.done(t.trial_id)})
     if not tasks:
-        return "", plan, 0
+        return "", plan, 0, ""
     array = array_ranges(tasks) + (f"%{slurm['max_parallel']}" if slurm.get("max_parallel") else "")
     if slurm.get("template"):
         template_file = Path(suite.file).parent / slurm["template"]
@@ -106,7 +111,7 @@ def prepare(suite: Any, results: Path, plugins: list[str] | None = None) -> tupl
         "nodes": resources["nodes"], "processes": resources["processes"],
         "results": shlex.quote(str(results)), "crashes": suite.execution["crashes"],
     }
-    return render(template, values, str(template_file)), plan, len(tasks)
+    return render(template, values, str(template_file)), plan, len(tasks), f"{chunk} trials a task: {why}"
 
 
 def next_rung(suite: Any, results: Path, after: str, plugins: list[str] | None = None) -> str:
