@@ -30,7 +30,7 @@ two_nodes = make_slurm_cluster_fixture("two_nodes", scope="module", nodes=2)
 SUITE = """
 name: multinode
 seeds: [0]
-budget: {epochs: 8}
+budget: {epochs: 5}
 base:
   dataset: {name: digits, val_size: 297}
   model: {name: mlp, depth: 2, width: 256}
@@ -136,7 +136,7 @@ def _whole(results, one_node: Record) -> Record:
     assert record.environment["hosts"] == ["node1", "node2"] and record.environment["hostname"] == "node1"
     assert record.environment["slurm"]["nodelist"] == "node[1-2]"
     assert record.diagnostics["resumed_at_step"], "it did not resume from a checkpoint"
-    assert len(record.history) == len(one_node.history) == 8
+    assert len(record.history) == len(one_node.history) == 5
     for a, b in zip(one_node.history, record.history):  # epoch by epoch, the interrupted epoch included
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-5)
         assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-4)
