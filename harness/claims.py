@@ -44,7 +44,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -143,8 +143,8 @@ def parse_claims(value: Any, axes: list[str], configs: list[dict[str, Any]]) -> 
         expect = check_value(str, raw["expect"], f"{at}.expect")
         if expect not in EXPECT:
             raise ConfigError(f"{at}.expect", f"expected one of {', '.join(EXPECT)}, got {expect!r}")
-        margin = check_value(float, raw.get("margin", 0.0), f"{at}.margin")
-        if not math.isfinite(margin) or margin < 0 or (expect == "equal" and margin == 0):
+        margin = check_value(float, raw.get("margin", 0.0), f"{at}.margin")  # finite, or refused there
+        if margin < 0 or (expect == "equal" and margin == 0):
             raise ConfigError(f"{at}.margin", "expected a finite number >= 0 (> 0 for equal: the equivalence band)"
                                               f", got {margin!r}")
         claim = {"id": cid, "text": check_value(str, raw.get("text", ""), f"{at}.text"),
@@ -163,8 +163,6 @@ def parse_claims(value: Any, axes: list[str], configs: list[dict[str, Any]]) -> 
             claim[key] = sel
         if "value" in raw:
             claim["value"] = check_value(float, raw["value"], f"{at}.value")
-            if not math.isfinite(claim["value"]):
-                raise ConfigError(f"{at}.value", "expected a finite number")
         if metric == "epochs_to_target":
             target = raw.get("target")
             if not isinstance(target, dict) or set(target) != {"metric", "value"} or target["metric"] not in METRICS:
@@ -222,9 +220,6 @@ class Verdict:
     p_holm: float
     verdict: str
     why: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _touched(axis: str, keys: list[str]) -> bool:
@@ -290,7 +285,7 @@ def _excluded(expect: str, low: float, high: float, margin: float) -> bool:
 
 def verdicts(records: list[Record], claims: list[dict[str, Any]], axes: list[str]) -> list[Verdict]:
     """Every claim on every workload its treatment and control share; Holm across all of them."""
-    from harness.report.stats import t_parts
+    from harness.report.stats import holm, t_parts
 
     out: list[Verdict] = []
     for claim in claims:
@@ -322,8 +317,6 @@ def verdicts(records: list[Record], claims: list[dict[str, Any]], axes: list[str
             p = _p(claim["expect"], effect, se, df, claim["margin"])
             out.append(Verdict(**base, workload=label, effect=effect, ci_low=effect - half, ci_high=effect + half,
                                n=len(a), n_against=n_b, test=test, p=p, p_holm=math.nan, verdict="", why=""))
-    from harness.report.stats import holm
-
     tested = [v for v in out if not v.verdict]
     for v, adjusted in zip(tested, holm([v.p for v in tested])):
         v.p_holm = adjusted

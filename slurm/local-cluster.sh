@@ -335,10 +335,18 @@ stop_daemons() {  # stop_daemons NAME:PIDFILE...  SIGTERM all of them together, 
     done
 }
 
-stray_stepds() {  # slurmstepd processes of this cluster's jobs (they outlive slurmd): by the conf they were given
+tree() {  # a process and all its descendants
+    local child
+    echo "$1"
+    for child in $(pgrep -P "$1" || true); do tree "$child"; done
+}
+
+stray_steps() {  # this cluster's slurmstepds (they outlive slurmd: found by the conf they were given) and their jobs
     local pid
+    # grep -z reads the NUL-separated environment itself: no pipe for pipefail to fail on, and the loop
+    # ends true whatever the last process was (the caller runs under set -e)
     for pid in $(pgrep -x slurmstepd || true); do
-        tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx "SLURM_CONF=$CONF" && echo "$pid"
+        if grep -qzx "SLURM_CONF=$CONF" "/proc/$pid/environ" 2>/dev/null; then tree "$pid"; fi
     done
 }
 
@@ -348,10 +356,10 @@ cmd_stop() {
     for pidf in $(slurmd_pidfiles); do items+=("slurmd:$pidf"); done
     # slurm daemons first (their shutdown may still talk through munge), then munged
     stop_daemons "${items[@]}" "slurmctld:$CTLD_PID"
-    pids="$(stray_stepds)"
+    pids="$(stray_steps)"
     if [[ -n "$pids" ]]; then
         kill -KILL $pids 2>/dev/null || true
-        log "stopped slurmstepd $(echo $pids)"
+        log "stopped the steps of running jobs: $(echo $pids)"
     fi
     stop_daemons "munged:$MUNGE_PID"
     if ((NODES > 1)); then remove_network; fi

@@ -100,3 +100,19 @@ def test_two_nodes_each_in_its_own_namespace_and_stop_removes_all_it_made(tmp_pa
     assert not _ours(env["SLURM_CONF"])
     assert not any(os.path.exists(p) for p in namespaces)
     assert subprocess.run(["ip", "link", "show", f"hs{cid}br"], capture_output=True).returncode != 0
+
+
+def test_stop_ends_the_steps_of_a_job_still_running_on_one_node(tmp_path):
+    """A running job's slurmstepd outlives slurmd; stop ends those started with this cluster's config."""
+    from slurm_cluster import _cluster
+
+    cluster = _cluster()
+    env = next(cluster)
+    try:
+        sleeper = sbatch(env, f"--chdir={tmp_path}", f"--output={tmp_path}/s.out", "--wrap", "srun sleep 300")
+        wait_until(lambda: job_fields(env, sleeper)[0]["JobState"] == "RUNNING", timeout=20, what="the sleeper")
+        wait_until(lambda: any("slurmstepd" in p for p in _ours(env["SLURM_CONF"])), timeout=10,
+                   what="the sleeper's steps")
+    finally:
+        cluster.close()
+    assert not _ours(env["SLURM_CONF"])

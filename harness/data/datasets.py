@@ -62,11 +62,15 @@ def _val_check(n_train: int, name: str):
 
 # --- embedded ------------------------------------------------------------------------------
 
+def _sized(n_train: int, name: str) -> dict[str, Any]:
+    """A dataset's training size, once: its val_size check, and its caps' train_size (slurm.chunk: auto)."""
+    return {"compatible": _val_check(n_train, name), "train_size": n_train}
+
+
 _DIGITS_TRAIN = 1797 - round(0.2 * 1797)  # what is left for train + validation
 
 
-@DATASETS.register("digits", compatible=_val_check(_DIGITS_TRAIN, "digits"), in_shape=(1, 8, 8), num_classes=10,
-                   train_size=_DIGITS_TRAIN)
+@DATASETS.register("digits", **_sized(_DIGITS_TRAIN, "digits"), in_shape=(1, 8, 8), num_classes=10)
 def digits(
     *, val_size: ValSize = 300, split_seed: int = 0, train_subset: Subset = None,
     preprocess: Preprocess = "standardize", whiten_eps: WhitenEps = 0.1,
@@ -226,8 +230,8 @@ def _idx_dataset(name: str, cls_name: str, reference: str, n_train: int = 60000)
         )
 
     build.__doc__ = reference
-    DATASETS.register(name, compatible=_val_check(n_train, name), preflight=preflight, in_shape=(1, 28, 28),
-                      num_classes=10, train_size=n_train)(build)
+    DATASETS.register(name, **_sized(n_train, name), preflight=preflight, in_shape=(1, 28, 28),
+                      num_classes=10)(build)
 
 
 _idx_dataset("mnist", "MNIST", "MNIST (60,000 train / 10,000 test, 28x28; LeCun et al. 1998) via torchvision.")
@@ -276,8 +280,8 @@ def _cifar_dataset(name: str, cls_name: str, reference: str, classes: int) -> No
         )
 
     build.__doc__ = reference
-    DATASETS.register(name, compatible=_val_check(50000, name), preflight=preflight, in_shape=(3, 32, 32),
-                      num_classes=classes, train_size=50000)(build)
+    DATASETS.register(name, **_sized(50000, name), preflight=preflight, in_shape=(3, 32, 32),
+                      num_classes=classes)(build)
 
 
 _cifar_dataset("cifar10", "CIFAR10", "CIFAR-10 (50,000 / 10,000 32x32 colour images, 10 classes; Krizhevsky 2009) via torchvision.", 10)
@@ -310,8 +314,8 @@ def _svhn_preflight(config: dict[str, Any]) -> None:
         _require("svhn", _svhn_folder(base), [f for f, _ in _svhn_files(config["extra"])], _SVHN_LAYOUT)
 
 
-@DATASETS.register("svhn", compatible=_val_check(73257, "svhn"), preflight=_svhn_preflight, in_shape=(3, 32, 32),
-                   num_classes=10, train_size=73257)
+@DATASETS.register("svhn", **_sized(73257, "svhn"), preflight=_svhn_preflight, in_shape=(3, 32, 32),
+                   num_classes=10)
 def svhn(
     *, val_size: ValSize = 5000, split_seed: int = 0, train_subset: Subset = None,
     preprocess: Preprocess = "standardize", whiten_eps: WhitenEps = 0.1,

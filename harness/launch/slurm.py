@@ -83,13 +83,13 @@ def prepare(suite: Any, results: Path, plugins: list[str] | None = None) -> tupl
     slurm = suite.slurm
     found = scan(results)
     multinode = any(t.config["resources"]["nodes"] > 1 for t in trials)
-    pending = [t for t in trials if not found.done(t.trial_id)]
+    pending = [i for i, t in enumerate(trials) if not found.done(t.trial_id)]  # plan positions
     chunk, why = (1, "a multi-node trial per task") if multinode else (slurm["chunk"], "slurm.chunk")
     if chunk == "auto":
         from harness.launch.chunking import auto_chunk
 
-        chunk, why = auto_chunk(pending, list(found.records.values()), slurm)
-    tasks = sorted({i // chunk for i, t in enumerate(trials) if not found.done(t.trial_id)})
+        chunk, why = auto_chunk([trials[i] for i in pending], list(found.records.values()), slurm)
+    tasks = sorted({i // chunk for i in pending})
     if not tasks:
         return "", plan, 0, ""
     array = array_ranges(tasks) + (f"%{slurm['max_parallel']}" if slurm.get("max_parallel") else "")

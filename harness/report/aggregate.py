@@ -40,6 +40,7 @@ class Collected:
     corrupt: dict[str, str] = field(default_factory=dict)  # record file -> why it did not parse
     outside_plan: int = 0  # records of trials no longer in the suite's plan
     diagnostics: pd.DataFrame = field(default_factory=pd.DataFrame)  # trial_id, kind, issue, message
+    records: list[Record] = field(default_factory=list)  # the records read, in plan order (a suite's claims)
 
 
 def workload(config: dict[str, Any]) -> str:
@@ -160,7 +161,7 @@ def collect(results: Path) -> Collected:
         environments[key] = environments.get(key, 0) + 1
     envs = [{**dict(k), "trials": n} for k, n in environments.items()]
     corrupt = {str(p): why for p, why in found.corrupt.items()}
-    return Collected(runs, curves, axes, suite, steps, envs, missing, corrupt, outside, _diagnostics(chosen))
+    return Collected(runs, curves, axes, suite, steps, envs, missing, corrupt, outside, _diagnostics(chosen), chosen)
 
 
 def write_runs(c: Collected, out: Path, csv: bool = False) -> pd.DataFrame:

@@ -145,11 +145,8 @@ def _claims(c: Collected, results: Path) -> Section | None:
     if not c.suite.get("claims"):
         return None
     from harness.report.claims import claims_section
-    from harness.store import scan
 
-    found = scan(results).records
-    ids = set(c.runs["trial_id"]) if not c.runs.empty else set()
-    return claims_section(c.suite, [r for tid, r in found.items() if tid in ids], results)
+    return claims_section(c.suite, c.records, results)
 
 
 def full_budget(c: Collected) -> Collected:
