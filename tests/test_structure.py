@@ -110,3 +110,16 @@ def test_modules_and_functions_stay_short():
                 if length > MAX_ENGINE_FUNCTION:
                     long_functions[f"{path.name}:{node.name}"] = length
     assert not long_functions, f"engine functions over {MAX_ENGINE_FUNCTION} lines: {long_functions}"
+
+
+def test_loading_a_suite_with_claims_imports_neither_the_report_nor_scipy():
+    """Every ``harness run`` loads its suite; the report's stack (pandas, scipy, seaborn: seconds of
+    imports) is for ``report`` and ``verify``, and a claims section must not pull it in at load time."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from harness.suite import load_suite; "
+            "s = load_suite('suites/repro/initial-loss.yaml', []); assert s.claims; "
+            "print(sorted(m for m in ('scipy', 'pandas', 'seaborn', 'matplotlib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=PACKAGE.parent, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
