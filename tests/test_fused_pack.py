@@ -79,6 +79,12 @@ def test_a_fused_sweep_gives_every_trial_the_record_of_its_run_alone(tmp_path):
         assert f.diagnostics["init_loss"] == pytest.approx(a.diagnostics["init_loss"], rel=1e-6)
         assert f.config == a.config and f.seed == a.seed and len(f.steps) == len(a.steps)
         assert f.diagnostics["layers"]["epochs"][-1].keys() == a.diagnostics["layers"]["epochs"][-1].keys()
+        # the pack profiles every slice in one stacked forward (dropout masks from each slice's stream,
+        # BatchNorm in train mode): each slice's profile is its run's, to the 4 digits a profile keeps
+        for fe, ae in zip(f.diagnostics["layers"]["epochs"], a.diagnostics["layers"]["epochs"]):
+            assert fe["activations"].keys() == ae["activations"].keys() and fe["activations"]
+            for layer, stats in ae["activations"].items():
+                assert fe["activations"][layer] == pytest.approx(stats, rel=2e-3, abs=1e-4), (trial_id, layer)
     from harness.report import write_report  # the report reads fused records as it reads any
 
     report = write_report(tmp_path / "fused", formats=("md",), jobs=1)[0].read_text()

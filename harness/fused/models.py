@@ -38,7 +38,7 @@ differ in anything but their weights and dropout rates (norm eps/momentum, activ
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -77,6 +77,31 @@ def slice_losses(loss_fn, logits: Tensor, targets: Tensor) -> Tensor:
     return torch.stack([loss_fn(logits[k], targets[k]) for k in range(logits.shape[0])])
 
 
+class _StackedMatmul(torch.autograd.Function):
+    """``x @ weightᵀ + bias`` per slice, with a backward that computes the weight gradient as ``gᵀx``.
+
+    Autograd's own backward of ``bmm(x, weightᵀ)`` computes ``xᵀg`` (``[K, in, out]``) and accumulates
+    its transpose into the ``[K, out, in]`` gradient. ``gᵀx`` gives that layout directly, and on the CPU
+    it is up to 9x faster where ``out`` is small (a classifier: ``[16, 10, 32] @ [16, 32, 128]`` takes
+    36 µs against 333 µs for ``[16, 128, 32] @ [16, 32, 10]``). The forward is the same ``baddbmm``."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.biased = bias is not None
+        if bias is None:
+            return torch.bmm(x, weight.transpose(1, 2))
+        return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        x, weight = ctx.saved_tensors
+        gx = torch.bmm(g, weight) if ctx.needs_input_grad[0] else None
+        gw = torch.bmm(g.transpose(1, 2), x) if ctx.needs_input_grad[1] else None
+        gb = g.sum(1) if ctx.biased and ctx.needs_input_grad[2] else None
+        return gx, gw, gb
+
+
 class StackedLinear(nn.Module):
     """K linears: weight ``[K, out, in]``, bias ``[K, out]``, on ``[K, N, in]`` as one ``baddbmm``."""
 
@@ -87,9 +112,7 @@ class StackedLinear(nn.Module):
         self.bias = nn.Parameter(torch.zeros(slices, fan_out)) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.bias is None:
-            return torch.bmm(x, self.weight.transpose(1, 2))
-        return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight.transpose(1, 2))
+        return _StackedMatmul.apply(x, self.weight, self.bias)
 
     def extra_repr(self) -> str:
         return f"slices={self.slices}, in={self.in_features}, out={self.out_features}, bias={self.bias is not None}"
@@ -309,11 +332,18 @@ class StackedFlatten(nn.Module):
 
 
 class StackedSequential(nn.Sequential):
-    """A stacked model: its layers at the unfused Sequential's indices, so state dict keys match."""
+    """A stacked model: its layers at the unfused Sequential's indices, so state dict keys match.
+    ``grouped`` names the layers whose output is in the grouped layout (see ``slice_rows``)."""
 
-    def __init__(self, slices: int, layers: list[nn.Module]) -> None:
+    def __init__(self, slices: int, layers: list[nn.Module], grouped: dict[str, bool] | None = None) -> None:
         super().__init__(*layers)
         self.slices = slices
+        self.grouped = dict(grouped or {})
+
+
+def slice_rows(stacked: nn.Module, name: str, out: Tensor) -> Tensor:
+    """The output ``out`` of the stacked model's layer ``name`` as ``[K, N, ...]``, row k slice k's."""
+    return from_grouped(out, stacked.slices) if stacked.grouped.get(name) else out
 
 
 # --- building from K unfused models -----------------------------------------------------------
@@ -426,15 +456,16 @@ def stack_models(models: Sequence[nn.Module], generators: Sequence[torch.Generat
         seeds = torch.randint(0, 2**62, (K,)).tolist()
         generators = [torch.Generator().manual_seed(s) for s in seeds]
     generators = list(generators)
-    layers, grouped = [], False
+    layers, grouped, outputs = [], False, {}
     for index, column in enumerate(zip(*models)):
         kinds = {type(l).__name__ for l in column}
         if len(kinds) > 1:
             raise ValueError(f"layer {index}: the models differ in layer type ({sorted(kinds)})")
         layer, grouped = _stack_layer(index, list(column), grouped, generators)
         layers.append(layer)
+        outputs[str(index)] = grouped
     first = next(models[0].parameters(), None)
-    return StackedSequential(K, layers).to(device=None if first is None else first.device)
+    return StackedSequential(K, layers, outputs).to(device=None if first is None else first.device)
 
 
 def _stack_residual(models: list[nn.Module], generators: Sequence[torch.Generator] | None) -> nn.Module:
@@ -449,6 +480,7 @@ def _stack_residual(models: list[nn.Module], generators: Sequence[torch.Generato
     if len(shapes) > 1:
         raise ValueError("the residual models differ in their layers or widths; a pack shares one architecture")
     stacked = copy.deepcopy(models[0])
+    stacked.grouped = {}  # every layer's output is grouped, but the classifier's
     for name, module in list(models[0].named_modules()):
         if not name or next(module.children(), None) is not None:
             continue  # the model and its containers keep model 0's forward
@@ -458,6 +490,7 @@ def _stack_residual(models: list[nn.Module], generators: Sequence[torch.Generato
                                                       module.bias is not None), column)
         else:
             layer, _ = _stack_layer(name, column, True, list(generators))
+            stacked.grouped[name] = True
         stacked.set_submodule(name, layer)
     stacked.slices = K
     return stacked
