@@ -38,6 +38,7 @@ from harness.engine.callbacks import Budget, Capture, Diverged, Guard, Log, Opti
 from harness.engine.checkpoint import Checkpointer, Preempted
 from harness.engine.diagnostics import Diagnostics
 from harness.engine.ensemble import train_ensemble
+from harness.engine.runtime import restore_dynamo, tune_cpu
 from harness.engine.environment import environment
 from harness.engine.step import Step, clipper, plain_backward, set_lr
 from harness.spec import COMPLETED, DIVERGED, FAILED, INTERRUPTED, Record, TrialSpec, run_id_of, summarize_history
@@ -179,14 +180,9 @@ def _prepare(config: dict[str, Any], seed: int, record: Record, accelerator: Acc
              extra: list[Callback], checkpointing: Checkpointing | None) -> tuple[Run, Hooks, Step, _Loaders]:
     """Build the trial, wrap it for Accelerate, and line up its callbacks."""
     device = accelerator.device
-    if device.type == "cpu":
-        # Denormal floats (below ~1e-38) slow x86 CPU arithmetic several-fold; gradients of a
-        # trained net produce them, and which seed hits them is luck. Flushed to zero, they
-        # change no outcome and make CPU step times comparable across trials (measured: up to
-        # 25% per step on an MNIST MLP).
-        torch.set_flush_denormal(True)
     record.environment = environment(device)
-    record.environment["flush_denormal"] = device.type == "cpu"
+    # denormals flushed and freed memory kept for the next step (harness.engine.runtime)
+    record.environment.update(tune_cpu() if device.type == "cpu" else {"flush_denormal": False})
     shard = Shard(accelerator.process_index, accelerator.num_processes)
     t = build(config, seed, device, shard)
     record.dataset = {**t.data.meta, "pipeline": t.pipeline, "stored_mib": round(t.data.nbytes / 2**20, 3)}
@@ -199,6 +195,7 @@ def _prepare(config: dict[str, Any], seed: int, record: Record, accelerator: Acc
     else:
         (model, optimizer), backward = accelerator.prepare(t.model, t.optimizer), accelerator.backward
     if config["compile"]:
+        restore_dynamo()  # torch.optim's wrappers disable dynamo again, as a compiled model expects
         model = torch.compile(model)  # compiles at the first batch; checkpoints save the module beneath
     record.environment.update(precision=config["precision"], compiled=bool(config["compile"]),
                               channels_last=bool(config["channels_last"]), processes=accelerator.num_processes)

@@ -70,14 +70,20 @@ def _sgd(params: list[Tensor], grads: list[Tensor], states: list[State], active:
          momentum_off: Tensor | None, fresh: bool = True) -> None:
     """g ← g + λθ; b ← g on a slice's first step, else μb + (1 − τ)g; θ ← θ − η(g + μb if Nesterov else b)."""
     if active is None and not fresh and momentum_off is None:  # every slice steps: the same ops, in place
+        # each coefficient rounded once for all parameters (the same values _c gives; this path runs every step)
+        dtype = params[0].dtype
+        wd, mu, keep, step = (h.to(dtype) for h in (weight_decay, momentum, 1 - dampening, -lr))
         for p, g, s in zip(params, grads, states):
+            if p.dtype != dtype:
+                wd, mu, keep, step = (h.to(p.dtype) for h in (weight_decay, momentum, 1 - dampening, -lr))
+                dtype = p.dtype
             if decay:
-                g = g.addcmul(p, _c(weight_decay, p))
+                g = g.addcmul(p, _rows(wd, p))
             d = g
             if buffered:
-                buf = s["momentum_buffer"].mul_(_c(momentum, p)).addcmul_(g, _c(1 - dampening, p))
-                d = g.addcmul(buf, _c(momentum, p)) if nesterov else buf
-            p.addcmul_(d, _c(-lr, p))
+                buf = s["momentum_buffer"].mul_(_rows(mu, p)).addcmul_(g, _rows(keep, p))
+                d = g.addcmul(buf, _rows(mu, p)) if nesterov else buf
+            p.addcmul_(d, _rows(step, p))
             s["step"].add_(1)
         return
     for p, g, s in zip(params, grads, states):

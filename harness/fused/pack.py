@@ -47,6 +47,7 @@ from harness.engine.callbacks import Diverged
 from harness.engine.diagnostics import Diagnostics, Probe, profiles
 from harness.engine.checkpoint import Preempted
 from harness.engine.environment import environment
+from harness.engine.runtime import defer_dynamo, tune_cpu
 from harness.engine.loop import _accelerator, _now, clipper, close_epoch, run_trial, trial_callbacks
 from harness.fused.models import slice_rows, stack_models
 from harness.fused.optim import FusedOptimizer, build_fused
@@ -188,8 +189,9 @@ def _optimizer(stacked: nn.Module, slices: list[_Slice]) -> FusedOptimizer:
 
 def _build(slices: list[_Slice], pid: str, accelerator: Any) -> tuple[list[_Slice], nn.Module, FusedOptimizer]:
     device = accelerator.device
-    if device.type == "cpu":
-        torch.set_flush_denormal(True)  # as a trial alone does (harness.engine.loop._prepare)
+    tuned = tune_cpu() if device.type == "cpu" else {"flush_denormal": False}  # as a trial alone
+    if not any(s.spec.config["compile"] for s in slices):  # never true: a pack refuses compile (fused.plan)
+        defer_dynamo()  # the trials' torch optimizers are built, never stepped: no dynamo import (1.7 s)
     built = []
     for s in slices:
         try:
@@ -220,7 +222,7 @@ def _build(slices: list[_Slice], pid: str, accelerator: Any) -> tuple[list[_Slic
     for k, s in enumerate(built):
         t, config, r = s.trial, s.spec.config, s.record
         t.data = data  # one copy of the splits for the pack
-        r.environment = {**copy.deepcopy(env), "flush_denormal": device.type == "cpu", "precision": "fp32",
+        r.environment = {**copy.deepcopy(env), **tuned, "precision": "fp32",
                          "compiled": False, "channels_last": False, "processes": 1,
                          "fused": {"pack": pid, "size": len(built), "slice": k}}
         r.dataset = {**data.meta, "pipeline": t.pipeline, "stored_mib": round(data.nbytes / 2**20, 3)}
