@@ -1,22 +1,24 @@
 """Fused trials: trials/hour of the same sweep run as fused packs and as separate trials.
 
-Each case is a suite of K trials (learning rates x seeds of one model), run with ``harness run`` in
-fresh results folders, fused and unfused alternating, ``--repeats`` times. The unfused baseline is
-``--workers`` equal to the cores (a trial per process, one thread each); fused is one pack of K per
-command (``--fuse K --workers 1``, torch on every core); ``--fuse auto --workers <cores>`` (a pack
-per worker) is shown beside it. Two figures per case, each the median over the repeats:
+Each case is a suite of trials (learning rates x seeds of one model), run with ``harness run`` in fresh
+results folders, fused and unfused alternating, ``--repeats`` times. The unfused baseline is
+``--workers`` equal to the cores (a trial per process, one thread each). Two figures per case, each the
+median over the repeats:
 
-- *steady state*: the same suite with M·K more trials (M more packs), run the same way; the extra
-  trials over the extra time. This is the rate of a long sweep, where each process's start (Python,
-  torch, the data; ~4 s here, paid again by each unfused worker process) is paid once.
-- *one command*: K trials over the whole command's wall clock, as a user sees one small suite (process
-  start, data, every epoch's evaluation and diagnostics, the records).
+- *steady state*, the rate of a long sweep: a suite of ``cores`` x K trials and one with M times as many
+  more, each run fused (``--fuse K --workers <cores>``: a pack of K per worker process, one thread each,
+  the layout that measured fastest here) and unfused; the extra trials over the extra time. Each
+  process's start (Python, torch, the data: ~3.5 s here, and each unfused worker's first trial pays
+  torch's ``torch._dynamo`` import on top) is then paid once, as in a sweep of thousands of trials.
+- *one command*, as a user sees one small suite of K trials: the whole ``harness run`` (process start,
+  data, every epoch's evaluation and diagnostics, checkpoints, the records), fused as one pack
+  (``--fuse K --workers 1``, torch on every core), unfused, and ``--fuse auto --workers <cores>``.
 
 Cases: digits MLP (64-128-128-10, batch 32, 8 epochs) at K=16 and K=64; an MNIST MLP (784-256-256-10,
 batch 128, 1 epoch of 10,000 samples) at K=8, which needs ``--mnist-root``. The last line is the
-headline: ``fused/unfused trials-per-hour ratio = X (digits MLP, K=16)``, the steady-state figure.
+headline: ``fused/unfused trials-per-hour ratio = X (digits MLP, K=16; steady state)``.
 
-    python benchmarks/fused.py                                  # digits cases, about 8 minutes here
+    python benchmarks/fused.py                                  # digits cases, about 14 minutes here
     python benchmarks/fused.py --mnist-root DIR --repeats 3     # DIR holds MNIST/raw
 """
 from __future__ import annotations
@@ -92,29 +94,31 @@ def _median(values: list[float]) -> float:
     return statistics.median(values) if values else math.nan
 
 
-def case(tmp: Path, name: str, suites: tuple[Path, Path], k: int, more: int, repeats: int, cores: int) -> float:
-    """The steady-state fused/unfused ratio of one case (and its one-command figures, printed)."""
-    small, big = suites
+def case(tmp: Path, name: str, template: str, k: int, more: int, repeats: int, cores: int, **fields: str) -> float:
+    """The steady-state fused/unfused ratio of one case (its figures and the one-command ones printed)."""
+    one, small, big = (_suite(tmp, template, k, **fields), _suite(tmp, template, k, cores, **fields),
+                       _suite(tmp, template, k, cores * (1 + more), **fields))
+    extra = cores * more * k
     steady, whole, auto, rows = [], [], [], []
+    per_pack = ("--fuse", str(k), "--workers", str(cores))
+    alone = ("--fuse", "off", "--workers", str(cores))
     for r in range(repeats):  # alternating, so that drift of the machine hits both alike
-        fused = _run(small, tmp / f"{name}-f{r}", "--fuse", str(k), "--workers", "1")
-        alone = _run(small, tmp / f"{name}-u{r}", "--fuse", "off", "--workers", str(cores))
-        fused_big = _run(big, tmp / f"{name}-F{r}", "--fuse", str(k), "--workers", "1")
-        alone_big = _run(big, tmp / f"{name}-U{r}", "--fuse", "off", "--workers", str(cores))
-        packed = _run(small, tmp / f"{name}-a{r}", "--fuse", "auto", "--workers", str(cores))
-        extra_fused, extra_alone = fused_big - fused, alone_big - alone
-        steady.append(extra_alone / extra_fused if extra_fused > 0 else math.nan)
-        whole.append(alone / fused)
-        auto.append(alone / packed)
-        rows.append((fused, alone, packed, extra_fused, extra_alone))
+        fused_1 = _run(one, tmp / f"{name}-f{r}", "--fuse", str(k), "--workers", "1")
+        alone_1 = _run(one, tmp / f"{name}-u{r}", *alone)
+        auto_1 = _run(one, tmp / f"{name}-a{r}", "--fuse", "auto", "--workers", str(cores))
+        fused_extra = _run(big, tmp / f"{name}-F{r}", *per_pack) - _run(small, tmp / f"{name}-Fs{r}", *per_pack)
+        alone_extra = _run(big, tmp / f"{name}-U{r}", *alone) - _run(small, tmp / f"{name}-Us{r}", *alone)
+        steady.append(alone_extra / fused_extra if fused_extra > 0 else math.nan)
+        whole.append(alone_1 / fused_1)
+        auto.append(alone_1 / auto_1)
+        rows.append((fused_1, alone_1, auto_1, fused_extra, alone_extra))
     per_hour = lambda n, s: n / s * 3600 if s > 0 else math.nan  # noqa: E731
-    extra = more * k
-    for fused, alone, packed, extra_fused, extra_alone in rows:
-        print(f"  {name}: one command: fused (1 pack of {k}) {fused:5.1f} s = {per_hour(k, fused):7.0f} trials/h; "
-              f"unfused (--workers {cores}) {alone:5.1f} s = {per_hour(k, alone):7.0f}; fuse auto {packed:5.1f} s = "
-              f"{per_hour(k, packed):7.0f} | {extra} more trials: fused +{extra_fused:5.1f} s = "
-              f"{per_hour(extra, extra_fused):7.0f} trials/h; unfused +{extra_alone:5.1f} s = "
-              f"{per_hour(extra, extra_alone):7.0f}")
+    for fused_1, alone_1, auto_1, fused_extra, alone_extra in rows:
+        print(f"  {name}: steady state, {extra} more trials: fused +{fused_extra:5.1f} s = "
+              f"{per_hour(extra, fused_extra):7.0f} trials/h, unfused +{alone_extra:5.1f} s = "
+              f"{per_hour(extra, alone_extra):7.0f} | one command of {k}: fused (1 pack) {fused_1:5.1f} s = "
+              f"{per_hour(k, fused_1):6.0f} trials/h, unfused {alone_1:5.1f} s = {per_hour(k, alone_1):6.0f}, "
+              f"fuse auto {auto_1:5.1f} s = {per_hour(k, auto_1):6.0f}")
     print(f"  {name}: fused/unfused trials-per-hour ratio: steady state {_median(steady):.2f}, one command "
           f"{_median(whole):.2f} (fuse auto {_median(auto):.2f}); medians of {repeats}", flush=True)
     return _median(steady)
@@ -132,15 +136,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="harness-fused-bench-") as tmp:
         tmp = Path(tmp)
         results = {}
-        for k, more in ((16, 3), (64, 1)):  # the steady state from 3 (1) more packs
+        for k, more in ((16, 2), (64, 1)):  # the steady state from 2 (1) more packs per worker
             if f"digits{k}" in wanted:
-                suites = (_suite(tmp, DIGITS, k), _suite(tmp, DIGITS, k, 1 + more))
-                results[f"digits MLP, K={k}"] = case(tmp, f"digits-K{k}", suites, k, more, args.repeats, cores)
+                results[f"digits MLP, K={k}"] = case(tmp, f"digits-K{k}", DIGITS, k, more, args.repeats, cores)
         if "mnist8" in wanted:
             if args.mnist_root:
-                root = str(Path(args.mnist_root).resolve())
-                suites = (_suite(tmp, MNIST, 8, root=root), _suite(tmp, MNIST, 8, 3, root=root))
-                results["MNIST MLP, K=8"] = case(tmp, "mnist-K8", suites, 8, 2, args.repeats, cores)
+                results["MNIST MLP, K=8"] = case(tmp, "mnist-K8", MNIST, 8, 2, args.repeats, cores,
+                                                 root=str(Path(args.mnist_root).resolve()))
             else:
                 print("  MNIST MLP: skipped (no --mnist-root)")
     headline = "digits MLP, K=16" if "digits MLP, K=16" in results else next(iter(results), None)
