@@ -15,11 +15,15 @@ median over the repeats:
   (``--fuse K --workers 1``, torch on every core), unfused, and ``--fuse auto --workers <cores>``.
 
 Cases: digits MLP (64-128-128-10, batch 32, 8 epochs) at K=16 and K=64; an MNIST MLP (784-256-256-10,
-batch 128, 1 epoch of 10,000 samples) at K=8, which needs ``--mnist-root``. The last line is the
+batch 128, 1 epoch of 10,000 samples) at K=8, which needs ``--mnist-root`` (these run on the CPU, any
+GPU hidden). Where a GPU is present, on it: ResNet-20 on CIFAR-shaped random data
+(``benchmarks/synthetic_data.py``, 10,000 images, 2 epochs) at K = 8, 16, 32, and the MNIST MLP at K=8,
+one command each, fused against one trial at a time and against ``--workers-per-gpu K``. The last line is the
 headline: ``fused/unfused trials-per-hour ratio = X (digits MLP, K=16; steady state)``.
 
     python benchmarks/fused.py                                  # digits cases, about 14 minutes here
     python benchmarks/fused.py --mnist-root DIR --repeats 3     # DIR holds MNIST/raw
+    python benchmarks/fused.py --cases resnet,mnist8 --mnist-root DIR --repeats 1   # on a GPU machine
 """
 from __future__ import annotations
 
@@ -63,6 +67,21 @@ grid:
 """
 
 
+RESNET = """
+name: fused-bench
+seeds: {seeds}
+budget: {{epochs: {epochs}}}
+base:
+  dataset: {{name: synthetic-cifar, num_train: {n}, num_test: 1000, val_size: 500}}
+  model: {{name: resnet, depth: {depth}}}
+  optimizer: {{name: momentum, momentum: 0.9}}
+  batch_size: 128
+grid:
+  optimizer.lr: {lrs}
+"""
+PLUGIN = str(REPO / "benchmarks" / "synthetic_data.py")  # synthetic-cifar: CIFAR's shapes, random pixels
+
+
 def _cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -70,10 +89,12 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-def _run(suite: Path, results: Path, *flags: str) -> float:
+def _run(suite: Path, results: Path, *flags: str, device: str = "cpu") -> float:
+    """Seconds one ``harness run`` takes; ``device`` "cpu" hides any GPU (the CPU cases stay CPU cases)."""
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""} if device == "cpu" else None
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "harness", "run", str(suite), "--results", str(results),
-                           "--no-report", *flags], cwd=REPO, capture_output=True, text=True)
+                           "--no-report", *flags], cwd=REPO, capture_output=True, text=True, env=env)
     took = time.perf_counter() - start
     if done.returncode not in (0, 1):  # 1: some trial diverged or failed, which is a result too
         raise SystemExit(f"harness run {' '.join(flags)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
@@ -124,11 +145,45 @@ def case(tmp: Path, name: str, template: str, k: int, more: int, repeats: int, c
     return _median(steady)
 
 
+def device_case(tmp: Path, name: str, suite: Path, k: int, repeats: int, shared: bool, flags: tuple[str, ...] = ()
+                ) -> tuple[float, float]:
+    """One command each on the GPU (the device, not the process start, is the cost there): one pack of K
+    against the K trials one at a time and, with ``shared``, against ``--workers-per-gpu K`` (K processes
+    sharing the GPU)."""
+    fused, alone, together = [], [], []
+    device = "cpu" if not shared else "cuda"
+    for r in range(repeats):
+        fused.append(_run(suite, tmp / f"{name}-f{r}", "--fuse", str(k), "--workers", "1", *flags, device=device))
+        alone.append(_run(suite, tmp / f"{name}-u{r}", "--fuse", "off", "--workers", "1", *flags, device=device))
+        if shared:
+            together.append(_run(suite, tmp / f"{name}-w{r}", "--fuse", "off", "--workers", str(k),
+                                 "--workers-per-gpu", str(k), *flags, device=device))
+    f, a, w = _median(fused), _median(alone), _median(together)
+    print(f"  {name}, K={k}: fused (1 pack) {f:6.1f} s = {k / f * 3600:7.0f} trials/h; one at a time {a:6.1f} s = "
+          f"{k / a * 3600:7.0f}; --workers-per-gpu {k} " + (f"{w:6.1f} s = {k / w * 3600:7.0f}" if together
+                                                           else "not run") +
+          f" | fused/unfused ratio {a / f:.2f} (one at a time), {w / f:.2f} (--workers-per-gpu {k})", flush=True)
+    return a / f, w / f
+
+
+def resnet_suite(tmp: Path, k: int, tiny: bool) -> Path:
+    """ResNet-20 on 10,000 CIFAR-shaped images, 2 epochs (``tiny``: ResNet-8 on 600, 1 epoch: a CPU smoke run)."""
+    seeds = 2 if k < 16 else 4
+    lrs = [round(0.01 * 5 ** (i / max(k // seeds - 1, 1)), 5) for i in range(k // seeds)]
+    suite = tmp / f"resnet-{k}.yaml"
+    suite.write_text(RESNET.format(seeds=seeds, lrs=lrs, epochs=1 if tiny else 2, n=600 if tiny else 10000,
+                                   depth=8 if tiny else 20))
+    return suite
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--mnist-root", help="folder holding MNIST/raw (the MNIST case runs only with it)")
-    p.add_argument("--cases", default="digits16,digits64,mnist8")
+    p.add_argument("--cases", default="digits16,digits64,mnist8,resnet",
+                   help="resnet: ResNet-20 at K = 8, 16, 32 on CIFAR-shaped data, where a GPU is present")
+    p.add_argument("--tiny-resnet", action="store_true", help="the resnet case's code path on a CPU: ResNet-8, "
+                                                               "600 images, K = 2, one at a time only (no figure)")
     args = p.parse_args()
     cores = _cores()
     wanted = args.cases.split(",")
@@ -145,6 +200,19 @@ def main() -> None:
                                                  root=str(Path(args.mnist_root).resolve()))
             else:
                 print("  MNIST MLP: skipped (no --mnist-root)")
+        import torch
+
+        gpu = torch.cuda.is_available()
+        if "mnist8" in wanted and args.mnist_root and gpu:
+            root = str(Path(args.mnist_root).resolve())
+            device_case(tmp, "MNIST MLP on the GPU", _suite(tmp, MNIST, 8, root=root), 8, args.repeats, True)
+        if "resnet" in wanted:
+            if gpu or args.tiny_resnet:
+                for k in ((2,) if args.tiny_resnet else (8, 16, 32)):
+                    device_case(tmp, f"ResNet-{8 if args.tiny_resnet else 20}", resnet_suite(tmp, k, args.tiny_resnet),
+                                k, args.repeats, gpu, ("--plugin", PLUGIN))
+            else:
+                print("  ResNet-20: skipped (no GPU; on a CPU a residual pack is slower than its trials alone)")
     headline = "digits MLP, K=16" if "digits MLP, K=16" in results else next(iter(results), None)
     if headline is not None:
         print(f"fused/unfused trials-per-hour ratio = {results[headline]:.2f} ({headline.split(', ')[0]}, "
