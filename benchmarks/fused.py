@@ -19,7 +19,9 @@ batch 128, 1 epoch of 10,000 samples) at K=8, which needs ``--mnist-root`` (thes
 GPU hidden). Where a GPU is present, on it: ResNet-20 on CIFAR-shaped random data
 (``benchmarks/synthetic_data.py``, 10,000 images, 2 epochs) at K = 8, 16, 32, and the MNIST MLP at K=8,
 one command each, fused against one trial at a time and against ``--workers-per-gpu K``. The last line is the
-headline: ``fused/unfused trials-per-hour ratio = X (digits MLP, K=16; steady state)``.
+headline: ``fused/unfused trials-per-hour ratio = X (digits MLP, K=16; steady state)``. The first line,
+``ceiling``, is what fusion can gain here from the training steps alone: a bare torch step of one digits
+MLP against a bare stacked step of 16, one thread each, per trial-step.
 
     python benchmarks/fused.py                                  # digits cases, about 14 minutes here
     python benchmarks/fused.py --mnist-root DIR --repeats 3     # DIR holds MNIST/raw
@@ -36,6 +38,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -176,11 +179,57 @@ def resnet_suite(tmp: Path, k: int, tiny: bool) -> Path:
     return suite
 
 
+def ceiling(k: int = 16, steps: int = 1000) -> None:
+    """What fusion can gain on this CPU at most: a bare torch step of the digits MLP alone against a bare
+    stacked step of K, both on one thread (a worker per core runs either, as in the steady state), per
+    trial-step, with no harness around them (no evaluation, diagnostics, checkpoints or records)."""
+    import torch
+    import torch.nn.functional as F
+
+    from harness.fused.models import stack_models
+    from harness.fused.optim import build_fused
+
+    def mlp() -> torch.nn.Module:
+        return torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 128),
+                                   torch.nn.ReLU(), torch.nn.Linear(128, 10))
+
+    def timed(step: Callable[[], None]) -> float:
+        for _ in range(50):
+            step()
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        return (time.perf_counter() - start) / steps * 1e3
+
+    torch.set_num_threads(1)
+    one = mlp()
+    opt = torch.optim.SGD(one.parameters(), lr=0.01, momentum=0.9)
+    x, y = torch.randn(32, 64), torch.randint(0, 10, (32,))
+
+    def alone() -> None:
+        opt.zero_grad()
+        F.cross_entropy(one(x), y).backward()
+        opt.step()
+
+    stacked = stack_models([mlp() for _ in range(k)])
+    fused = build_fused("momentum", stacked.parameters(), {"lr": 0.01, "momentum": 0.9})
+    xs, ys = torch.randn(k, 32, 64), torch.randint(0, 10, (k * 32,))
+
+    def packed() -> None:
+        fused.zero_grad()
+        F.cross_entropy(stacked(xs).flatten(0, 1), ys).backward()
+        fused.step()
+
+    single, pack = timed(alone), timed(packed)
+    print(f"  ceiling (one thread each): a bare unfused step {single:.3f} ms; a bare stacked step of {k} {pack:.3f} ms "
+          f"= {pack / k:.3f} ms per trial-step; at most {single / (pack / k):.1f}x from the steps alone", flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--mnist-root", help="folder holding MNIST/raw (the MNIST case runs only with it)")
-    p.add_argument("--cases", default="digits16,digits64,mnist8,resnet",
+    p.add_argument("--cases", default="ceiling,digits16,digits64,mnist8,resnet",
                    help="resnet: ResNet-20 at K = 8, 16, 32 on CIFAR-shaped data, where a GPU is present")
     p.add_argument("--tiny-resnet", action="store_true", help="the resnet case's code path on a CPU: ResNet-8, "
                                                                "600 images, K = 2, one at a time only (no figure)")
@@ -191,6 +240,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="harness-fused-bench-") as tmp:
         tmp = Path(tmp)
         results = {}
+        if "ceiling" in wanted:
+            ceiling()
         for k, more in ((16, 2), (64, 1)):  # the steady state from 2 (1) more packs per worker
             if f"digits{k}" in wanted:
                 results[f"digits MLP, K={k}"] = case(tmp, f"digits-K{k}", DIGITS, k, more, args.repeats, cores)

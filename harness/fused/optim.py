@@ -1,11 +1,10 @@
 """Fused optimizers: the optimizers of K trials as one, every numeric hyperparameter a per-slice tensor.
 
-A fused parameter has a leading slice dimension K: row k of a ``[K, ...]`` tensor (and of its
-gradient) is trial k's copy of one model parameter. A hyperparameter is a ``[K]`` tensor on the
-parameters' device, broadcast as ``view(K, 1, ..., 1)``, so one elementwise kernel updates all K
-trials, each with its own lr, momentum, betas, eps and weight decay. The idea, and testing each fused
-optimizer against K separate ones on the same gradients, is HFTA's (Wang et al., "Horizontally Fused
-Training Array", MLSys 2021; ``hfta/optim/_functional.py``).
+Row k of a fused ``[K, ...]`` parameter (and of its gradient) is trial k's copy of one model parameter;
+a hyperparameter is a ``[K]`` tensor broadcast as ``view(K, 1, ..., 1)``, so one elementwise kernel
+updates all K trials, each with its own lr, momentum, betas, eps and weight decay. The idea, and testing
+each fused optimizer against K separate ones on the same gradients, is HFTA's (Wang et al.,
+"Horizontally Fused Training Array", MLSys 2021; ``hfta/optim/_functional.py``).
 
 Each update rule follows torch's single-tensor implementation (the one ``torch.optim`` runs on the
 CPU) operation by operation, with the same order and eps placement, so slice k equals the torch
@@ -20,16 +19,14 @@ optimizer given slice k's rows and values (bit for bit on the CPU in ``tests/tes
 - ``nadam``: Dozat 2016, with torch's schedule μ_t = β1(1 − ½·0.96^(t·momentum_decay)).
 - ``radam``: Liu et al. 2020, the rectified step once the SMA length ρ_t exceeds 5, else plain momentum.
 
-Precision follows torch's: torch computes its scalar coefficients (1 − β, bias corrections, step
-sizes) as Python floats, i.e. in float64, and each is rounded to the parameter dtype where a kernel
-takes it. Here hyperparameters are float64 ``[K]`` tensors (float32 on MPS, which lacks float64) and
-each coefficient is cast to the parameter dtype just before use. Step counts and NAdam's μ product
-are ``[K]`` tensors of torch's scalar dtype (float32), as torch keeps them.
+Precision follows torch's, which computes its scalar coefficients (1 − β, bias corrections, step sizes)
+as Python floats (float64) and rounds each to the parameter dtype where a kernel takes it: here they are
+float64 ``[K]`` tensors (float32 on MPS) cast to the parameter dtype just before use. Step counts and
+NAdam's μ product are ``[K]`` tensors of torch's scalar dtype (float32), as torch keeps them.
 
-A ``[K]`` boolean ``active`` mask freezes slices: every write goes through ``torch.where``, so a
-frozen slice's parameters, moments, buffers and step count stay bit for bit as they were (how a
-pack stops a diverged trial without a host sync). The booleans that choose a code path
-(``nesterov``, ``amsgrad``, ``centered``) are shared by the pack; every number may differ per slice.
+A ``[K]`` boolean ``active`` mask freezes slices (every write through ``torch.where``: a frozen slice's
+state stays bit for bit as it was). The booleans that choose a code path (``nesterov``, ``amsgrad``,
+``centered``) are shared by the pack; every number may differ per slice.
 """
 from __future__ import annotations
 
@@ -70,13 +67,10 @@ def _sgd(params: list[Tensor], grads: list[Tensor], states: list[State], active:
          momentum_off: Tensor | None, fresh: bool = True) -> None:
     """g ← g + λθ; b ← g on a slice's first step, else μb + (1 − τ)g; θ ← θ − η(g + μb if Nesterov else b)."""
     if active is None and not fresh and momentum_off is None:  # every slice steps: the same ops, in place
-        # each coefficient rounded once for all parameters (the same values _c gives; this path runs every step)
-        dtype = params[0].dtype
-        wd, mu, keep, step = (h.to(dtype) for h in (weight_decay, momentum, 1 - dampening, -lr))
+        rounded = {t: [h.to(t) for h in (weight_decay, momentum, 1 - dampening, -lr)]  # as _c rounds, once a step
+                   for t in {p.dtype for p in params}}
         for p, g, s in zip(params, grads, states):
-            if p.dtype != dtype:
-                wd, mu, keep, step = (h.to(p.dtype) for h in (weight_decay, momentum, 1 - dampening, -lr))
-                dtype = p.dtype
+            wd, mu, keep, step = rounded[p.dtype]
             if decay:
                 g = g.addcmul(p, _rows(wd, p))
             d = g

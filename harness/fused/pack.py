@@ -45,14 +45,15 @@ from harness.errors import StorageError
 from harness.engine import checkpoint as ckpt
 from harness.engine.build import Trial, build, param_groups
 from harness.engine.callbacks import Diverged
-from harness.engine.diagnostics import Diagnostics, Probe, profiles
+from harness.engine.diagnostics import Diagnostics, Probe
 from harness.engine.checkpoint import Preempted
 from harness.engine.environment import environment
 from harness.engine.runtime import defer_dynamo, tune_cpu
 from harness.engine.loop import _accelerator, _now, clipper, close_epoch, run_trial, trial_callbacks
-from harness.fused.models import slice_rows, stack_models
+from harness.fused.models import stack_models
 from harness.fused.optim import FusedOptimizer, build_fused
 from harness.fused.plan import pack_id
+from harness.fused.probe import profile_slices
 from harness.registries import OPTIMIZERS
 from harness.store.records import atomic_write
 from harness.spec import COMPLETED, DIVERGED, FAILED, INTERRUPTED, Record, TrialSpec, summarize_history
@@ -469,7 +470,7 @@ def _end_epoch(slices: list[_Slice], stacked: nn.Module, c: Cursor, epoch_train:
         test_loss, test_acc = evaluate_pack(stacked, test, len(slices))
     epoch_eval = run0.clock() - start
     c.eval_s += epoch_eval
-    _profile_pack(stacked, slices, live)
+    profile_slices(stacked, {k: _probe(slices[k]) for k in live}, [s.dropout for s in slices])  # one forward
     for k in live:
         s = slices[k]
         metrics = {"train_acc": train_acc[k], "val_loss": val_loss[k], "val_acc": val_acc[k],
@@ -486,43 +487,6 @@ def _end_epoch(slices: list[_Slice], stacked: nn.Module, c: Cursor, epoch_train:
 
 def _probe(s: _Slice) -> Probe | None:
     return next((cb.probe for cb in s.hooks.callbacks if isinstance(cb, Diagnostics)), None)
-
-
-@torch.no_grad()
-def _profile_pack(stacked: nn.Module, slices: list[_Slice], live: list[int]) -> None:
-    """The epoch's activation profiles of the live slices from one forward of the stacked model on the
-    probe batch: what each slice's own probe (``harness.engine.diagnostics.Probe``) measures, in train
-    mode, with the dropout masks its stream gives, leaving the model, its BatchNorm statistics and every
-    stream as they were. Each probe then returns its slice's profile instead of running its model."""
-    probes = [_probe(slices[k]) for k in live]
-    if not probes or any(p is None for p in probes):
-        return
-    x = probes[0].x
-    if any(p.x is not x and not torch.equal(p.x, x) for p in probes):
-        return  # not one probe batch (it always is: the slices share their data); each slice probes alone
-    rows: dict[str, list[dict[str, float]]] = {}
-    hooks = []
-    for name, module in probes[0].layers:
-        def hook(module: nn.Module, inputs: Any, out: Tensor, name: str = name) -> None:
-            rows[name] = profiles(module, slice_rows(stacked, name, out))
-        hooks.append(stacked.get_submodule(name).register_forward_hook(hook))
-    buffers = {k: b.clone() for k, b in stacked.named_buffers()}
-    streams = [s.dropout.get_state() if s.dropout is not None else None for s in slices]
-    was_training = stacked.training
-    stacked.train()
-    try:
-        stacked(x.expand(len(slices), *x.shape))
-    finally:
-        for h in hooks:
-            h.remove()
-        stacked.train(was_training)
-        for k, b in stacked.named_buffers():
-            b.copy_(buffers[k])
-        for s, state in zip(slices, streams):
-            if state is not None:
-                s.dropout.set_state(state)
-    for k, probe in zip(live, probes):
-        probe.given = {name: rows[name][k] for name, _ in probe.layers if name in rows}
 
 
 def _finish(s: _Slice, c: Cursor) -> None:
