@@ -85,7 +85,7 @@ def profiles(module: nn.Module, y: torch.Tensor) -> list[dict[str, float]]:
 class Probe:
     """Profiles one model on a fixed batch of training data, leaving its training untouched.
     ``given``: the next ``activations()``, computed elsewhere (a fused pack profiles all its slices in
-    one forward of the stacked model, ``harness.fused.pack``)."""
+    one forward of the stacked model, ``harness.fused.probe``)."""
 
     def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
         self.model, self.x, self.y = model, x, y

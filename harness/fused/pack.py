@@ -192,8 +192,7 @@ def _optimizer(stacked: nn.Module, slices: list[_Slice]) -> FusedOptimizer:
 def _build(slices: list[_Slice], pid: str, accelerator: Any) -> tuple[list[_Slice], nn.Module, FusedOptimizer]:
     device = accelerator.device
     tuned = tune_cpu() if device.type == "cpu" else {"flush_denormal": False}  # as a trial alone
-    if not any(s.spec.config["compile"] for s in slices):  # never true: a pack refuses compile (fused.plan)
-        defer_dynamo()  # the trials' torch optimizers are built, never stepped: no dynamo import (1.7 s)
+    defer_dynamo()  # the trials' torch optimizers are built, never stepped: no dynamo import (1.7 s); no pack compiles
     built = []
     for s in slices:
         try:
