@@ -31,8 +31,9 @@ changing training: the buffers (BatchNorm's running statistics) and the random n
 """
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -82,6 +83,27 @@ def profiles(module: nn.Module, y: torch.Tensor) -> list[dict[str, float]]:
     return [{key: _round(v[k]) for key, v in values.items()} for k in range(len(flat))]
 
 
+@contextlib.contextmanager
+def probing(model: nn.Module, layers: list[tuple[str, nn.Module]],
+            profile: Callable[[str, nn.Module, torch.Tensor], None]) -> Iterator[None]:
+    """``model`` in train mode with ``profile(name, module, output)`` hooked on each of ``layers``; on leaving,
+    the hooks removed, its mode and its buffers (BatchNorm statistics) as they were."""
+    hooks = [module.register_forward_hook(lambda m, inputs, out, name=name: profile(name, m, out))
+             for name, module in layers]
+    buffers = {k: b.detach().clone() for k, b in model.named_buffers()}
+    was_training = model.training
+    model.train()
+    try:
+        yield
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+        with torch.no_grad():
+            for k, b in model.named_buffers():
+                b.copy_(buffers[k])
+
+
 class Probe:
     """Profiles one model on a fixed batch of training data, leaving its training untouched.
     ``given``: the next ``activations()``, computed elsewhere (a fused pack profiles all its slices in
@@ -97,25 +119,15 @@ class Probe:
                  ) -> tuple[Any, dict[str, dict[str, float]]]:
         """``then(output)`` runs before the buffers are restored (a backward needs them as they were)."""
         stats: dict[str, dict[str, float]] = {}
-        hooks = []
-        for name, module in self.layers:
-            def hook(module: nn.Module, inputs: Any, out: torch.Tensor, name: str = name) -> None:
-                stats[name] = profiles(module, out.unsqueeze(0))[0]
-            hooks.append(module.register_forward_hook(hook))
-        buffers = {k: b.detach().clone() for k, b in self.model.named_buffers()}
+
+        def profile(name: str, module: nn.Module, out: torch.Tensor) -> None:
+            stats[name] = profiles(module, out.unsqueeze(0))[0]
+
         rng = ckpt.global_rng_state()
-        was_training = self.model.training
-        self.model.train()
         try:
-            with torch.set_grad_enabled(grad):
+            with probing(self.model, self.layers, profile), torch.set_grad_enabled(grad):
                 result = then(self.model(self.x))
         finally:
-            for h in hooks:
-                h.remove()
-            self.model.train(was_training)
-            with torch.no_grad():
-                for k, b in self.model.named_buffers():
-                    b.copy_(buffers[k])
             ckpt.set_global_rng_state(rng)
         return result, stats
 

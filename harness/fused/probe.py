@@ -10,12 +10,10 @@ Each profile equals the slice's own to the 4 digits a profile keeps (``tests/tes
 """
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor, nn
 
-from harness.engine.diagnostics import Probe, profiles
+from harness.engine.diagnostics import Probe, probing, profiles
 from harness.fused.models import slice_rows
 
 
@@ -32,23 +30,16 @@ def profile_slices(stacked: nn.Module, probes: dict[int, Probe | None], streams:
     if any(p.x is not x and not torch.equal(p.x, x) for p in probes.values()):
         return  # the slices share their data, so this does not happen; if it did, each would probe alone
     rows: dict[str, list[dict[str, float]]] = {}
-    hooks = []
-    for name, _ in first.layers:
-        def hook(module: nn.Module, inputs: Any, out: Tensor, name: str = name) -> None:
-            rows[name] = profiles(module, slice_rows(stacked, name, out))
-        hooks.append(stacked.get_submodule(name).register_forward_hook(hook))
-    buffers = {k: b.clone() for k, b in stacked.named_buffers()}
+
+    def profile(name: str, module: nn.Module, out: Tensor) -> None:
+        rows[name] = profiles(module, slice_rows(stacked, name, out))
+
+    layers = [(name, stacked.get_submodule(name)) for name, _ in first.layers]
     states = [g.get_state() if g is not None else None for g in streams]
-    was_training = stacked.training
-    stacked.train()
     try:
-        stacked(x.expand(len(streams), *x.shape))
+        with probing(stacked, layers, profile):
+            stacked(x.expand(len(streams), *x.shape))
     finally:
-        for h in hooks:
-            h.remove()
-        stacked.train(was_training)
-        for k, b in stacked.named_buffers():
-            b.copy_(buffers[k])
         for g, state in zip(streams, states):
             if g is not None:
                 g.set_state(state)
