@@ -360,13 +360,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    from harness.report import collect
-    from harness.report.aggregate import write_runs
+    from harness.report.aggregate import collect, write_runs
 
     results = _results_dir(args.dir)
     c = collect(results)
     out = Path(args.output) if args.output else layout.collected_path(results, args.csv)
     runs = write_runs(c, out, args.csv)
+    for path, why in c.corrupt.items():
+        _warn(f"harness: left out {path} ({why}); `harness run` runs that trial again")
     _say(f"{out}  ({len(runs)} trials, {len(runs.columns)} columns)")
     return EXIT_OK
 

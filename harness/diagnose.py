@@ -38,7 +38,8 @@ from harness.engine import diagnostics as diag
 from harness.engine.build import Trial, build, seed_everything
 from harness.engine.step import Step
 from harness.errors import UsageError
-from harness.spec import Record, TrialSpec, json_safe
+from harness.spec import TrialSpec, json_safe
+from harness.store.records import READ_ERRORS, read_record
 
 @dataclass
 class Overfit:
@@ -297,8 +298,8 @@ def resolve_target(target: str, overrides: list[str] | None = None, index: int =
     if path.suffix != ".json":
         raise UsageError(f"{target}: expected a suite (.yaml) or a trial record (.json)")
     try:
-        record = Record.from_json(path.read_bytes())
-    except (ValueError, TypeError) as e:
+        record = read_record(path)
+    except READ_ERRORS as e:
         raise UsageError(f"{target}: not a trial record ({e})") from None
     config = record.config
     if overrides:

@@ -21,7 +21,12 @@ import this one without ever joining an import cycle.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+# A suite's name is a folder's name: letters, digits, _ . -, starting with a letter or digit (so never
+# "..", never a path); a name read from a record or plan is checked again before it names a folder.
+SUITE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
 TRIALS_DIR = "trials"
 PLAN_FILE = "plan.json"
@@ -50,6 +55,10 @@ WORKING_DIRS = (LOCK_DIR, CHECKPOINT_DIR, TRACKING_DIR)
 
 
 def suite_dir(root: Path | str, suite: str) -> Path:
+    """``root/suite``; a name that is not a suite's (``../x``, ``a/b``, empty) is a ``ValueError``, so that a
+    value read from a record can never name a folder outside ``root``."""
+    if not isinstance(suite, str) or not SUITE_NAME.fullmatch(suite):
+        raise ValueError(f"suite name {str(suite)[:120]!r} is not a folder name (letters, digits, _ . -, at most 100)")
     return Path(root) / suite
 
 

@@ -66,7 +66,7 @@ def read_results(folder: Path, side: str) -> list[Record]:
     found = scan(folder)
     if found.corrupt:
         path, why = next(iter(found.corrupt.items()))
-        raise UsageError(f"{side} {folder}: unreadable record {path.name} ({why})")
+        raise UsageError(f"{side} {folder}: unreadable or edited record {path.name} ({why})")
     if not found.records:
         raise UsageError(f"{side} {folder}: no records")
     return list(found.records.values())

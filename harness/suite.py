@@ -23,6 +23,7 @@ import harness.data  # noqa: F401
 import harness.models  # noqa: F401
 from harness import search
 from harness.errors import ConfigError
+from harness.layout import SUITE_NAME
 from harness.fused.plan import parse_fuse
 from harness.registry import check_keys, check_value, near_miss, resolve_params
 from harness.settings import (
@@ -54,7 +55,6 @@ SUITE_KEYS = {
               "expect, margin, target}] (harness/claims.py; harness verify)",
 }
 METRICS = ["test_acc", "test_loss", "val_acc", "val_loss", "train_acc", "train_loss"]
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def resolve_trial(raw: dict[str, Any], path: str) -> dict[str, Any]:
@@ -209,7 +209,7 @@ def _build(raw: dict[str, Any], file: str, sha: str, overrides: tuple[str, ...],
     if "name" not in raw:
         raise ConfigError("name", "missing: every suite needs a name (it names its results folder)")
     name = check_value(str, raw["name"], "name")
-    if not _NAME.match(name) or len(name) > 100:
+    if not SUITE_NAME.fullmatch(name):
         raise ConfigError("name", f"use at most 100 letters, digits, '_', '.', '-', starting with a letter or digit "
                                   f"(it names a folder and a SLURM job), got {name[:120]!r}")
     description = check_value(str, raw.get("description", ""), "description")

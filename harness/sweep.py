@@ -101,7 +101,7 @@ def run_suite(suite: Suite, results: Path, pool: Pool, say: Say = _quiet, warn: 
     write_plan(results, suite.to_dict(), suite.trials)
     found = scan(results)
     for path, why in found.corrupt.items():
-        warn(f"harness: unreadable record {path} ({why}); running that trial again")
+        warn(f"harness: unreadable or edited record {path} ({why}); running that trial again")
     if suite.search and suite.search.get("halving"):
         trials = _run_halving(suite, results, pool, slots, say)
     else:

@@ -155,3 +155,29 @@ def test_a_planted_checkpoint_runs_nothing_and_the_trial_or_pack_starts_over(tmp
     assert not marker.exists()
     assert [r.status for r in records] == [COMPLETED, COMPLETED]
     assert all("holds more than tensors" in r.diagnostics["checkpoint"] for r in records)
+
+
+@pytest.mark.parametrize("damage", ["tensors", "cursor"])
+def test_a_checkpoint_that_no_longer_fits_starts_the_trial_over_and_says_why(tmp_path, damage):
+    """Tensors of another shape (the model's code changed under the same trial id) or a damaged cursor: the
+    trial starts over from its initial state, saying why, and ends as an uninterrupted run (issue 29.12: the
+    trial was recorded failed)."""
+    import torch
+
+    spec = _spec(regularizers=[], schedule="constant")
+    whole = run_trial(spec)
+    path = checkpoint_path(tmp_path, spec.trial_id)
+    run_trial(spec, checkpointing=Checkpointing(path, _stop_after(20)))
+    state = torch.load(path, weights_only=True)
+    if damage == "tensors":
+        key = next(k for k in state["model"] if k.endswith("weight"))
+        state["model"][key] = torch.zeros(7, 3)
+    else:
+        state["cursor"]["epoch"] = 0
+    torch.save(state, path)
+    resumed = run_trial(spec, checkpointing=Checkpointing(path))
+    assert resumed.status == COMPLETED, resumed.reason
+    why = resumed.diagnostics["checkpoint"]
+    assert "does not fit this trial" in why and "started over" in why
+    assert "resumed_at_step" not in resumed.diagnostics
+    assert _comparable(resumed)[:2] == _comparable(whole)[:2]

@@ -2,11 +2,13 @@
 stays within half its time limit, and chunking never leaves the cluster's slots idle (with slots to
 spare, one trial a task ends soonest)."""
 import math
+import textwrap
 
 import pytest
 from conftest import write_suite
 
-from harness.launch.chunking import STARTUP_S, auto_chunk, parse_time, seconds_from_budget
+from harness.launch.chunking import STARTUP_S, auto_chunk, forward_flops, parse_time, seconds_from_budget
+from harness.plugins import load_plugins
 from harness.spec import COMPLETED, Record
 from harness.suite import load_suite
 
@@ -65,10 +67,54 @@ def test_large_trials_get_a_task_each(tmp_path):
 def test_without_records_the_budget_estimates_the_time(tmp_path):
     tiny = load_suite(str(write_suite(tmp_path, TINY))).trials
     big = load_suite(str(write_suite(tmp_path, RESNET, "big.yaml"))).trials
-    small_s, big_s = seconds_from_budget(tiny[0], 1, 0), seconds_from_budget(big[0], 1, 0)
+    (small_s, small_why), (big_s, big_why) = seconds_from_budget(tiny[0], 1, 0), seconds_from_budget(big[0], 1, 0)
+    assert small_why == big_why == ""
     # a digits MLP of 100 epochs: about a second of FLOPs; a ResNet-56 on CIFAR-10 for 100 epochs: days on a core
     assert 0.05 < small_s < 60 and big_s > 100_000 and big_s / small_s > 1e4
-    assert seconds_from_budget(big[0], 1, 1) < big_s / 100  # a GPU
+    assert seconds_from_budget(big[0], 1, 1)[0] < big_s / 100  # a GPU
     chunk, why = auto_chunk(list(tiny), [], {"max_parallel": 4})
     assert chunk == 4 and "from their budgets" in why
     assert auto_chunk(list(big), [], {"max_parallel": 4, "gpus_per_task": 1})[0] == 1
+
+
+@pytest.mark.parametrize("norm", ["batchnorm", "layernorm", "groupnorm", "none"])
+def test_a_model_is_counted_whatever_its_normalization(tmp_path, norm):
+    """BatchNorm in training mode refuses a batch of one (issue 27: every suite with BatchNorm crashed
+    submit); the count runs in eval mode and gives the same FLOPs as the model without the layer, give or take
+    the normalization's own few."""
+    text = TINY.replace("batch_size: 16", f"batch_size: 16\n  norm: {norm}")
+    spec = load_suite(str(write_suite(tmp_path, text))).trials[0]
+    plain = load_suite(str(write_suite(tmp_path, TINY, "plain.yaml"))).trials[0]
+    flops, why = forward_flops(spec)
+    assert why == "" and flops == pytest.approx(forward_flops(plain)[0], rel=0.05)
+    assert flops > 2 * 64 * 64  # a 64-wide hidden layer at least
+
+
+def test_a_model_that_cannot_be_counted_falls_back_to_the_per_step_cost(tmp_path):
+    """A plugin model whose forward fails on the meta device (it reads its input's values) still gets a chunk;
+    the reason is in what submit prints."""
+    plugin = tmp_path / "needs_data.py"
+    plugin.write_text(textwrap.dedent("""
+        import torch
+        from harness.api import MODELS
+
+        class Peeky(torch.nn.Module):
+            def __init__(self, ctx):
+                super().__init__()
+                self.fc = torch.nn.Linear(64, ctx.num_classes)
+
+            def forward(self, x):
+                if x.flatten(1).sum().item() > 0:  # data-dependent control flow: no value on the meta device
+                    x = -x
+                return self.fc(x.flatten(1))
+
+        @MODELS.register("peeky")
+        def peeky(ctx):
+            return Peeky(ctx)
+    """))
+    load_plugins([str(plugin)])
+    trials = list(load_suite(str(write_suite(tmp_path, TINY.replace("{name: mlp, depth: 2, width: 64}", "peeky")))).trials)
+    seconds, why = seconds_from_budget(trials[0], 1, 0)
+    assert seconds > 0 and why.split(":")[0] in ("NotImplementedError", "RuntimeError"), why
+    chunk, said = auto_chunk(trials, [], {"max_parallel": 4})
+    assert chunk == 4 and "FLOPs not counted" in said and "per-step cost only" in said, said

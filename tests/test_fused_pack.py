@@ -337,3 +337,61 @@ def test_a_pack_that_keeps_ending_its_process_trains_its_trials_alone(tmp_path):
     assert again.returncode == 0, again.stderr
     records = scan(results / "fused-small").records.values()
     assert len(records) == 3 and all(r.status == COMPLETED and "fused" not in r.environment for r in records)
+
+
+def _interrupted_pack(specs, path, at: int = 15):
+    calls = {"n": 0}
+
+    def stop():  # the 15th question is after step 14, mid-epoch 2 (10 steps an epoch)
+        calls["n"] += 1
+        return calls["n"] == at
+
+    assert [r.status for r in run_pack(specs, path, stop)] == [INTERRUPTED] * len(specs) and path.exists()
+
+
+def _same_records(got, want):
+    for a, b in zip(want, got):
+        assert b.trial_id == a.trial_id and b.config == a.config and b.status == a.status
+        assert [h["train_loss"] for h in b.history] == [h["train_loss"] for h in a.history], b.config["optimizer"]
+        assert [h["test_acc"] for h in b.history] == [h["test_acc"] for h in a.history]
+
+
+def test_a_pack_resumed_with_its_trials_in_another_order_gives_each_trial_its_own_state(tmp_path):
+    """The same trials in another order (a suite's grid values or seeds reordered) make the same pack; each
+    trial resumes from its own slice, by trial id, and ends with its uninterrupted record (issue 29.1: slices
+    were matched by position, and every record after the resume was another trial's)."""
+    specs = _specs(tmp_path, SMALL.replace("1.0e+6", "0.1"), ["base.norm=batchnorm"])
+    whole = run_pack(specs)
+    path = tmp_path / "pack.pt"
+    _interrupted_pack(specs, path)
+    turned = [specs[2], specs[0], specs[1]]
+    assert pack_id(turned) == pack_id(specs)
+    resumed = run_pack(turned, path)
+    assert [r.trial_id for r in resumed] == [s.trial_id for s in turned]  # in the order asked
+    assert all(r.diagnostics.get("resumed_at_step") == [14] for r in resumed)
+    _same_records(resumed, [whole[2], whole[0], whole[1]])
+
+
+def test_a_damaged_pack_checkpoint_starts_the_pack_over_and_says_why(tmp_path):
+    """A checkpoint of the right format and pack whose cursor is damaged (issue 29.12: a TypeError on every
+    run until deleted) or whose tensors do not fit the pack: the pack starts over, each record says why."""
+    import torch
+
+    specs = _specs(tmp_path, SMALL.replace("1.0e+6", "0.1"))
+    whole = run_pack(specs)
+    path = tmp_path / "pack.pt"
+    for damage in ("cursor", "tensors"):
+        path.unlink(missing_ok=True)  # run_pack leaves its last checkpoint; execute_unit removes it
+        _interrupted_pack(specs, path)
+        state = torch.load(path, weights_only=True)
+        if damage == "cursor":
+            state["cursor"] = {**state["cursor"], "batches": "four"}
+        else:
+            key = next(k for k in state["model"] if k.endswith("weight"))
+            state["model"][key] = torch.zeros(3, 2, 2)
+        torch.save(state, path)
+        again = run_pack(specs, path)
+        _same_records(again, whole)
+        for r in again:
+            assert "does not fit this pack" in r.diagnostics["checkpoint"] and "started over" in r.diagnostics["checkpoint"]
+            assert "resumed_at_step" not in r.diagnostics

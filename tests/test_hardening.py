@@ -135,13 +135,13 @@ def test_a_broken_results_folder_still_reports_and_a_run_replaces_the_bad_record
     assert code == 0, err
     text = next((results / "report").glob("*.md")).read_text()
     for victim in victims:
-        assert f"Unreadable record left out: {victim}" in text
+        assert f"Record left out, unreadable or edited: {victim}" in text
     assert "final.test_acc: expected a number or null, got a string" in text
 
     suite = write_suite(tmp_path, SIX)
     r = harness_cli("run", suite, "--results", tmp_path, "--no-report")
     assert r.returncode == 0, r.stderr
-    assert r.stderr.count("unreadable record") == 3 and "running the other 3" in r.stdout
+    assert r.stderr.count("unreadable or edited record") == 3 and "running the other 3" in r.stdout
     assert _finals(results) == _finals(reference)  # every trial has its one record again, as it was
 
 

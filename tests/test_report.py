@@ -93,7 +93,8 @@ def test_report_of_a_sweep_where_nothing_completed_lists_the_failures(tmp_path):
     write_plan(tmp_path, {"name": "s", "axes": ["optimizer"], "report": {}}, specs)
     for spec in specs[:2]:
         write_record(tmp_path, Record(spec.trial_id, "s", 0, "failed", spec.config, dict(spec.axes), reason="boom"))
-    write_record(tmp_path, Record("0123456789ab", "s", 0, "completed", {}, {"optimizer": "gone"}))  # not planned
+    gone = TrialSpec.make("s", {"x": "gone"}, 0, {"optimizer": "gone"})
+    write_record(tmp_path, Record(gone.trial_id, "s", 0, "completed", gone.config, dict(gone.axes)))  # not planned
     files = write_report(tmp_path)
     text = files[0].read_text()
     assert "Trials that did not complete" in text and text.count("| failed |") == 2

@@ -3,28 +3,30 @@ import os
 
 import pytest
 
-from harness.spec import COMPLETED, FAILED, Record
+from harness.spec import COMPLETED, FAILED, Record, trial_id_of
 from harness.store import atomic_write, clean_temp, record_path, scan, write_record
 
 
-def _record(tid="abc", status=COMPLETED):
-    return Record(tid, "s", 0, status, {"x": 1}, {"optimizer": "sgd"}, final={"test_acc": 0.5})
+def _record(x="abc", status=COMPLETED):
+    """A record whose id is its config's and seed's, as every record the harness writes."""
+    return Record(trial_id_of({"x": x}, 0), "s", 0, status, {"x": x}, {"optimizer": "sgd"}, final={"test_acc": 0.5})
 
 
 def test_write_and_scan_round_trip(tmp_path):
-    write_record(tmp_path, _record("a"))
-    write_record(tmp_path, _record("b", FAILED))
+    a, b = _record("a"), _record("b", FAILED)
+    write_record(tmp_path, a)
+    write_record(tmp_path, b)
     found = scan(tmp_path)
-    assert set(found.records) == {"a", "b"}
-    assert found.done("a") and not found.done("b")  # failed trials run again
-    assert found.records["a"].final == {"test_acc": 0.5}
+    assert set(found.records) == {a.trial_id, b.trial_id}
+    assert found.done(a.trial_id) and not found.done(b.trial_id)  # failed trials run again
+    assert found.records[a.trial_id].final == {"test_acc": 0.5}
 
 
 def test_unreadable_record_is_reported_not_used(tmp_path):
-    write_record(tmp_path, _record("a"))
+    write_record(tmp_path, a := _record("a"))
     record_path(tmp_path, "bad").write_text('{"trial_id": "bad", "status": "compl')
     found = scan(tmp_path)
-    assert set(found.records) == {"a"}
+    assert set(found.records) == {a.trial_id}
     assert [p.name for p in found.corrupt] == ["bad.json"]
 
 

@@ -11,7 +11,10 @@ a file planted among them runs nothing.
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 import io
+import math
 import pickle
 import random
 from pathlib import Path
@@ -96,6 +99,20 @@ def load_weights(path: Path, trial_id: str) -> dict[str, Any]:
     return state["model"]
 
 
+def saved_cursor(saved: Any) -> Cursor:
+    """The cursor a checkpoint holds, checked: its fields and nothing else, whole numbers where the loop counts
+    (epoch >= 1, steps and batches >= 0) and finite seconds; anything else is a ``ValueError``."""
+    fields = {f.name: f.type for f in dataclasses.fields(Cursor)}
+    if not isinstance(saved, dict) or set(saved) != set(fields):
+        raise ValueError(f"cursor: expected the fields {', '.join(fields)}, got {saved!r:.200}")
+    for name, value in saved.items():
+        whole = fields[name] in (int, "int")
+        ok = (isinstance(value, int) if whole else isinstance(value, (int, float))) and not isinstance(value, bool)
+        if not ok or (whole and value >= 2**63) or not math.isfinite(value) or value < (1 if name == "epoch" else 0):
+            raise ValueError(f"cursor.{name}: {value!r:.50} is not a{' whole' if whole else ''} count")
+    return Cursor(**saved)
+
+
 class Preempted(Exception):
     """Asked to stop (a scheduler's signal): the trial's state is in its checkpoint."""
 
@@ -153,10 +170,38 @@ class Checkpointer(Callback):
             run.record.diagnostics["checkpoint"] = why
         if state is None:
             return
+        kept = self._kept(run)
+        try:
+            self._resume(run, state)
+        except Exception as e:  # noqa: BLE001 - tensors of another shape, a damaged cursor: start over, say why
+            self._put_back(run, kept)
+            first = (str(e).strip().splitlines() or [""])[0][:200]
+            run.record.diagnostics["checkpoint"] = (f"checkpoint {self.path.name} does not fit this trial "
+                                                    f"({type(e).__name__}: {first}); started over")
+
+    def _kept(self, run: Run) -> dict[str, Any]:
+        """What a resume changes, as it is before: put back when the checkpoint turns out not to fit."""
+        r = run.record
+        return copy.deepcopy({"model": run.accelerator.unwrap_model(run.model).state_dict(),
+                              "optimizer": run.optimizer.state_dict(), "states": self.states(),
+                              "order": run.order.get_state(), "cursor": run.cursor,
+                              "record": (r.history, r.steps, r.diagnostics, r.started_at)})
+
+    def _put_back(self, run: Run, kept: dict[str, Any]) -> None:
+        run.accelerator.unwrap_model(run.model).load_state_dict(kept["model"])
+        run.optimizer.load_state_dict(kept["optimizer"])
+        self.restore(kept["states"])
+        run.order.set_state(kept["order"])
+        run.cursor = kept["cursor"]
+        r = run.record
+        r.history, r.steps, r.diagnostics, r.started_at = kept["record"]
+        self.pending = None
+
+    def _resume(self, run: Run, state: dict[str, Any]) -> None:
         run.accelerator.unwrap_model(run.model).load_state_dict(state["model"])
         run.optimizer.load_state_dict(state["optimizer"])
         saved = state["record"]
-        run.cursor = Cursor(**state["cursor"])
+        run.cursor = saved_cursor(state["cursor"])
         resumes = saved["diagnostics"].get("resumed_at_step", []) + [run.cursor.step]
         run.record.history, run.record.steps = saved["history"], saved["steps"]
         run.record.diagnostics = {**saved["diagnostics"], "resumed_at_step": resumes}

@@ -28,13 +28,11 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import io
 import math
 import traceback
 from pathlib import Path
 from typing import Any, Callable
 
-import orjson
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -52,15 +50,12 @@ from harness.engine.runtime import defer_dynamo, tune_cpu
 from harness.engine.loop import _accelerator, _now, clipper, close_epoch, run_trial, trial_callbacks
 from harness.fused.models import stack_models
 from harness.fused.optim import FusedOptimizer, build_fused
+from harness.fused.checkpoint import pack_state, restore_pack, save_pack
 from harness.fused.plan import pack_id
 from harness.fused.probe import profile_slices
 from harness.registries import OPTIMIZERS
-from harness.store.records import atomic_write
 from harness.spec import COMPLETED, DIVERGED, FAILED, INTERRUPTED, Record, TrialSpec, summarize_history
 from harness.technique import Cursor, Hooks, Run
-
-FORMAT = 2  # of a pack's checkpoint (2: random states as plain data, read weights-only)
-
 
 @dataclasses.dataclass
 class _Slice:
@@ -81,9 +76,25 @@ class _Slice:
 def run_pack(specs: list[TrialSpec], checkpoint: Path | None = None, stop: Callable[[], bool] = lambda: False
              ) -> list[Record]:
     """Train ``specs`` as one pack; their records, in order. With ``checkpoint``, the pack resumes from
-    it and, when ``stop()`` turns true, saves one and returns ``interrupted`` records."""
-    slices = [_Slice(s, Record(s.trial_id, s.suite, s.seed, COMPLETED, s.config, dict(s.axes), started_at=_now()))
-              for s in specs]
+    it and, when ``stop()`` turns true, saves one and returns ``interrupted`` records.
+
+    Slice k of the stacked model is the k-th trial by trial id, whatever order ``specs`` come in (a suite whose
+    grid values or seeds were reordered makes the same pack, by ``pack_id``), and the checkpoint names the
+    trial of each slice: a resumed pack never hands one trial another's weights."""
+    order = sorted(range(len(specs)), key=lambda i: specs[i].trial_id)
+    records = _run_sorted([specs[i] for i in order], checkpoint, stop)
+    out: list[Record | None] = [None] * len(specs)
+    for i, record in zip(order, records):
+        out[i] = record
+    return out  # type: ignore[return-value]
+
+
+def _fresh(spec: TrialSpec) -> Record:
+    return Record(spec.trial_id, spec.suite, spec.seed, COMPLETED, spec.config, dict(spec.axes), started_at=_now())
+
+
+def _run_sorted(specs: list[TrialSpec], checkpoint: Path | None, stop: Callable[[], bool]) -> list[Record]:
+    slices = [_Slice(s, _fresh(s)) for s in specs]
     try:
         _train(slices, pack_id(specs), checkpoint, stop)
     except Preempted as e:
@@ -98,8 +109,8 @@ def run_pack(specs: list[TrialSpec], checkpoint: Path | None = None, stop: Calla
         half = len(specs) // 2
         if checkpoint is not None:
             ckpt.remove(checkpoint)
-        return (run_pack(specs[:half], _sibling(checkpoint, specs[:half]), stop)
-                + run_pack(specs[half:], _sibling(checkpoint, specs[half:]), stop))
+        return (_run_sorted(specs[:half], _sibling(checkpoint, specs[:half]), stop)
+                + _run_sorted(specs[half:], _sibling(checkpoint, specs[half:]), stop))
     for s in slices:
         s.record.finished_at = s.record.finished_at or _now()
     return [s.record for s in slices]
@@ -255,61 +266,29 @@ def evaluate_pack(stacked: nn.Module, loader: Any, k: int) -> tuple[list[float],
     return [v / n for v in loss_sum.tolist()], [v / n for v in correct.tolist()]
 
 
-def _state(slices: list[_Slice], pid: str, cursor: Cursor, stacked: nn.Module, optimizer: FusedOptimizer,
-           orders: list[Tensor]) -> dict[str, Any]:
-    return {"format": FORMAT, "pack": pid, "cursor": vars(cursor), "model": stacked.state_dict(),
-            "optimizer": optimizer.state_dict(), "global": ckpt.global_rng_state(),
-            # orjson writes the dataclass as Record.to_json's content (NaN as null) 150x faster: 4 ms a slice
-            # an epoch was a third of a K=64 pack's checkpoint time
-            "slices": [{"record": orjson.dumps(s.record).decode(), "live": s.live, "final_epoch": s.run.final_epoch,
-                        "callbacks": s.hooks.state_dict(), "schedule": s.trial.schedule_state, "order": order,
-                        "rng": s.run.rng.state(), "dropout": s.dropout.get_state()}
-                       for s, order in zip(slices, orders)]}
-
-
-def _save(path: Path, state: dict[str, Any]) -> None:
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    atomic_write(path, buffer.getvalue())  # a kill mid-write leaves the previous checkpoint whole
-
-
-def _restore(path: Path, pid: str, slices: list[_Slice], stacked: nn.Module, optimizer: FusedOptimizer
-             ) -> Cursor | None:
-    """Put a pack back from its checkpoint; None (and each record says why) when there is none usable."""
-    if not path.exists():
-        return None
-    state, why = ckpt.load_file(path, "pack checkpoint")
-    ok = (isinstance(state, dict) and state.get("format") == FORMAT and state.get("pack") == pid
-          and len(state.get("slices", ())) == len(slices))
-    why = why or f"pack checkpoint {path.name} is not this pack's; started over"
-    if not ok:
-        for s in slices:
-            s.record.diagnostics["checkpoint"] = why
-        return None
-    stacked.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    cursor = Cursor(**state["cursor"])
-    for s, saved in zip(slices, state["slices"]):
-        s.record = s.run.record = Record.from_json(saved["record"])
-        s.live, s.run.final_epoch, s.run.cursor = saved["live"], saved["final_epoch"], cursor
-        if s.live:
-            s.record.diagnostics["resumed_at_step"] = s.record.diagnostics.get("resumed_at_step", []) + [cursor.step]
-        s.hooks.load_state_dict(saved["callbacks"])
-        if s.trial.schedule_state is not None:
-            s.trial.schedule_state.clear()
-            s.trial.schedule_state.update(saved["schedule"])
-        s.run.order.set_state(saved["order"])
-        s.pending = {"rng": saved["rng"], "dropout": saved["dropout"], "global": state["global"]}
-    return cursor
-
-
 def _train(all_slices: list[_Slice], pid: str, checkpoint: Path | None, stop: Callable[[], bool]) -> None:
     accelerator = _accelerator("no")
     slices, stacked, optimizer = _build(all_slices, pid, accelerator)
     if not slices:
         return
+    c = None
+    if checkpoint is not None:
+        try:
+            c = restore_pack(checkpoint, pid, slices, stacked, optimizer)
+        except Exception as e:  # noqa: BLE001 - a damaged checkpoint costs its progress, never the pack
+            first = (str(e).strip().splitlines() or [""])[0][:200]
+            why = (f"pack checkpoint {checkpoint.name} does not fit this pack ({type(e).__name__}: {first}); "
+                   "started over")
+            ckpt.remove(checkpoint)
+            for s in all_slices:  # built again from scratch: nothing of the damaged file stays
+                s.record, s.live, s.pending = _fresh(s.spec), True, None
+            slices, stacked, optimizer = _build(all_slices, pid, accelerator)
+            for s in slices:
+                s.record.diagnostics["checkpoint"] = why
+            if not slices:
+                return
+    c = c or Cursor()
     K, t0, config = len(slices), slices[0].trial, slices[0].spec.config
-    c = (_restore(checkpoint, pid, slices, stacked, optimizer) if checkpoint is not None else None) or Cursor()
     mask = [s.live for s in slices]
     optimizer.set_active(mask)
     for s in slices:
@@ -392,7 +371,7 @@ def _train(all_slices: list[_Slice], pid: str, checkpoint: Path | None, stop: Ca
             _hooks(slices, bound, "after_step")
             if checkpoint is not None and c.step < t0.total_steps and stop():
                 c.epoch_train_s = run0.clock() - started
-                _save(checkpoint, _state(slices, pid, c, stacked, optimizer, orders))
+                save_pack(checkpoint, pack_state(slices, pid, c, stacked, optimizer, orders))
                 raise Preempted(f"stopped at step {c.step} (epoch {c.epoch}) when asked; resumes from its checkpoint")
             if c.step >= t0.total_steps:
                 break
@@ -401,7 +380,7 @@ def _train(all_slices: list[_Slice], pid: str, checkpoint: Path | None, stop: Ca
         optimizer.set_active(mask)
         c.batches, c.epoch_train_s = 0, 0.0
         if checkpoint is not None and any(s.live for s in slices):
-            _save(checkpoint, _state(slices, pid, Cursor(c.epoch + 1, c.step, 0, c.train_s, c.eval_s), stacked,
+            save_pack(checkpoint, pack_state(slices, pid, Cursor(c.epoch + 1, c.step, 0, c.train_s, c.eval_s), stacked,
                                      optimizer, [s.run.order.get_state() for s in slices]))
             if stop():
                 raise Preempted(f"stopped after epoch {c.epoch} when asked; resumes from its checkpoint")

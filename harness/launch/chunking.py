@@ -60,27 +60,43 @@ def seconds_from_records(records: list[Record], epochs: list[int]) -> float | No
     return statistics.median(per_epoch) * statistics.median(epochs)
 
 
-def seconds_from_budget(spec: TrialSpec, cpus: int, gpus: int) -> float:
-    """A trial's seconds from its budget: training FLOPs (3 x the forward's, per sample) over the epochs'
-    samples, plus evaluating the validation and test splits each epoch, at a nominal rate; plus STEP_S a step."""
+def forward_flops(spec: TrialSpec) -> tuple[float | None, str]:
+    """(FLOPs of one sample's forward, "") counted on the meta device, or (None, why) where the model
+    cannot be counted (a plugin model that needs real data, say): an estimate never stops a submission.
+
+    The model is counted in eval mode on a batch of two: BatchNorm in training mode refuses a batch of
+    one, and eval mode runs the same layers (dropout and drop-path cost nothing either way)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     import torch
 
-    from harness.registries import DATASETS, MODELS, NORMS
+    from harness.registries import MODELS, NORMS
     from harness.models import ModelContext
 
     config = spec.config
-    caps = DATASETS.get(config["dataset"]["name"]).caps
+    caps = _dataset_caps(config)
     norm = config["norm"]
     ctx = ModelContext(in_shape=caps.in_shape, num_classes=caps.num_classes,
                        norm=lambda features, dims: NORMS.build(norm, features, dims))
-    with torch.device("meta"):
-        model = MODELS.build(config["model"], ctx)
-        counter = FlopCounterMode(display=False)
-        with counter:
-            model(torch.zeros((1, *caps.in_shape)))
-    forward = counter.get_total_flops()
+    try:
+        with torch.device("meta"):
+            model = MODELS.build(config["model"], ctx).eval()
+            counter = FlopCounterMode(display=False)
+            with counter, torch.no_grad():
+                model(torch.zeros((2, *caps.in_shape)))
+    except Exception as e:  # noqa: BLE001 -- any model code may fail on the meta device; the estimate falls back
+        first = (str(e).splitlines() or [""])[0][:200]
+        return None, f"{type(e).__name__}: {first}"
+    return counter.get_total_flops() / 2, ""
+
+
+def seconds_from_budget(spec: TrialSpec, cpus: int, gpus: int) -> tuple[float, str]:
+    """(seconds, why not counted) of a trial from its budget: training FLOPs (3 x the forward's, per sample)
+    over the epochs' samples, plus evaluating the validation and test splits each epoch, at a nominal rate;
+    plus STEP_S a step. Where the forward cannot be counted, the per-step cost alone, and the reason."""
+    config = spec.config
+    caps = _dataset_caps(config)
+    forward, why = forward_flops(spec)
     total = caps.train_size or 10_000
     n_train = min(config["dataset"].get("train_subset") or total, total)
     n_eval = config["dataset"].get("val_size", 0) * 2 + 10_000  # validation, the training probe, a test split
@@ -88,7 +104,13 @@ def seconds_from_budget(spec: TrialSpec, cpus: int, gpus: int) -> float:
     rate = GPU_FLOPS * gpus if gpus else CPU_FLOPS * cpus
     n_train -= min(config["dataset"].get("val_size", 0), n_train // 2)
     steps = math.ceil(n_train / config["batch_size"])
-    return epochs * (forward * (3 * n_train + n_eval) / rate + steps * STEP_S)
+    return epochs * ((forward or 0) * (3 * n_train + n_eval) / rate + steps * STEP_S), why
+
+
+def _dataset_caps(config: dict[str, Any]):
+    from harness.registries import DATASETS
+
+    return DATASETS.get(config["dataset"]["name"]).caps
 
 
 def partition_slots(slurm: dict[str, Any]) -> int | None:
@@ -114,8 +136,11 @@ def auto_chunk(pending: list[TrialSpec], records: list[Record], slurm: dict[str,
     seconds = seconds_from_records(records, [t.config["budget"]["epochs"] for t in pending])
     source = "the suite's records"
     if seconds is None:
-        seconds = statistics.median(seconds_from_budget(t, cpus, gpus) for t in pending[:8])
-        source = "their budgets"
+        estimates = [seconds_from_budget(t, cpus, gpus) for t in pending[:8]]
+        seconds = statistics.median(s for s, _ in estimates)
+        uncounted = [why for _, why in estimates if why]
+        source = "their budgets" + (f" (the model's FLOPs not counted, {uncounted[0]}: the per-step cost only)"
+                                    if uncounted else "")
     seconds = max(seconds, 0.01)
     chunk = math.ceil(STARTUP_S / (OVERHEAD * seconds))  # the start-up at most OVERHEAD of a task
     why = [f"~{seconds:.3g} s a trial from {source}, {STARTUP_S:g} s to start a task"]

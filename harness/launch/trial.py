@@ -29,6 +29,7 @@ from harness.layout import (
 )
 from harness.spec import FAILED, FINAL_STATUSES, INTERRUPTED, STOPPED, Record, TrialSpec
 from harness.store import atomic_write, write_record
+from harness.store.records import READ_ERRORS, read_record
 
 if TYPE_CHECKING:
     from harness.engine.loop import Checkpointing
@@ -101,8 +102,8 @@ def wait_for_lock(results: Path, trial_id: str, wait: bool = True) -> bool:
 def finished(results: Path, trial_id: str) -> Record | None:
     """The trial's record if it is final (completed or diverged); None if absent, not final or unreadable."""
     try:
-        record = Record.from_json(record_path(results, trial_id).read_bytes())
-    except (OSError, ValueError, TypeError, KeyError):
+        record = read_record(record_path(results, trial_id))
+    except READ_ERRORS:  # another trial's record under this name, or an edited one, does not count
         return None
     return record if record.status in FINAL_STATUSES else None
 
@@ -280,8 +281,8 @@ def _run_processes(spec: TrialSpec, results: Path, processes: int, flag: StopFla
             log.seek(0)
             tail = log.read()[-2000:]
     try:
-        return Record.from_json(record_path(results, spec.trial_id).read_bytes())
-    except (OSError, ValueError, TypeError, KeyError):
+        return read_record(record_path(results, spec.trial_id))
+    except READ_ERRORS:
         pass
     record = Record(spec.trial_id, spec.suite, spec.seed, FAILED, spec.config, dict(spec.axes),
                     reason=f"accelerate launch of {processes} processes exited with code {code} and no record")

@@ -11,6 +11,7 @@ rather than silently dropped.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from harness.report.stats import describe_groups
 from harness.spec import COMPLETED, DIVERGED, FAILED, INTERRUPTED, Record, run_id_of
 from harness.errors import UsageError
 from harness.store import scan
+from harness.store.records import read_regular
 
 METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
 
@@ -116,14 +118,15 @@ def _per_trial(records: list[Record], axes: list[str], counts: list[int], frame:
     return pd.concat([pd.DataFrame(ident), frame], axis=1)
 
 
-def _planned(plan_file: Path) -> tuple[dict[str, Any], list[str]]:
-    """The suite and trial ids of a plan; a hand-edited or torn one is bad input, not a traceback."""
+def _planned(plan_file: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The suite of a plan and its trials' axes by trial id, in plan order; a hand-edited or torn plan is bad
+    input, not a traceback."""
     try:
-        plan = json.loads(plan_file.read_text())
-        suite, ids = plan["suite"], [t["trial_id"] for t in plan["trials"]]
-        if not isinstance(suite, dict) or not all(isinstance(i, str) for i in ids):
+        plan = json.loads(read_regular(plan_file))
+        suite, axes = plan["suite"], {t["trial_id"]: t.get("axes") for t in plan["trials"]}
+        if not isinstance(suite, dict) or not all(isinstance(i, str) for i in axes):
             raise TypeError("expected a suite mapping and trial ids")
-        return suite, ids
+        return suite, axes
     except (OSError, ValueError, TypeError, KeyError) as e:
         raise UsageError(f"{plan_file}: not a plan the harness wrote ({type(e).__name__}: {e})") from None
 
@@ -137,12 +140,16 @@ def collect(results: Path) -> Collected:
     missing: list[str] = []
     outside = 0
     if plan_file.exists():
-        # The ids as planned; the runner verified them against their configs when it wrote them.
-        suite, ids = _planned(plan_file)
-        planned = set(ids)
-        missing = [tid for tid in ids if tid not in records]
+        # The ids as planned (scan checked each record's id against its config and seed), labelled with the
+        # plan's axes: axes name what varies in the suite, not the trial, so a record's own (written by an
+        # older version of the suite, or swapped by hand) never puts it in another row
+        suite, planned = _planned(plan_file)
+        for tid, axes in planned.items():
+            if tid in records and isinstance(axes, dict) and records[tid].axes != axes:
+                records[tid] = dataclasses.replace(records[tid], axes=axes)
+        missing = [tid for tid in planned if tid not in records]
         outside = sum(1 for tid in records if tid not in planned)
-        records = {tid: records[tid] for tid in ids if tid in records}  # plan order
+        records = {tid: records[tid] for tid in planned if tid in records}  # plan order
         axes = list(suite.get("axes", []))
     else:
         axes = sorted({a for r in records.values() for a in r.axes})

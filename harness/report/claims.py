@@ -7,6 +7,7 @@ import datetime as dt
 import math
 import shlex
 from collections import Counter
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ class Checked:
     planned: int  # trials in the plan
     devices: list[str]
     train_s: float  # the records' training + evaluation seconds
+    left_out: dict[str, str] = dataclasses.field(default_factory=dict)  # record file -> why (unreadable, edited)
 
     @property
     def overall(self) -> dict[str, str]:
@@ -91,6 +93,7 @@ def claims_section(suite: dict[str, Any], records: list[Record], results: Path) 
 def terminal_lines(checked: Checked) -> list[str]:
     """``harness verify``'s table for one suite."""
     lines = [f"{checked.name}  ({checked.results}, {checked.trials} of {checked.planned} trials have records)"]
+    lines += [f"  left out: {path} ({why})" for path, why in checked.left_out.items()]
     width = max((len(v.claim) for v in checked.rows), default=0)
     for v in checked.rows:
         why = f"  ({v.why})" if v.why and v.verdict != cl.HOLDS else ""
@@ -156,16 +159,19 @@ def verify(targets: list[str], results_root: str) -> list[Checked]:
             suite = load_suite(str(path))
             plan_suite, suite_file = suite.to_dict(), str(path)
             results = suite_dir(results_root, suite.name)
-            ids = [t.trial_id for t in suite.trials]
+            specs = list(suite.trials)
         else:
             plan = read_plan(path)
             if plan is None:
                 raise UsageError(f"{path}: neither a suite file nor a results folder with a plan.json")
-            plan_suite, results = plan[0], path
-            ids = [t.trial_id for t in plan[1]]
+            plan_suite, results, specs = plan[0], path, plan[1]
         if not plan_suite.get("claims"):
             raise UsageError(f"{target}: the suite states no claims (a claims: section)")
-        found = scan(results).records
-        records = [found[tid] for tid in ids if tid in found]  # plan order: workloads in the suite's order
-        out.append(check(plan_suite, records, results, suite_file or plan_suite.get("file", ""), len(ids)))
+        found = scan(results)
+        # plan order (workloads in the suite's order), each labelled with its trial's axes, not the record's own
+        records = [dataclasses.replace(found.records[t.trial_id], axes=dict(t.axes)) for t in specs
+                   if t.trial_id in found.records]
+        checked = check(plan_suite, records, results, suite_file or plan_suite.get("file", ""), len(specs))
+        checked.left_out = {str(p): why for p, why in found.corrupt.items()}
+        out.append(checked)
     return out

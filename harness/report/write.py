@@ -321,7 +321,7 @@ def _problems(c: Collected) -> Section:
     if c.missing:
         section.text.append(f"{len(c.missing)} planned trials have no record yet (run the suite again to finish them).")
     for path, why in c.corrupt.items():
-        section.text.append(f"Unreadable record left out: {path} ({why}); running the suite again replaces it.")
+        section.text.append(f"Record left out, unreadable or edited: {path} ({why}); running the suite again replaces it.")
     if c.outside_plan:
         section.text.append(f"{c.outside_plan} records of trials no longer in the suite's plan are left out.")
     return section

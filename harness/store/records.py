@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any, Iterable
 from harness import layout
 from harness.errors import STORAGE_ERRNOS, storage_error
 from harness.layout import record_path
-from harness.spec import FINAL_STATUSES, Record, TrialSpec
+from harness.spec import FINAL_STATUSES, Record, TrialSpec, trial_id_of
 
 _TMP_PREFIX = ".tmp-"
 
@@ -73,6 +74,45 @@ def write_record(results: Path, record: Record) -> Path:
     return path
 
 
+MAX_RECORD_BYTES = 64 * 2**20  # a record of 10,000 epochs is a few MB; beyond this it is not one the harness wrote
+
+
+def read_regular(path: Path, limit: int = MAX_RECORD_BYTES) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes; anything else (a FIFO, a device, a folder, a
+    huge file) is a ``ValueError`` before a byte is read, so that a planted ``x.json`` can neither hang a
+    scan nor read until memory runs out. Opened non-blocking: opening a FIFO does not wait for a writer."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError("not a regular file")
+        if info.st_size > limit:
+            raise ValueError(f"{info.st_size} bytes, more than the {limit} a harness file holds")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            return f.read(limit + 1)
+    finally:
+        os.close(fd)
+
+
+def read_record(path: Path) -> Record:
+    """The record stored at ``path``, trusted only when it is the trial its name says: its ``trial_id`` is the
+    file's name and the hash of its own config and seed. A record edited by hand (configs or seeds swapped
+    between files, say) or saved under another trial's name is a ``ValueError`` saying so: it is reported,
+    left out of every table, and run again."""
+    record = Record.from_json(read_regular(path))
+    if record.trial_id != Path(path).stem:
+        raise ValueError(f"holds trial {record.trial_id}, not {Path(path).stem}")
+    if not layout.SUITE_NAME.fullmatch(record.suite):  # it names folders (diagnose): data, checked before use
+        raise ValueError(f"suite: {record.suite[:120]!r} is not a suite's name")
+    actual = trial_id_of(record.config, record.seed)
+    if actual != record.trial_id:
+        raise ValueError(f"edited: its config and seed hash to {actual}, not to its trial_id {record.trial_id}")
+    return record
+
+
+READ_ERRORS = (ValueError, TypeError, KeyError, OSError)  # what reading a damaged, foreign or edited file raises
+
+
 @dataclass
 class Scan:
     records: dict[str, Record] = field(default_factory=dict)
@@ -93,10 +133,8 @@ def scan(results: Path) -> Scan:
     names = sorted(e.name for e in os.scandir(folder) if e.name.endswith(".json") and not e.name.startswith("."))
     for path in (folder / name for name in names):
         try:
-            record = Record.from_json(path.read_bytes())
-            if record.trial_id != path.stem:
-                raise ValueError(f"holds trial {record.trial_id}, not {path.stem}")
-        except (ValueError, TypeError, KeyError, OSError) as e:
+            record = read_record(path)
+        except READ_ERRORS as e:
             out.corrupt[path] = f"{type(e).__name__}: {e}"
             continue
         out.records[record.trial_id] = record
@@ -133,7 +171,7 @@ def read_plan_file(path: Path) -> tuple[dict[str, Any], list[TrialSpec]]:
     from harness.errors import UsageError
 
     try:
-        data = json.loads(Path(path).read_text())
+        data = json.loads(read_regular(Path(path)))
         if not isinstance(data, dict) or not isinstance(data.get("suite"), dict) or not isinstance(data.get("trials"), list):
             raise ValueError("expected a mapping with a suite (a mapping) and trials (a list)")
         return data["suite"], [TrialSpec.from_dict(t) for t in data["trials"]]
