@@ -78,9 +78,9 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     _data_root(args)
     suite = _load(args)
     results = suite_dir(args.results, suite.name)
-    listed = run_baseline(suite, results, _pool(args), "harness " + " ".join(sys.argv[1:]), _say, _warn)
+    listed, planned = run_baseline(suite, results, _pool(args), "harness " + " ".join(sys.argv[1:]), _say, _warn)
     _say(f"baseline: {results} ({listed} records, provenance in {layout.PROVENANCE_FILE})")
-    return EXIT_OK if listed == len(suite.trials) else EXIT_TRIALS
+    return EXIT_OK if listed == planned else EXIT_TRIALS
 
 
 def _verdicts(candidate: Path, baseline: Path, metric: str, margin: float, technique: list[str] | None,
@@ -207,7 +207,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     key, swap = swap_technique(args.suite, args.technique)
     _data_root(args)
     _plugins(args)
-    suite = load_suite(args.suite, [*args.overrides, swap, *fuse_overrides(args)])
+    # the suite's claims are about its own trials, which the swap replaces: compare's verdicts are regress's
+    suite = load_suite(args.suite, [*args.overrides, swap, "claims=[]", *fuse_overrides(args)])
     baseline = Path(args.baseline) if args.baseline else suite_dir(args.baselines, suite.name)
     results = run_compare(suite, args.suite, key, Path(args.results), baseline, _pool(args), _say, _warn)
     return _verdicts(results, baseline, args.metric or suite.report["metric"], args.margin, [key],
@@ -280,13 +281,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from harness.claims import FAILS
     from harness.report.claims import page, terminal_lines, verify
+    from harness.store.records import atomic_write
 
     checked = verify(args.targets, args.results)
     for c in checked:
         _say("\n".join(terminal_lines(c)))
     if args.page:
-        from harness.store.records import atomic_write
-
         atomic_write(Path(args.page), page(checked, "harness verify " + " ".join(args.targets)
                                            + f" --results {args.results} --page {args.page}"))
         _say(f"page: {args.page}")

@@ -76,14 +76,15 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def write_provenance(folder: Path, suite: Any, statuses: dict[str, int], command: str) -> int:
-    """After ``harness baseline`` ran ``suite`` into ``folder``: drop the working files and write
-    ``provenance.json`` (how, when, where, and the sha256 of every record); the number of records."""
+def write_provenance(folder: Path, suite: Any, trials: list[Any], statuses: dict[str, int], command: str) -> int:
+    """After ``harness baseline`` ran ``suite`` into ``folder`` (its ``trials``: a search's are its rungs'):
+    drop the working files and write ``provenance.json`` (how, when, where, and the sha256 of every record);
+    the number of records."""
     import datetime as dt
     import shutil
 
     records = scan(folder).records
-    ids = [t.trial_id for t in suite.trials]
+    ids = list(dict.fromkeys(t.trial_id for t in trials))
     if set(records) - set(ids):
         raise UsageError(f"{folder} holds records of trials not in the suite's plan; start from an empty folder")
     if not records:

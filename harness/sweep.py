@@ -186,13 +186,15 @@ def due_for_submission(suite: Suite, results: Path, say: Say = _quiet) -> tuple[
 
 
 def run_baseline(suite: Suite, results: Path, pool: Pool, command: str, say: Say = _quiet,
-                 warn: Say = _quiet) -> int:
+                 warn: Say = _quiet) -> tuple[int, int]:
     """Run ``suite`` into the baselines folder ``results`` and write its provenance (the only way
-    baselines are made); the number of records it lists."""
+    baselines are made); (the records it lists, the trials it planned)."""
     from harness.regress import write_provenance
 
     statuses = run_suite(suite, results, pool, say, warn)
-    return write_provenance(results, suite, dict(statuses), command)
+    # a search's records are its rungs' trials (each stopped at its rung's epochs) beside the suite's own
+    trials = search_step(suite, results).trials if suite.search and suite.search.get("halving") else suite.trials
+    return write_provenance(results, suite, list(trials), dict(statuses), command), len(trials)
 
 
 def swap_technique(suite_file: str, technique: str) -> tuple[str, str]:

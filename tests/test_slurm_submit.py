@@ -1,4 +1,4 @@
-"""`harness submit` on the real local SLURM cluster (slurm/local-cluster.sh): a small suite becomes an
+"""`harness submit` on the real local SLURM cluster (slurm/local-cluster.sh): the smoke suite becomes an
 array job whose tasks write every record; `harness status` sees the tasks; a task requeued while it
 trains (preemption: `scontrol requeue`) or warned before its time limit (USR1) resumes its trial
 from the checkpoint and finishes with exactly one record."""
@@ -7,27 +7,12 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import SLOW, harness_cli, write_suite
+from conftest import REPO, SLOW, harness_cli, write_suite
 from slurm_cluster import job_active, job_fields, slurm_cmd, slurm_cluster, wait_until  # noqa: F401
 
 from harness.engine.checkpoint import checkpoint_path
 from harness.spec import COMPLETED
 from harness.store import scan
-
-SMALL = """
-name: array
-seeds: 2
-budget: {epochs: 2}
-base:
-  dataset: {name: digits, val_size: 200, train_subset: 300}
-  model: {name: mlp, depth: 1, width: 16}
-  batch_size: 50
-grid:
-  optimizer: [{name: sgd, lr: 0.1}, {name: nesterov, lr: 0.05, momentum: 0.9}, {name: adam, lr: 0.003}]
-slurm: {chunk: 2, max_parallel: 1}
-"""
-
-
 
 def _submit(env, tmp_path, text):
     r = harness_cli("submit", write_suite(tmp_path, text), "--results", tmp_path / "res", env=env)
@@ -35,27 +20,6 @@ def _submit(env, tmp_path, text):
     job = re.search(r"job (\d+)", r.stdout)
     assert job, r.stdout + r.stderr
     return job.group(1), r.stdout
-
-
-def test_an_array_job_writes_every_record_and_resubmitting_submits_nothing(slurm_cluster, tmp_path):
-    job, said = _submit(slurm_cluster, tmp_path, SMALL)
-    assert "3 array tasks" in said  # 6 trials, 2 per task
-    results = tmp_path / "res" / "array"
-    status = harness_cli("status", results, env=slurm_cluster)
-    # %1: one task at a time, so right after submission the others wait
-    assert "SLURM array tasks:" in status.stdout and "pending" in status.stdout, status.stdout
-    wait_until(lambda: not job_active(slurm_cluster, job), timeout=180, interval=0.5, what=f"array {job}")
-    tasks = job_fields(slurm_cluster, job)
-    assert len(tasks) == 3 and {(t["JobState"], t["ExitCode"]) for t in tasks} == {("COMPLETED", "0:0")}, tasks
-    found = scan(results)
-    assert len(found.records) == 6 and {r.status for r in found.records.values()} == {COMPLETED}
-    for r in found.records.values():  # records say where they ran
-        assert r.environment["slurm"]["job_id"] and r.environment["slurm"]["array_task_id"] in {"0", "1", "2"}
-        assert r.environment["torch_threads"] == 1  # cpus_per_task, not the node's cores
-    again = harness_cli("submit", tmp_path / "suite.yaml", "--results", tmp_path / "res", env=slurm_cluster)
-    assert again.returncode == 0 and "nothing to submit" in again.stdout
-    done = harness_cli("status", results, env=slurm_cluster)
-    assert re.search(r"completed\s+6\n", done.stdout) and "none pending or running" in done.stdout, done.stdout
 
 
 @pytest.mark.parametrize("how", ["requeue", "usr1"])
@@ -90,3 +54,31 @@ def _only_trial(results):
     trials = json.loads(plan.read_text())["trials"]
     assert len(trials) == 1
     return trials[0]["trial_id"]
+
+
+def test_the_smoke_suite_submitted_as_the_readme_shows_writes_every_record_and_resubmitting_submits_nothing(
+        slurm_cluster, tmp_path):
+    """`harness submit suites/smoke.yaml` (issue 27: its BatchNorm half crashed the chunk estimate before
+    anything was submitted): the array's tasks write a completed record for each of its 16 trials, each
+    saying where it ran; `harness status` sees the tasks; submitting again submits nothing."""
+    suite = REPO / "suites" / "smoke.yaml"
+    r = harness_cli("submit", suite, "--results", tmp_path / "res", env=slurm_cluster)
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"\d+ trials a task: ~\S+ s a trial from their budgets", r.stdout), r.stdout
+    job = re.search(r"job (\d+)", r.stdout).group(1)
+    results = tmp_path / "res" / "smoke"
+    status = harness_cli("status", results, env=slurm_cluster)
+    assert "SLURM array tasks:" in status.stdout, status.stdout
+    wait_until(lambda: not job_active(slurm_cluster, job), timeout=300, interval=1, what=f"array {job}")
+    tasks = job_fields(slurm_cluster, job)
+    assert {(t["JobState"], t["ExitCode"]) for t in tasks} == {("COMPLETED", "0:0")}, tasks
+    found = scan(results)
+    assert len(found.records) == 16 and {r.status for r in found.records.values()} == {COMPLETED}
+    assert {r.config["norm"]["name"] for r in found.records.values()} == {"none", "batchnorm"}
+    for record in found.records.values():  # records say where they ran
+        assert record.environment["slurm"]["job_id"] and record.environment["slurm"]["array_task_id"]
+        assert record.environment["torch_threads"] == 1  # cpus_per_task, not the node's cores
+    again = harness_cli("submit", suite, "--results", tmp_path / "res", env=slurm_cluster)
+    assert again.returncode == 0 and "nothing to submit" in again.stdout
+    done = harness_cli("status", results, env=slurm_cluster)
+    assert re.search(r"completed\s+16\n", done.stdout) and "none pending or running" in done.stdout, done.stdout
