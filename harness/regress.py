@@ -143,6 +143,9 @@ def _key(config: dict[str, Any], drop: list[str]) -> str:
     return canonical_json(ident)
 
 
+WORKLOAD_KEYS = ("dataset", "model", "budget")  # what a trial trains on and for how long: never "the technique"
+
+
 def infer_technique(candidate: list[Record], baseline: list[Record]) -> list[str]:
     """No keys when every candidate spec has a baseline twin; else the top-level keys whose
     candidate values never occur in the baseline (what the candidate changed)."""
@@ -205,6 +208,12 @@ def regress(candidate: list[Record], baseline: list[Record], metric: str = "test
             raise UsageError(f"{side} records have no metric {metric!r}" + (f"; they have {', '.join(have)}"
                                                                            if have else " (no trial completed)"))
     keys = infer_technique(candidate, baseline) if technique is None else list(technique)
+    workload_keys = [k for k in keys if k in WORKLOAD_KEYS]
+    if workload_keys:  # a technique is judged on the baseline's own workloads, never across them
+        c, b = candidate[0].config, baseline[0].config
+        differ = "; ".join(f"{k}: {_label(c.get(k), b.get(k))} vs {_label(b.get(k), c.get(k))}" for k in workload_keys)
+        raise UsageError(f"candidate and baseline differ in their workload ({differ}): regress compares a technique "
+                         "on the baseline's dataset, model and budget; run the candidate on those")
     groups: dict[str, dict[str, list[Record]]] = {"c": defaultdict(list), "b": defaultdict(list)}
     for side, records in (("c", candidate), ("b", baseline)):
         for r in records:

@@ -110,6 +110,7 @@ def test_a_model_that_cannot_be_counted_falls_back_to_the_per_step_cost(tmp_path
 
         @MODELS.register("peeky")
         def peeky(ctx):
+            "A linear classifier whose forward branches on its input values."
             return Peeky(ctx)
     """))
     load_plugins([str(plugin)])

@@ -12,7 +12,7 @@ from conftest import REPO, harness_cli, write_suite
 
 from harness.cli import main
 from harness.regress import BETTER, INCONCLUSIVE, SAME, WORSE, check_provenance, regress
-from harness.spec import COMPLETED, DIVERGED, Record
+from harness.spec import COMPLETED, DIVERGED, Record, trial_id_of
 
 COMMITTED = REPO / "results" / "baselines" / "regress"
 CONFIG = {"dataset": {"name": "digits"}, "model": {"name": "mlp"}, "optimizer": {"name": "sgd", "lr": 0.1}}
@@ -72,6 +72,20 @@ def test_the_changed_key_is_inferred_and_each_baseline_technique_compared():
     keys, verdicts = regress(_records(BASE, lion), _records(BASE) + _records(BASE, adam))
     assert keys == ["optimizer"]
     assert sorted((v.candidate, v.baseline) for v in verdicts) == [("lion", "adam"), ("lion", "sgd")]
+
+
+@pytest.mark.parametrize("key, other", [("dataset", {"name": "mnist1d"}), ("model", {"name": "cnn_2c2d"}),
+                                        ("budget", {"epochs": 20})])
+def test_a_candidate_on_another_workload_is_refused_with_the_keys_that_differ(key, other):
+    """A candidate on MNIST-1D against a digits baseline was judged with the dataset as "the technique", exit 0
+    (issue 29.5): workload keys are never the technique, inferred or given."""
+    from harness.errors import UsageError
+
+    moved = {**CONFIG, key: other}
+    with pytest.raises(UsageError, match=f"differ in their workload \\({key}: "):
+        regress(_records(BASE, moved), _records(BASE))
+    with pytest.raises(UsageError, match="workload"):
+        regress(_records(BASE, moved), _records(BASE), technique=[key])
 
 
 # --- end to end on a real suite ------------------------------------------------------------------
@@ -178,10 +192,12 @@ def test_bad_input_exits_2_and_says_what_did_not_match(tmp_path, capsys):
     assert "no metric 'f1'" in capsys.readouterr().err
     other = tmp_path / "other"
     shutil.copytree(COMMITTED, other)
-    for path in (other / "trials").glob("*.json"):
+    for path in (other / "trials").glob("*.json"):  # the same trials on a wider model: other trials, other ids
         record = json.loads(path.read_text())
         record["config"]["model"]["width"] = 65
-        path.write_text(json.dumps(record))
+        record["trial_id"] = trial_id_of(record["config"], record["seed"])
+        path.unlink()
+        (path.parent / f"{record['trial_id']}.json").write_text(json.dumps(record))
     assert main(["regress", str(other), "--baseline", str(base), "--technique", "optimizer"]) == 2
     err = capsys.readouterr().err
     assert "no baseline trials match" in err and "model (mlp(width=65) vs mlp(width=64))" in err, err
