@@ -27,6 +27,11 @@ def storage_error(path: object, e: OSError) -> StorageError:
                         "command again to finish")
 
 
+def first_line(e: BaseException, limit: int = 200) -> str:
+    """``Type: the first line of the message``, for a one-line reason (torch's refusals run to many lines)."""
+    return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:limit]}"
+
+
 class ConfigError(UsageError):
     """A problem at a key path of a suite; ``file`` is filled in by the loader."""
 

@@ -46,7 +46,7 @@ from harness.engine import evaluate, run_trial
 from harness.engine.build import build
 from harness.engine.checkpoint import load_weights
 from harness.engine.loop import Checkpointing
-from harness.errors import UsageError
+from harness.errors import UsageError, first_line
 from harness.layout import weights_path
 from harness.spec import COMPLETED, STOPPED, TrialSpec, json_safe
 from harness.store import atomic_write
@@ -62,8 +62,7 @@ def final_weights(spec: TrialSpec, results: Path | None) -> tuple[dict[str, torc
         try:
             state = load_weights(stored, spec.trial_id)
         except Exception as e:  # noqa: BLE001 - a torn or foreign file: say which, rather than retrain silently
-            first = (str(e).strip().splitlines() or [""])[0][:200]  # torch's weights-only refusal runs to many lines
-            raise UsageError(f"landscape: cannot read {stored} ({type(e).__name__}: {first}); remove it to train "
+            raise UsageError(f"landscape: cannot read {stored} ({first_line(e)}); remove it to train "
                              "the trial again") from None
         return state, {"source": "stored", "path": str(stored)}
     with tempfile.TemporaryDirectory(prefix="harness-landscape-") as tmp:

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from harness.errors import first_line
 from harness.layout import checkpoint_path, weights_path  # noqa: F401  (where a results folder keeps them)
 from harness.store.records import atomic_write
 from harness.technique import Callback, Cursor, Run, Stop
@@ -77,8 +78,7 @@ def load_file(path: Path, what: str) -> tuple[Any, str | None]:
         return torch.load(path, map_location="cpu", weights_only=True), None
     except Exception as e:  # noqa: BLE001 - a torn or foreign file: start over, and say so
         kind = "holds more than tensors and plain data" if isinstance(e, pickle.UnpicklingError) else "did not load"
-        first = (str(e).strip().splitlines() or [""])[0][:200]
-        return None, f"{what} {path.name} {kind} ({type(e).__name__}: {first}); started over"
+        return None, f"{what} {path.name} {kind} ({first_line(e)}); started over"
 
 
 def remove(path: Path) -> None:
@@ -175,9 +175,8 @@ class Checkpointer(Callback):
             self._resume(run, state)
         except Exception as e:  # noqa: BLE001 - tensors of another shape, a damaged cursor: start over, say why
             self._put_back(run, kept)
-            first = (str(e).strip().splitlines() or [""])[0][:200]
             run.record.diagnostics["checkpoint"] = (f"checkpoint {self.path.name} does not fit this trial "
-                                                    f"({type(e).__name__}: {first}); started over")
+                                                    f"({first_line(e)}); started over")
 
     def _kept(self, run: Run) -> dict[str, Any]:
         """What a resume changes, as it is before: put back when the checkpoint turns out not to fit."""

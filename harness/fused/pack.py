@@ -39,7 +39,7 @@ from torch import Tensor, nn
 
 from harness.data import Rng, make_loader
 from harness.data.loader import epoch_batches
-from harness.errors import StorageError
+from harness.errors import StorageError, first_line
 from harness.engine import checkpoint as ckpt
 from harness.engine.build import Trial, build, param_groups
 from harness.engine.callbacks import Diverged
@@ -81,12 +81,9 @@ def run_pack(specs: list[TrialSpec], checkpoint: Path | None = None, stop: Calla
     Slice k of the stacked model is the k-th trial by trial id, whatever order ``specs`` come in (a suite whose
     grid values or seeds were reordered makes the same pack, by ``pack_id``), and the checkpoint names the
     trial of each slice: a resumed pack never hands one trial another's weights."""
-    order = sorted(range(len(specs)), key=lambda i: specs[i].trial_id)
-    records = _run_sorted([specs[i] for i in order], checkpoint, stop)
-    out: list[Record | None] = [None] * len(specs)
-    for i, record in zip(order, records):
-        out[i] = record
-    return out  # type: ignore[return-value]
+    records = _run_sorted(sorted(specs, key=lambda s: s.trial_id), checkpoint, stop)
+    by_id = {r.trial_id: r for r in records}
+    return [by_id[s.trial_id] for s in specs]
 
 
 def _fresh(spec: TrialSpec) -> Record:
@@ -276,9 +273,7 @@ def _train(all_slices: list[_Slice], pid: str, checkpoint: Path | None, stop: Ca
         try:
             c = restore_pack(checkpoint, pid, slices, stacked, optimizer)
         except Exception as e:  # noqa: BLE001 - a damaged checkpoint costs its progress, never the pack
-            first = (str(e).strip().splitlines() or [""])[0][:200]
-            why = (f"pack checkpoint {checkpoint.name} does not fit this pack ({type(e).__name__}: {first}); "
-                   "started over")
+            why = f"pack checkpoint {checkpoint.name} does not fit this pack ({first_line(e)}); started over"
             ckpt.remove(checkpoint)
             for s in all_slices:  # built again from scratch: nothing of the damaged file stays
                 s.record, s.live, s.pending = _fresh(s.spec), True, None

@@ -25,6 +25,7 @@ import statistics
 import subprocess
 from typing import Any
 
+from harness.errors import first_line
 from harness.spec import COMPLETED, Record, TrialSpec
 
 STARTUP_S = 5.0  # a task's start before its first trial (python -c "import torch, harness.engine" + first optimizer)
@@ -85,8 +86,7 @@ def forward_flops(spec: TrialSpec) -> tuple[float | None, str]:
             with counter, torch.no_grad():
                 model(torch.zeros((2, *caps.in_shape)))
     except Exception as e:  # noqa: BLE001 -- any model code may fail on the meta device; the estimate falls back
-        first = (str(e).splitlines() or [""])[0][:200]
-        return None, f"{type(e).__name__}: {first}"
+        return None, first_line(e)
     return counter.get_total_flops() / 2, ""
 
 
