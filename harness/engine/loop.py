@@ -38,7 +38,7 @@ from harness.engine.callbacks import Budget, Capture, Diverged, Guard, Log, Opti
 from harness.engine.checkpoint import Checkpointer, Preempted
 from harness.engine.diagnostics import Diagnostics
 from harness.engine.ensemble import train_ensemble
-from harness.engine.runtime import restore_dynamo, tune_cpu
+from harness.engine.runtime import restore_dynamo, torch_defaults, tune_cpu
 from harness.engine.environment import environment
 from harness.engine.step import Step, clipper, plain_backward, set_lr
 from harness.spec import COMPLETED, DIVERGED, FAILED, INTERRUPTED, Record, TrialSpec, run_id_of, summarize_history
@@ -73,29 +73,32 @@ def run_trial(spec: TrialSpec, accelerator: Accelerator | None = None, tracking_
     record = Record(spec.trial_id, spec.suite, spec.seed, COMPLETED, spec.config, dict(spec.axes),
                     started_at=_now())
     trackers = None
-    try:
-        accelerator = accelerator or _accelerator(MIXED_PRECISION[spec.config["precision"]])
-        if spec.config.get("trackers") and tracking_dir is not None:
-            trackers = Trackers(spec.config["trackers"], Path(tracking_dir), spec.suite,
-                                f"{spec.label()} [{spec.trial_id}]")
-            trackers.start(spec.config)
-        listeners = [f for f in (trackers.log if trackers else None, on_epoch) if f is not None]
-        _train(spec, record, accelerator, _each(listeners) if listeners else None, checkpointing)
-    except Preempted as e:
-        record.status, record.reason = INTERRUPTED, str(e)
-    except Diverged as e:
-        record.status, record.reason, record.diverged_step = DIVERGED, e.reason, e.step
-    except StorageError:
-        raise  # a full or read-only disk is not this trial's failure: it ends the sweep, to be rerun
-    except Exception as e:  # noqa: BLE001 - any failure of a trial is recorded, and the sweep goes on
-        record.status, record.reason = FAILED, f"{type(e).__name__}: {e}"
-        record.diagnostics["traceback"] = traceback.format_exc(limit=20)
-    except SystemExit as e:  # a plugin's sys.exit() in the trial's code ends the trial, not the sweep
-        record.status, record.reason = FAILED, f"the trial's code called sys.exit({e.code!r})"
-        record.diagnostics["traceback"] = traceback.format_exc(limit=20)
-    finally:
-        if trackers is not None:
-            trackers.finish()
+    with torch_defaults() as changed:  # a plugin's global settings stay in its own trial
+        try:
+            accelerator = accelerator or _accelerator(MIXED_PRECISION[spec.config["precision"]])
+            if spec.config.get("trackers") and tracking_dir is not None:
+                trackers = Trackers(spec.config["trackers"], Path(tracking_dir), spec.suite,
+                                    f"{spec.label()} [{spec.trial_id}]")
+                trackers.start(spec.config)
+            listeners = [f for f in (trackers.log if trackers else None, on_epoch) if f is not None]
+            _train(spec, record, accelerator, _each(listeners) if listeners else None, checkpointing)
+        except Preempted as e:
+            record.status, record.reason = INTERRUPTED, str(e)
+        except Diverged as e:
+            record.status, record.reason, record.diverged_step = DIVERGED, e.reason, e.step
+        except StorageError:
+            raise  # a full or read-only disk is not this trial's failure: it ends the sweep, to be rerun
+        except Exception as e:  # noqa: BLE001 - any failure of a trial is recorded, and the sweep goes on
+            record.status, record.reason = FAILED, f"{type(e).__name__}: {e}"
+            record.diagnostics["traceback"] = traceback.format_exc(limit=20)
+        except SystemExit as e:  # a plugin's sys.exit() in the trial's code ends the trial, not the sweep
+            record.status, record.reason = FAILED, f"the trial's code called sys.exit({e.code!r})"
+            record.diagnostics["traceback"] = traceback.format_exc(limit=20)
+        finally:
+            if trackers is not None:
+                trackers.finish()
+    if changed:
+        record.diagnostics.setdefault("warnings", []).extend(changed)
     record.finished_at = _now()
     return record
 

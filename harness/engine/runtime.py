@@ -21,15 +21,22 @@ it needs none of this; the wrapper caches the disabled function on the wrapped o
 ``defer_dynamo`` fills that cache with the plain function. (A trial alone still imports dynamo: the
 built-in optimizers' ``step`` imports it unconditionally.) ``restore_dynamo`` empties the cache again
 before a ``torch.compile``. On a torch whose wrapper this module does not recognize, nothing changes.
+
+``torch_defaults`` (every trial and pack): torch keeps some settings per process (the default dtype and
+device, grad mode, anomaly detection, deterministic algorithms, matmul precision, the thread count), and a
+plugin that sets one would change every later trial of the same worker, failing or silently altering
+trials that are not its own. Each trial starts from torch's defaults (the thread count the worker chose)
+and what its code changed is put back after it and written in its record's warnings.
 """
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
 import inspect
+import contextlib
 import sys
 from types import FunctionType
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -108,3 +115,81 @@ def restore_dynamo() -> None:
         plain = _deferred.pop()
         if plain.__dict__.get(_CACHE) is plain:
             delattr(plain, _CACHE)
+
+
+def _device() -> str:
+    return str(torch.get_default_device()) if hasattr(torch, "get_default_device") else "cpu"
+
+
+def _set_device(device: str) -> None:
+    torch.set_default_device(None if device == "cpu" else device)
+
+
+def _set_anomaly(on: bool) -> None:
+    torch.autograd.set_detect_anomaly(on, check_nan=torch.is_anomaly_check_nan_enabled())
+
+
+def _set_anomaly_nan(on: bool) -> None:
+    torch.autograd.set_detect_anomaly(torch.is_anomaly_enabled(), check_nan=on)
+
+
+def _set_deterministic(on: bool) -> None:
+    torch.use_deterministic_algorithms(on, warn_only=torch.is_deterministic_algorithms_warn_only_enabled())
+
+
+def _set_warn_only(on: bool) -> None:
+    torch.use_deterministic_algorithms(torch.are_deterministic_algorithms_enabled(), warn_only=on)
+
+
+def _cudnn(name: str) -> tuple[Callable[[], Any], Callable[[Any], None]]:
+    return lambda: getattr(torch.backends.cudnn, name), lambda v: setattr(torch.backends.cudnn, name, v)
+
+
+# name: (read, write, torch's default); None as the default: the value the worker had set when the trial began
+_SETTINGS: dict[str, tuple[Callable[[], Any], Callable[[Any], None], Any]] = {
+    "default dtype": (torch.get_default_dtype, torch.set_default_dtype, torch.float32),
+    "default device": (_device, _set_device, "cpu"),
+    "grad mode": (torch.is_grad_enabled, torch.set_grad_enabled, True),
+    "anomaly detection": (torch.is_anomaly_enabled, _set_anomaly, False),
+    "anomaly detection's NaN check": (torch.is_anomaly_check_nan_enabled, _set_anomaly_nan, True),
+    "deterministic algorithms": (torch.are_deterministic_algorithms_enabled, _set_deterministic, False),
+    "deterministic algorithms' warn_only": (torch.is_deterministic_algorithms_warn_only_enabled, _set_warn_only,
+                                            False),
+    "float32 matmul precision": (torch.get_float32_matmul_precision, torch.set_float32_matmul_precision, "highest"),
+    "cudnn.deterministic": (*_cudnn("deterministic"), False),
+    "cudnn.benchmark": (*_cudnn("benchmark"), False),
+    "thread count": (torch.get_num_threads, torch.set_num_threads, None),
+}
+
+
+def _put_back(wanted: dict[str, Any]) -> list[str]:
+    """Set each setting that differs from ``wanted``; what differed, as "name a → b" (found → set)."""
+    changed = []
+    for name, (read, write, _) in _SETTINGS.items():
+        now = read()
+        if now != wanted[name]:
+            write(wanted[name])
+            changed.append(f"{name} {now} → {wanted[name]}")
+    return changed
+
+
+@contextlib.contextmanager
+def torch_defaults() -> Iterator[list[str]]:
+    """Run the block under torch's default process-wide settings, then give the caller its own back; the
+    list it yields is filled, once the block ends, with a warning for each change found before the block
+    and each one made inside it."""
+    found = {name: read() for name, (read, _, _) in _SETTINGS.items()}
+    wanted = {name: found[name] if default is None else default for name, (_, _, default) in _SETTINGS.items()}
+    warnings: list[str] = []
+    before = _put_back(wanted)
+    if before:
+        warnings.append("torch's process-wide settings had been changed before the trial (by a plugin's import?) "
+                        f"and were reset for it: {', '.join(before)}")
+    try:
+        yield warnings
+    finally:
+        inside = _put_back(wanted)
+        if inside:
+            warnings.append("the trial's code changed torch's process-wide settings, put back after it so that "
+                            f"later trials run as theirs say: {', '.join(inside)}")
+        _put_back(found)

@@ -46,7 +46,7 @@ from harness.engine.callbacks import Diverged
 from harness.engine.diagnostics import Diagnostics, Probe
 from harness.engine.checkpoint import Preempted
 from harness.engine.environment import environment
-from harness.engine.runtime import defer_dynamo, tune_cpu
+from harness.engine.runtime import defer_dynamo, torch_defaults, tune_cpu
 from harness.engine.loop import _accelerator, _now, clipper, close_epoch, run_trial, trial_callbacks
 from harness.fused.models import stack_models
 from harness.fused.optim import FusedOptimizer, build_fused
@@ -81,7 +81,10 @@ def run_pack(specs: list[TrialSpec], checkpoint: Path | None = None, stop: Calla
     Slice k of the stacked model is the k-th trial by trial id, whatever order ``specs`` come in (a suite whose
     grid values or seeds were reordered makes the same pack, by ``pack_id``), and the checkpoint names the
     trial of each slice: a resumed pack never hands one trial another's weights."""
-    records = _run_sorted(sorted(specs, key=lambda s: s.trial_id), checkpoint, stop)
+    with torch_defaults() as changed:
+        records = _run_sorted(sorted(specs, key=lambda s: s.trial_id), checkpoint, stop)
+    for record in records if changed else ():  # slices share their code: the change is the pack's
+        record.diagnostics.setdefault("warnings", []).extend(changed)
     by_id = {r.trial_id: r for r in records}
     return [by_id[s.trial_id] for s in specs]
 
