@@ -28,7 +28,7 @@ from harness.registry import check_keys, check_value, near_miss, resolve_params
 from harness.settings import (
     COMPONENTS, LISTS, SCALARS, SECTIONS, TRIAL_KEYS, check_slurm, execution_params, report_params, slurm_params,
 )
-from harness.suitefile import read_yaml
+from harness.suitefile import check_integers, read_yaml
 from harness.spec import TrialSpec, canonical_json, get_dotted, value_matches  # noqa: F401  (suite helpers)
 from harness.tracking import tracker_missing
 
@@ -126,6 +126,9 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             value = yaml.safe_load(text)
         except yaml.YAMLError as e:
             raise ConfigError(f"override {key}", f"value is not valid YAML: {e}") from None
+        except ValueError as e:  # an integer past Python's 4300-digit conversion limit, as in a file
+            raise ConfigError(f"override {key}", f"a value YAML cannot convert ({str(e).splitlines()[0][:120]})") from None
+        check_integers(value, f"override {key}")
         top = key.split(".")[0]
         if top not in SUITE_KEYS:
             raise ConfigError(f"override {key}", f"unknown suite key {top!r}; {near_miss(top, SUITE_KEYS)}")

@@ -13,6 +13,24 @@ from harness.errors import ConfigError
 MAX_SUITE_BYTES = 2**20
 MAX_DEPTH = 64
 MAX_NODES = 100_000  # values of the suite with its YAML aliases expanded (an alias bomb goes far past it)
+INT_RANGE = (-2**63, 2**63 - 1)  # what a record's JSON reader (orjson) and torch's seeds take back
+
+
+def check_integers(value: Any, path: str) -> None:
+    """Refuse an integer beyond 64 bits anywhere in ``value``: it would pass every range check, train,
+    and write a record that no reader takes back (so the trial would train again on every run)."""
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int) and not INT_RANGE[0] <= value <= INT_RANGE[1]:
+        raise ConfigError(path, f"an integer of {len(str(abs(value)))} digits; settings are integers within 64 bits "
+                                f"(at most {INT_RANGE[1]:,})")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            check_integers(key, path)
+            check_integers(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            check_integers(item, f"{path}[{i}]")
 
 
 def _check_nodes(node: yaml.Node | None, path: str, depth: int, count: list[int]) -> None:
@@ -55,6 +73,7 @@ def read_yaml(file: str) -> tuple[Any, str]:
     try:
         _check_nodes(yaml.compose(text, Loader=yaml.SafeLoader), "", 0, [0])  # before anything is built from it
         raw = yaml.safe_load(text)
+        check_integers(raw, "")
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -392,3 +392,21 @@ def test_a_hostile_suite_is_one_line_not_a_crash(tmp_path, cli, case):
     error = _refused(cli("plan", path), str(path), needle)
     assert time.perf_counter() - start < 10, error  # not the minutes (or the memory) expanding it would take
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000, error  # KB
+
+
+def test_an_integer_beyond_64_bits_is_refused_at_load_in_a_file_and_on_the_command_line(tmp_path, cli):
+    """Such a value used to train and write a record no reader takes back (so it trained again on every
+    run); 5,000 digits on the command line was a traceback where the same value in a file was refused."""
+    huge = "9" * 30
+    in_file = TINY.replace("seeds: 2", f"seeds: [0, {huge}]")
+    _refused(cli("plan", write_suite(tmp_path, in_file)), "seeds[1]: an integer of 30 digits", "64 bits")
+    nested = TINY.replace("  batch_size: 64\n", f"  batch_size: 64\n  extra: {{deep: [1, -{huge}]}}\n")
+    _refused(cli("plan", write_suite(tmp_path, nested)), "base.extra.deep[1]: an integer of 30 digits")
+    suite = write_suite(tmp_path, TINY)
+    _refused(cli("plan", suite, f"budget.epochs={huge}"), "override budget.epochs: an integer of 30 digits")
+    _refused(cli("run", suite, "budget.epochs=" + "9" * 5000, "--results", tmp_path / "r"),
+             "override budget.epochs: a value YAML cannot convert")
+    _refused(cli("plan", write_suite(tmp_path, TINY.replace("epochs: 2", "epochs: " + "9" * 5000), "long.yaml")),
+             "a value YAML cannot convert")
+    assert cli("plan", suite, f"seeds=[0, {2**63 - 1}]")[0] == 0  # the largest that fits is taken
+    assert not (tmp_path / "r").exists()
