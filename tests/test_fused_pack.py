@@ -13,6 +13,7 @@ import sys
 import time
 
 import pytest
+import torch
 from conftest import REPO, harness_cli, write_suite
 
 from harness.components import REGULARIZERS
@@ -395,3 +396,72 @@ def test_a_damaged_pack_checkpoint_starts_the_pack_over_and_says_why(tmp_path):
         for r in again:
             assert "does not fit this pack" in r.diagnostics["checkpoint"] and "started over" in r.diagnostics["checkpoint"]
             assert "resumed_at_step" not in r.diagnostics
+
+
+class _BackwardFails(torch.autograd.Function):
+    """The identity whose backward raises, as a plugin loss's custom gradient might."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise RuntimeError("backward refused")
+
+
+def _plugin_loss(*, fails: str = "no") -> torch.nn.Module:
+    """Cross-entropy that, when ``fails`` says so, raises in its backward or returns one loss per sample."""
+    plain = torch.nn.CrossEntropyLoss(reduction="none" if fails == "shape" else "mean")
+
+    class Loss(torch.nn.Module):
+        def forward(self, out, y):
+            return plain(_BackwardFails.apply(out) if fails == "backward" else out, y)
+
+    return Loss()
+
+
+def _plugin_schedule(ctx, *, fails: bool = False):
+    """Constant, or raising from step 5 on."""
+    from harness.components.schedules import Schedule
+
+    def factor(step):
+        if fails and step >= 5:
+            raise ValueError(f"no learning rate for step {step}")
+        return 1.0
+
+    return Schedule(factor)
+
+
+@pytest.fixture
+def plugin_parts():
+    from harness.components import LOSSES, SCHEDULES
+
+    LOSSES.register("fused_test_loss")(_plugin_loss)
+    SCHEDULES.register("fused_test_schedule")(_plugin_schedule)
+    yield
+    del LOSSES._entries["fused_test_loss"], SCHEDULES._entries["fused_test_schedule"]
+
+
+def test_a_slice_whose_schedule_loss_or_backward_raises_fails_alone_and_the_pack_goes_on(tmp_path, plugin_parts):
+    """Each of these killed the whole pack (a traceback and no record, on every rerun); a trial alone is
+    failed with the same reason and the others complete as they would alone."""
+    specs = _specs(tmp_path, SMALL, [
+        "grid.optimizer=[{name: sgd, lr: 0.05}]", "budget.epochs=2",
+        "grid.loss=[fused_test_loss, {name: fused_test_loss, fails: backward}, {name: fused_test_loss, fails: shape}]",
+        "grid.schedule=[fused_test_schedule, {name: fused_test_schedule, fails: true}]"])
+    assert len(specs) == 6 and all(why_not(s.config) is None for s in specs)
+    assert len(plan_packs(specs, "auto")[0]) == 1  # one pack of six
+    records = run_pack(specs)
+    for spec, record in zip(specs, records):
+        loss, schedule = spec.config["loss"]["fails"], spec.config["schedule"]["fails"]
+        if loss == "no" and not schedule:
+            _same_as_alone(record, spec)
+            continue
+        assert record.status == FAILED, (loss, schedule, record.status)
+        if loss == "backward":
+            assert "backward refused" in record.reason
+        elif loss == "shape":
+            assert "0-d tensor" in record.reason
+        else:
+            assert "no learning rate for step 5" in record.reason and run_trial(spec).status == FAILED

@@ -344,27 +344,30 @@ def _train(all_slices: list[_Slice], pid: str, checkpoint: Path | None, stop: Ca
                         except (Exception, SystemExit) as e:  # noqa: BLE001 - that trial fails; its slice steps on as it is, frozen
                             _fail(slices[k], e)
                 x = torch.stack(xs)
-            optimizer.set_lr([s.base_lr * s.trial.schedule(c.step) for s in slices])
+            optimizer.set_lr([_lr(s, c.step) for s in slices])
             _hooks(slices, bound, "before_step")
             out = stacked(x)
+            parts = None  # each slice's own loss, where it has one
             if smoothing is not None:  # every slice's loss is the same plain cross-entropy: one call for all
                 losses = F.cross_entropy(out.flatten(0, 1), y.flatten(), reduction="none",
                                          label_smoothing=smoothing).view(K, size).mean(1)
             else:
-                losses = torch.stack([_loss(s, out[k], ys[k]) for k, s in enumerate(slices)])
+                parts = [_loss(s, out[k], ys[k]) for k, s in enumerate(slices)]
+                losses = torch.stack(parts)
             optimizer.zero_grad(set_to_none=False)  # in place: the unfused models' gradients are views
-            losses.sum().backward()
+            _backward(slices, losses, parts, optimizer)
+            out, parts, losses = None, None, losses.detach()  # the graph kept for a failing backward goes now, not after the next forward
             _hooks(slices, bound, "after_backward")
             for s in slices:
                 if s.live and s.clip is not None:
-                    s.clip()
+                    _guarded(s, s.clip)
             if [s.live for s in slices] != mask:  # a slice that ended in this step takes no update
                 mask = [s.live for s in slices]
                 optimizer.set_active(mask)
             optimizer.step()
             c.step += 1
             c.batches += 1
-            for s, loss in zip(slices, losses.detach().unbind(0)):
+            for s, loss in zip(slices, losses.unbind(0)):
                 s.run.loss = loss
             _hooks(slices, bound, "after_step")
             if checkpoint is not None and c.step < t0.total_steps and stop():
@@ -387,14 +390,54 @@ def _train(all_slices: list[_Slice], pid: str, checkpoint: Path | None, stop: Ca
             _finish(s, c)
 
 
+def _guarded(s: _Slice, compute: Callable[[], Any]) -> Any:
+    """``compute()`` of one slice's own code (its schedule, loss, clipping); None, and the slice ended failed,
+    where it raises: one trial's failure is recorded, and the pack goes on."""
+    try:
+        return compute()
+    except torch.cuda.OutOfMemoryError:
+        raise  # the pack's size, not the trial: run_pack halves it
+    except (Exception, SystemExit) as e:  # noqa: BLE001
+        _fail(s, e)
+        return None
+
+
+def _lr(s: _Slice, step: int) -> float:
+    """Slice k's learning rate for this step (an ended slice's takes no update: any value)."""
+    lr = _guarded(s, lambda: float(s.base_lr * s.trial.schedule(step))) if s.live else None
+    return 0.0 if lr is None else lr
+
+
 def _loss(s: _Slice, out: Tensor, y: Tensor) -> Tensor:
     """Slice k's training loss (its techniques' penalties on its own model, whose weights are its slice's)."""
-    if s.live:
-        try:
-            return s.trial.loss(s.trial.model, out, y)
-        except (Exception, SystemExit) as e:  # noqa: BLE001 - that trial fails; the pack goes on
-            _fail(s, e)
-    return out.sum() * 0.0  # an ended slice adds no gradient
+    def scalar() -> Tensor:
+        loss = s.trial.loss(s.trial.model, out, y)
+        if not isinstance(loss, Tensor) or loss.dim() != 0:
+            got = f"a tensor of shape {tuple(loss.shape)}" if isinstance(loss, Tensor) else type(loss).__name__
+            raise TypeError(f"the training loss must be a 0-d tensor, got {got}")
+        return loss
+
+    loss = _guarded(s, scalar) if s.live else None
+    return out.sum() * 0.0 if loss is None else loss  # an ended slice adds no gradient
+
+
+def _backward(slices: list[_Slice], losses: Tensor, parts: list[Tensor] | None, optimizer: FusedOptimizer) -> None:
+    """Every slice's gradient in one backward; where that raises (a slice's loss whose backward fails),
+    each live slice's from its own loss (``parts``), so that the one that raises ends and the others step
+    on. The graph is kept through the first pass for that, at no cost in a step that succeeds."""
+    try:
+        losses.sum().backward(retain_graph=parts is not None)
+        return
+    except torch.cuda.OutOfMemoryError:
+        raise
+    except (Exception, SystemExit):  # noqa: BLE001 - found again, slice by slice, below
+        if parts is None:  # one shared cross-entropy: nothing of a slice's own to blame
+            raise
+    optimizer.zero_grad(set_to_none=False)  # what the failed pass had added
+    for k, s in enumerate(slices):
+        if s.live and _guarded(s, lambda: parts[k].backward(retain_graph=True) or True) is None:
+            for p in s.trial.model.parameters():  # its part of the pass that raised, out of the others' way
+                p.grad.zero_()
 
 
 def _shared_cross_entropy(slices: list[_Slice]) -> float | None:
