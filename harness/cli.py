@@ -280,15 +280,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from harness.claims import FAILS
-    from harness.report.claims import page, terminal_lines, verify
-    from harness.store.records import atomic_write
+    from harness.report.claims import check_page_target, terminal_lines, verify, write_page
 
+    check_page_target(args.page, args.targets)
     checked = verify(args.targets, args.results)
     for c in checked:
         _say("\n".join(terminal_lines(c)))
     if args.page:
-        atomic_write(Path(args.page), page(checked, "harness verify " + " ".join(args.targets)
-                                           + f" --results {args.results} --page {args.page}"))
+        write_page(Path(args.page), checked, f"harness verify {' '.join(args.targets)} --results {args.results}")
         _say(f"page: {args.page}")
     return EXIT_TRIALS if any(FAILS in c.overall.values() for c in checked) else EXIT_OK
 

@@ -220,3 +220,30 @@ def test_the_committed_reproductions_page_agrees_with_verify_on_the_committed_re
     assert len(now) >= 30 and now == stated
     ran = [c for c in checked if c.trials]
     assert len(ran) >= 12 and all(c.trials == c.planned for c in ran)  # every trial of the full budget has a record
+
+
+def test_verify_writes_its_page_only_where_no_input_or_other_file_is(tmp_path, cli):
+    """``verify --page FILE`` once overwrote any file, the suite being verified included."""
+    suite = tmp_path / "initial-loss.yaml"
+    suite.write_text((REPO / "suites" / "repro" / "initial-loss.yaml").read_text())
+    kept = suite.read_text()
+    notes = tmp_path / "notes.md"
+    notes.write_text("# my notes\n")
+    link, to_notes = tmp_path / "link.md", tmp_path / "to-notes.md"
+    link.symlink_to(suite)
+    to_notes.symlink_to(notes)
+    results = tmp_path / "results"
+    (results / "other").mkdir(parents=True)
+    (results / "other" / "plan.json").write_text("{}")
+    verify = ("verify", suite, "--results", results, "--page")
+    _refused(cli(*verify, suite), "an input of this verify")
+    _refused(cli(*verify, notes), "not a reproductions page verify wrote")
+    _refused(cli(*verify, link), "an input of this verify")
+    _refused(cli(*verify, to_notes), "not a reproductions page verify wrote")
+    _refused(cli(*verify, results / "other" / "R.md"), "inside the results folder")
+    assert suite.read_text() == kept and notes.read_text() == "# my notes\n"
+    page = tmp_path / "R.md"
+    for _ in range(2):  # a new file, then the page it wrote, written again
+        code, err = cli(*verify, page)
+        assert code == 0, err
+        assert page.read_text().startswith("# Reproductions\n") and "not run" in page.read_text()

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import claims as cl
+from harness.errors import first_line
 from harness.report.sections import Section
 from harness.report.tables import Cell, Table, to_markdown
 from harness.spec import Record
@@ -100,6 +101,43 @@ def terminal_lines(checked: Checked) -> list[str]:
         lines.append(f"  {v.verdict:<12} {v.claim:<{width}}  {v.workload}  {cl.describe_effect(v)}  n={_n(v)}  "
                      f"p={_p(v)}{why}")
     return lines
+
+
+PAGE_HEADING, PAGE_MARK = "# Reproductions\n", "page is written by `harness verify "
+
+
+def check_page_target(page: str | None, targets: list[str]) -> None:
+    """``verify --page FILE`` writes only a page of its own: never one of its inputs or a file in a results
+    folder, and never over an existing file that is not a reproductions page (it once overwrote any file,
+    the suite being verified included)."""
+    from harness.errors import UsageError
+    from harness.store.records import read_regular
+
+    if page is None:
+        return
+    page = Path(page)
+    where = page.resolve()
+    for target in map(Path, targets):
+        if where == target.resolve():
+            raise UsageError(f"--page {page}: that is an input of this verify; name a new file or a page verify wrote")
+    for folder in where.parents:
+        if (folder / "plan.json").exists():
+            raise UsageError(f"--page {page}: inside the results folder {folder}; the page goes beside it")
+    if not page.is_symlink() and not page.exists():
+        return
+    try:
+        head = read_regular(page)[:4096].decode("utf-8", "replace")
+    except (OSError, ValueError) as e:
+        raise UsageError(f"--page {page}: cannot be read back ({first_line(e)}); verify writes only its own pages")
+    if not (head.startswith(PAGE_HEADING) and PAGE_MARK in head):
+        raise UsageError(f"--page {page}: exists and is not a reproductions page verify wrote; it is left as it is")
+
+
+def write_page(path: Path, checked: list[Checked], command: str) -> None:
+    """The reproductions page written to ``path`` (checked by ``check_page_target``), naming the command."""
+    from harness.store.records import atomic_write
+
+    atomic_write(path, page(checked, f"{command} --page {path}"))
 
 
 def page(checked: list[Checked], command: str) -> str:
