@@ -47,6 +47,7 @@ from harness.engine.build import build
 from harness.engine.checkpoint import load_weights
 from harness.engine.loop import Checkpointing
 from harness.errors import UsageError, first_line
+from harness.store.records import save_figure
 from harness.layout import weights_path
 from harness.spec import COMPLETED, STOPPED, TrialSpec, json_safe
 from harness.store import atomic_write
@@ -265,7 +266,6 @@ def plot_plane(coords: list[float], losses: list[list[float]], path: Path, title
 
 def _save(fig, path: Path) -> Path:
     plt = _pyplot()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    save_figure(fig, path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path

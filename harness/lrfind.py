@@ -24,6 +24,7 @@ from harness.engine.build import build, seed_everything
 from harness.engine.step import Step
 from harness.errors import UsageError
 from harness.registries import OPTIMIZERS
+from harness.store.records import save_figure
 
 BETA = 0.98
 BLOW_UP = 4.0
@@ -114,7 +115,6 @@ def plot(result: RangeTest, path: Path, title: str) -> Path:
     ax.set(xscale="log", xlabel="learning rate", ylabel="training loss", title=title,
            ylim=(min(finite) * 0.9, min(max(finite), BLOW_UP * min(finite)) * 1.1))
     ax.legend(fontsize=8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    save_figure(fig, path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path

@@ -28,6 +28,7 @@ from typing import Callable
 import torch
 
 from harness.components import OPTIMIZERS
+from harness.store.records import save_figure
 
 LRS = [10 ** (k / 2) for k in range(-6, 2)]  # 1e-3 … 3.16, half a decade apart
 Fn = Callable[[torch.Tensor], torch.Tensor]
@@ -217,7 +218,7 @@ def plot(outcomes: list[Outcome], folder: Path) -> list[Path]:
         ax.set(xlim=(x0, x1), ylim=(y0, y1), title=f"{name}: {p.criterion}", xlabel="θ₁", ylabel="θ₂")
         ax.legend(fontsize=7, loc="upper right", ncol=2)
         out = folder / f"{name}.png"
-        fig.savefig(out, dpi=110, bbox_inches="tight")
+        save_figure(fig, out, dpi=110, bbox_inches="tight")
         plt.close(fig)
         paths.append(out)
     return paths

@@ -1,4 +1,5 @@
-"""Records are believed only when they are what their names say (issue 29, items 2, 3, 10 and 13).
+"""Records are believed only when they are what their names say (issue 29, items 2, 3, 10 and 13), and no
+write goes through a link planted among them (item 8).
 
 A record whose ``trial_id`` is not the hash of its own config and seed (configs swapped between two files by
 hand) is reported as edited, left out of ``collect``, ``report`` and ``verify``, and run again; a record saved
@@ -120,3 +121,51 @@ def test_a_records_suite_name_never_names_a_folder_outside_the_results(results, 
     assert out.returncode == 2 and "not a trial record" in out.stderr and "Traceback" not in out.stderr, out.stderr
     assert not (tmp_path.parent / "escaped").exists() and not (tmp_path / "escaped").exists()
     assert sgd in scan(results).corrupt
+
+
+def _plant(path, victim):
+    """A symlink at ``path`` (a file the harness writes) pointing at ``victim`` outside the results folder."""
+    path.unlink(missing_ok=True)
+    path.symlink_to(victim)
+
+
+def test_no_write_goes_through_a_symlink_planted_in_a_results_folder(results, tmp_path, capsys):
+    """Figures, CSV tables, the runs table, lr-find's and optimizer-checks' figures, lock files and the
+    job list were written through a link, overwriting its target elsewhere (issue 29, item 8)."""
+    from harness.cli import main
+    from harness.layout import lock_path
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    assert main(["report", str(results), "--format", "md,csv"]) == 0
+    written = sorted(p for p in (results / "report").iterdir() if p.suffix in (".png", ".csv"))
+    assert any(p.suffix == ".png" for p in written) and any(p.suffix == ".csv" for p in written)
+    for path in written:
+        _plant(path, victim)
+    runs = tmp_path / "runs.csv"
+    _plant(runs, victim)
+    assert main(["report", str(results), "--format", "md,csv"]) == 0
+    assert main(["collect", str(results), "--out", str(runs)]) == 0
+    assert victim.read_text() == "precious\n"
+    for path in [*written, runs]:
+        assert not path.is_symlink() and path.stat().st_size > 0, path
+
+    out = tmp_path / "checks"
+    out.mkdir()
+    _plant(out / "quadratic.png", victim)
+    assert main(["optimizer-checks", "--optimizer", "sgd", "--problem", "quadratic", "--out", str(out)]) in (0, 1)
+    lrf = tmp_path / "lrf"
+    assert main(["lr-find", str(tmp_path / "suite.yaml"), "--steps", "20", "--out", str(lrf)]) == 0
+    for png in lrf.glob("*.png"):
+        _plant(png, victim)
+    assert main(["lr-find", str(tmp_path / "suite.yaml"), "--steps", "20", "--out", str(lrf)]) == 0
+    assert victim.read_text() == "precious\n"
+    assert not (out / "quadratic.png").is_symlink() and not any(p.is_symlink() for p in lrf.iterdir())
+
+    trial = next(iter(_records(results)))
+    (results / "trials" / f"{trial}.json").unlink()  # to be run again, through its lock file
+    _plant(lock_path(results, trial), victim)
+    capsys.readouterr()
+    assert main(["run", str(tmp_path / "suite.yaml"), "--results", str(results.parent), "--no-report"]) == 2
+    assert "a symbolic link where the harness keeps its own file" in capsys.readouterr().err
+    assert victim.read_text() == "precious\n"

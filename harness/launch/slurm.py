@@ -27,7 +27,7 @@ from harness.errors import UsageError
 from harness.launch.trial import StopFlag, execute_unit, finished
 from harness.spec import INTERRUPTED, TrialSpec
 from harness.store import scan
-from harness.store.records import read_plan_file, write_plan_file
+from harness.store.records import atomic_write, open_append, read_plan_file, write_plan_file
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "slurm"  # the repository's templates, not a results folder
 _PLACEHOLDER = re.compile(r"{{\s*([a-z_]+)\s*}}")
@@ -139,12 +139,12 @@ def submit(script: str, results: Path, name: str = layout.ARRAY_SCRIPT) -> str:
     folder = layout.slurm_dir(results)
     layout.slurm_logs_dir(results).mkdir(parents=True, exist_ok=True)
     path = folder / name
-    path.write_text(script)
+    atomic_write(path, script)  # never through a file planted at its name
     done = subprocess.run(["sbatch", "--parsable", str(path)], capture_output=True, text=True)
     if done.returncode != 0:
         raise UsageError(f"sbatch failed: {done.stderr.strip() or done.stdout.strip()}")
     job = done.stdout.strip().split(";")[0]
-    with open(layout.jobs_file(results), "a") as f:
+    with open_append(layout.jobs_file(results)) as f:
         f.write(job + "\n")
     return job
 

@@ -29,7 +29,7 @@ from harness.layout import (
 )
 from harness.spec import FAILED, FINAL_STATUSES, INTERRUPTED, STOPPED, Record, TrialSpec
 from harness.store import atomic_write, write_record
-from harness.store.records import READ_ERRORS, read_record
+from harness.store.records import READ_ERRORS, open_append, read_record
 
 if TYPE_CHECKING:
     from harness.engine.loop import Checkpointing
@@ -69,7 +69,7 @@ def claim(results: Path, trial_id: str) -> Iterator[bool]:
         from harness.errors import UsageError
 
         raise UsageError(f"{path}: a folder where the trial's lock file goes; remove it")
-    with open(path, "a") as f:
+    with open_append(path) as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -87,7 +87,7 @@ def wait_for_lock(results: Path, trial_id: str, wait: bool = True) -> bool:
     path = lock_path(results, trial_id)
     if not path.exists():
         return False
-    with open(path, "a") as f:
+    with open_append(path) as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

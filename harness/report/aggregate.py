@@ -12,6 +12,7 @@ rather than silently dropped.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from harness.report.stats import describe_groups
 from harness.spec import COMPLETED, DIVERGED, FAILED, INTERRUPTED, Record, run_id_of
 from harness.errors import UsageError
 from harness.store import scan
-from harness.store.records import read_regular
+from harness.store.records import atomic_write, read_regular
 
 METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
 
@@ -177,12 +178,12 @@ def write_runs(c: Collected, out: Path, csv: bool = False) -> pd.DataFrame:
     for axis in c.axes:  # parquet columns have one type: labels of mixed types become text
         if not pd.api.types.is_numeric_dtype(runs[axis]):
             runs[axis] = runs[axis].map(lambda v: None if v is None else str(v))
-    tmp = out.with_name(f".{out.name}.tmp")
     if csv or out.suffix == ".csv":
-        runs.to_csv(tmp, index=False)
+        atomic_write(out, runs.to_csv(index=False))  # a reader never sees half a table
     else:
-        runs.to_parquet(tmp, index=False)
-    tmp.replace(out)  # atomic: a reader never sees half a table
+        buffer = io.BytesIO()
+        runs.to_parquet(buffer, index=False)
+        atomic_write(out, buffer.getvalue())
     return runs
 
 

@@ -33,6 +33,8 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from scipy import stats  # noqa: E402
 
+from harness.store.records import save_figure  # noqa: E402
+
 MAX_PANELS = 6  # columns of the table drawn as panels; more make figures too large to read
 MAX_SEED_LINES = 40  # per panel; beyond that only the means and bands are drawn
 MAX_DOTS = 300  # per panel of the final-metric plot; beyond that the boxes alone
@@ -68,8 +70,7 @@ def _save(fig: plt.Figure, path: Path) -> Path:
     # Spacing set by hand and the canvas cropped once by bbox_inches: tight_layout would lay
     # every text out a second time (a third of the report's time at 10,000 trials).
     fig.subplots_adjust(wspace=0.3, hspace=0.3)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    save_figure(fig, path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return path
 

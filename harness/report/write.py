@@ -135,7 +135,7 @@ def write_report(results: Path, compare_axes: list[str] | None = None, metric: s
     if "csv" in formats:
         for key, frame in csv.items():
             path = out / f"{key}.csv"
-            frame.to_csv(path, index=False)
+            atomic_write(path, frame.to_csv(index=False))
             files.append(path)
     files += sorted({f for s in sections for f, _ in s.figures})
     return files

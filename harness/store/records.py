@@ -7,7 +7,9 @@ is run again and never silently aggregated.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
+import io
 import json
 import os
 import stat
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from harness import layout
-from harness.errors import STORAGE_ERRNOS, storage_error
+from harness.errors import STORAGE_ERRNOS, UsageError, storage_error
 from harness.layout import record_path
 from harness.spec import FINAL_STATUSES, Record, TrialSpec, trial_id_of
 
@@ -52,13 +54,35 @@ def atomic_write(path: Path, content: str | bytes) -> None:
         raise storage_error(path, e) from None
 
 
+def open_append(path: Path) -> Any:
+    """``path`` opened to append (made if missing), never through a symlink: a lock file or the job list
+    planted as a link would otherwise write into the link's target."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o666)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise UsageError(f"{path}: a symbolic link where the harness keeps its own file; remove it") from None
+        raise
+    return os.fdopen(fd, "a", encoding="utf-8")
+
+
+def save_figure(fig: Any, path: Path, **savefig: Any) -> Path:
+    """A matplotlib figure rendered in memory and written by ``atomic_write``: never through a file (a
+    symlink planted in a results folder, say) already at ``path``, never half a PNG."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=path.suffix.lstrip(".") or "png", **savefig)
+    atomic_write(path, buffer.getvalue())
+    return path
+
+
 def _write_replace(path: Path, content: str | bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=path.parent)
     try:
         # mkstemp makes the file 0600 whatever the umask: give it the mode a plain open() would, so that
         # colleagues on a shared file system read records, plans and reports as they read the figures
         os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb" if isinstance(content, bytes) else "w") as f:
+        with os.fdopen(fd, "wb" if isinstance(content, bytes) else "w", encoding=None if isinstance(content, bytes)
+                       else "utf-8") as f:  # every report holds ± and —, whatever the locale's encoding
             f.write(content)
             f.flush()
             os.fsync(f.fileno())
