@@ -293,11 +293,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from harness.launch.slurm import next_rung, prepare, submit
+    from harness.launch.slurm import check_results, next_rung, prepare, submit
     from harness.sweep import due_for_submission
 
     suite = _load(args)
-    results = suite_dir(args.results, suite.name)
+    results = check_results(suite_dir(args.results, suite.name))
     suite, halving = due_for_submission(suite, results, _say)
     script, plan, tasks, chunking = prepare(suite, results, args.plugin) if suite.trials else ("", None, 0, "")
     if not tasks:

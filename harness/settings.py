@@ -128,7 +128,20 @@ _SLURM_VALUES = {
     "mem": (r"\d+[KMGT]?", "a size such as 32G or 4000M"),
     "constraint": (r"[A-Za-z0-9_.&|!*,:()\[\]-]+", "node features joined by & | , [ ] ( ) *"),
 }
-_SLURM_EXTRA = re.compile(r"--?[A-Za-z][A-Za-z0-9-]*(=[^\x00-\x1f\x7f]*|\s+[^\x00-\x1f\x7f-][^\x00-\x1f\x7f]*)?")
+# one option: a flag, with a value after = or a space that is one word or one double-quoted string (sbatch
+# reads several options from one #SBATCH line, so `--qos=normal --uid=0` would be two)
+_WORD, _QUOTED = r"[^\s\"'\\\x00-\x1f\x7f]+", r'"[^"\\\x00-\x1f\x7f]*"'
+_SLURM_EXTRA = re.compile(rf"(--?[A-Za-z][A-Za-z0-9-]*)(=(?:{_WORD}|{_QUOTED})|\s+(?:(?!-){_WORD}|{_QUOTED}))?")
+# what the harness sets itself on an #SBATCH line (its log folder, array, signal, ...), or has a key for
+_SLURM_OWN = {"--job-name": "the suite's name", "-J": "the suite's name", "--array": "the pending trials",
+              "-a": "the pending trials", "--output": "the results folder's slurm/logs", "-o": "the results folder's slurm/logs",
+              "--open-mode": "the array template", "--requeue": "the array template", "--signal": "slurm.signal_seconds",
+              "--ntasks": "the array template", "-n": "the array template", "--nodes": "resources.nodes",
+              "-N": "resources.nodes", "--cpus-per-task": "slurm.cpus_per_task", "-c": "slurm.cpus_per_task",
+              "--partition": "slurm.partition", "-p": "slurm.partition", "--account": "slurm.account",
+              "-A": "slurm.account", "--time": "slurm.time", "-t": "slurm.time", "--mem": "slurm.mem",
+              "--constraint": "slurm.constraint", "-C": "slurm.constraint", "--gpus-per-task": "slurm.gpus_per_task",
+              "--dependency": "the next rung's job", "-d": "the next rung's job"}
 
 
 def check_slurm(slurm: dict[str, Any]) -> None:
@@ -138,8 +151,13 @@ def check_slurm(slurm: dict[str, Any]) -> None:
         if value is not None and not re.fullmatch(pattern, value):
             raise ConfigError(f"slurm.{key}", f"expected {what}, got {value!r}")
     for i, line in enumerate(slurm.get("extra") or []):
-        if not _SLURM_EXTRA.fullmatch(line):
-            raise ConfigError(f"slurm.extra[{i}]", f"expected one sbatch option on one line (--qos=normal), got {line!r}")
+        option = _SLURM_EXTRA.fullmatch(line)
+        if not option:
+            raise ConfigError(f"slurm.extra[{i}]", "expected one sbatch option a entry (--qos=normal; a value with "
+                                                  f"spaces in double quotes), got {line[:200]!r}")
+        if option.group(1) in _SLURM_OWN:
+            raise ConfigError(f"slurm.extra[{i}]", f"{option.group(1)} is set by the harness (from "
+                                                  f"{_SLURM_OWN[option.group(1)]}); it cannot be given again here")
     for i, line in enumerate(slurm.get("setup") or []):
         if "\n" in line or "\r" in line:
             raise ConfigError(f"slurm.setup[{i}]", "one shell line per entry (give several entries, not a newline)")

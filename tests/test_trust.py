@@ -316,6 +316,9 @@ INJECTION = TINY + """slurm:
     ("constraint", '"a100`touch pwned`"'),
     ("extra", '["--qos=normal\\ntouch pwned"]'),
     ("extra", '["touch pwned"]'),
+    ("extra", '["--qos=normal --uid=0 --output=/tmp/elsewhere"]'),  # one entry, three options
+    ("extra", '["--output=/tmp/elsewhere"]'),  # the log folder is the harness's
+    ("extra", '["--comment=\\"a\\" --uid=0"]'),
     ("setup", '["module load cuda\\ntouch pwned"]'),
 ])
 def test_no_slurm_value_can_leave_its_sbatch_line(tmp_path, cli, key, value):
@@ -410,3 +413,28 @@ def test_an_integer_beyond_64_bits_is_refused_at_load_in_a_file_and_on_the_comma
              "a value YAML cannot convert")
     assert cli("plan", suite, f"seeds=[0, {2**63 - 1}]")[0] == 0  # the largest that fits is taken
     assert not (tmp_path / "r").exists()
+
+
+def test_no_value_from_the_command_line_can_leave_its_line_of_the_sbatch_script(tmp_path, cli):
+    """A newline in --results put ``#SBATCH`` lines of its own in the script (its log folder is on
+    ``#SBATCH --output=``); a path with spaces, quotes and ``$(...)`` stays one word on every line."""
+    import subprocess
+
+    from harness.launch.slurm import prepare
+    from harness.suite import load_suite
+
+    suite = write_suite(tmp_path, TINY)
+    hostile = tmp_path / "r\n#SBATCH --uid=0"
+    _refused(cli("submit", suite, "--results", hostile, "--dry-run"), "--results", "control character")
+    assert not list(tmp_path.rglob("plan.json"))
+    odd = tmp_path / "my results $(touch pwned) 'q'"
+    multi = load_suite(str(suite), ["base.resources.nodes=2"])
+    for loaded in (load_suite(str(suite)), multi):
+        script = prepare(loaded, odd / "tiny", [str(tmp_path / "a plugin.py")])[0]
+        assert subprocess.run(["bash", "-n"], input=script, text=True).returncode == 0
+        directives = [line for line in script.splitlines() if line.startswith("#SBATCH")]
+        assert all(not line.startswith("#SBATCH --uid") for line in directives)
+        path_lines = [line for line in script.splitlines() if "my results" in line]
+        for line in path_lines:  # the quoted path as one word, never inside another quoted string
+            assert "'\"'\"'q'\"'\"'" in line and not line.lstrip().startswith(("trap", "srun", "bash -c")), line
+    assert not (tmp_path / "pwned").exists()

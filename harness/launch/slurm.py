@@ -33,12 +33,25 @@ TEMPLATES = Path(__file__).resolve().parents[2] / "slurm"  # the repository's te
 _PLACEHOLDER = re.compile(r"{{\s*([a-z_]+)\s*}}")
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_LINES = ("sbatch_options", "setup")  # lines joined by the harness, each checked on its own (settings.check_slurm)
+_FROM = {"log_dir": "--results", "results": "--results", "results_root": "--results", "plan": "--results",
+         "plugins": "--plugin", "suite": "the suite file's path", "overrides": "an override", "harness": "the Python",
+         "python": "the Python"}
+
+
 def render(template: str, values: dict[str, Any], source: str = "template") -> str:
-    """``{{name}}`` placeholders filled in; one the harness does not know is an error naming it."""
+    """``{{name}}`` placeholders filled in; one the harness does not know is an error naming it. No value
+    holds a newline or another control character: on an ``#SBATCH`` line it would start a directive of its
+    own (a newline in ``--results`` once did), elsewhere a command."""
     unknown = sorted({m.group(1) for m in _PLACEHOLDER.finditer(template)} - set(values))
     if unknown:
         raise UsageError(f"{source}: unknown placeholder {{{{{unknown[0]}}}}}; the harness fills in "
                          f"{', '.join(sorted(values))}")
+    for name, value in values.items():
+        if name not in _LINES and _CONTROL.search(str(value)):
+            raise UsageError(f"{_FROM.get(name, name)}: {str(value)[:200]!r} holds a newline or another control "
+                             "character, which would start another line of the sbatch script; choose another")
     return _PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), template)
 
 
@@ -74,10 +87,20 @@ def _harness_command() -> str:
     return f"{shlex.quote(sys.executable)} -m harness"
 
 
+def check_results(results: Path) -> Path:
+    """The results folder of a submission, resolved; one whose path holds a newline or another control
+    character is refused before anything is written there (its log folder goes on an ``#SBATCH`` line)."""
+    results = Path(results).resolve()
+    if _CONTROL.search(str(results)):
+        raise UsageError(f"--results: {str(results)[:200]!r} holds a newline or another control character, which "
+                         "would start another line of the sbatch script; choose another")
+    return results
+
+
 def prepare(suite: Any, results: Path, plugins: list[str] | None = None) -> tuple[str, Path, int, str]:
     """(script, plan file, number of tasks, how they were chunked): the rendered array job of the suite's
     trials that have no final record yet; the plan is written, immutably, next to the results."""
-    results = Path(results).resolve()
+    results = check_results(results)
     trials: list[TrialSpec] = list(suite.trials)
     plan = write_plan_file(results, suite.to_dict(), trials)
     slurm = suite.slurm
