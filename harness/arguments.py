@@ -13,17 +13,34 @@ def _number(kind: type, low: float | None, what: str):
             value = kind(text)
         except ValueError:
             value = None
-        if value is None or not math.isfinite(value) or (low is not None and value < low):
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        if value is None or not math.isfinite(value) or (low is not None and value < low) or abs(value) >= 2**63:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text[:80]!r}")
         return value
 
     return parse
+
+
+def _fuse_value(text: str) -> str:
+    """``--fuse``: off, auto or a pack size in ASCII digits (an empty value was silently off; ``²`` a traceback)."""
+    value = text.strip()
+    if value in ("off", "auto") or (value.isascii() and value.isdigit() and 1 <= int(value) < 2**63):
+        return value
+    raise argparse.ArgumentTypeError(f"expected auto, off or a pack size >= 1, got {text[:80]!r}")
 
 
 _positive = _number(int, 1, "a whole number >= 1")
 _index = _number(int, 0, "a whole number >= 0")
 _non_negative = _number(float, 0, "a finite number >= 0")
 _finite = _number(float, None, "a finite number")
+
+
+def plain_streams() -> None:
+    """stdout and stderr that never raise on a character their encoding lacks (an ASCII locale, LC_ALL=C
+    without Python's UTF-8 mode): it is written as an escape instead. Files are always UTF-8."""
+    for stream in (sys.stdout, sys.stderr):
+        if (getattr(stream, "encoding", None) or "utf-8").lower().replace("-", "") != "utf8" and \
+                hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
 
 
 def _runs_trials(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -43,7 +60,7 @@ def _runs_trials(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def fuse_overrides(args: argparse.Namespace) -> list[str]:
     """``--fuse X`` as the suite override it stands for, so that plan files carry it to array tasks."""
     fuse = getattr(args, "fuse", None)
-    return [f"execution.fuse={fuse}"] if fuse else []
+    return [f"execution.fuse={fuse}"] if fuse is not None else []
 
 
 def _max_trials(p: argparse.ArgumentParser) -> None:
@@ -52,7 +69,7 @@ def _max_trials(p: argparse.ArgumentParser) -> None:
 
 
 def _fuse(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--fuse", metavar="auto|K|off",
+    p.add_argument("--fuse", metavar="auto|K|off", type=_fuse_value,
                    help="train compatible trials as fused packs of up to K (auto: as many as fit); overrides the "
                         "suite's execution.fuse")
 
@@ -80,7 +97,9 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
         command = self.prog.removeprefix("harness").strip()
-        self.exit(2, f"harness: error: {command + ': ' if command else ''}{message}\n")
+        from harness.errors import shorten
+
+        self.exit(2, f"harness: error: {shorten((command + ': ' if command else '') + message)}\n")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 from harness import layout
-from harness.arguments import fuse_overrides, parser
-from harness.errors import STORAGE_ERRNOS, UsageError, storage_error
+from harness.arguments import fuse_overrides, parser, plain_streams
+from harness.errors import STORAGE_ERRNOS, UsageError, shorten, storage_error
 from harness.layout import regress_path, suite_dir
 
 EXIT_OK, EXIT_TRIALS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -383,14 +383,14 @@ def cmd_list(args: argparse.Namespace) -> int:
 COMMANDS = {
     "run": cmd_run, "plan": cmd_plan, "status": cmd_status, "submit": cmd_submit, "worker": cmd_worker,
     "baseline": cmd_baseline, "regress": cmd_regress, "compare": cmd_compare, "refine": cmd_refine,
-    "lr-find": cmd_lr_find, "landscape": cmd_landscape, "diagnose": cmd_diagnose,
+    "lr-find": cmd_lr_find, "landscape": cmd_landscape, "diagnose": cmd_diagnose, "verify": cmd_verify,
     "optimizer-checks": cmd_optimizer_checks, "report": cmd_report, "collect": cmd_collect, "list": cmd_list,
-    "verify": cmd_verify,
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     p = parser()
+    plain_streams()  # under LC_ALL=C a ± or − in a table was a UnicodeEncodeError
     # Overrides may follow options (`run s.yaml --workers 2 seeds=3`), which argparse alone rejects.
     args, extra = p.parse_known_args(argv)
     for item in extra:
@@ -400,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except UsageError as e:
-        print(f"harness: error: {e}", file=sys.stderr)
+        print(f"harness: error: {shorten(str(e))}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:  # `harness plan ... | head`: the reader left; not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -32,6 +32,14 @@ def first_line(e: BaseException, limit: int = 200) -> str:
     return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:limit]}"
 
 
+def shorten(text: str, head: int = 600, tail: int = 400) -> str:
+    """An error line of readable length: a value of 200,000 characters (an unknown name, a key) is not
+    echoed whole; its start and the end of the line (where the suggestion is) stay."""
+    if len(text) <= head + tail + 50:
+        return text
+    return f"{text[:head]} [... {len(text) - head - tail} characters left out ...] {text[-tail:]}"
+
+
 class ConfigError(UsageError):
     """A problem at a key path of a suite; ``file`` is filled in by the loader."""
 

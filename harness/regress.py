@@ -116,7 +116,7 @@ def check_provenance(folder: Path, unverified: bool = False) -> dict[str, Any] |
         raise UsageError(f"baseline {folder}: no {PROVENANCE_FILE}, so nothing shows its records are the ones "
                          "`harness baseline` wrote; make it with `harness baseline`, or pass --unverified-baseline")
     try:
-        provenance = json.loads(path.read_text())
+        provenance = json.loads(path.read_text(encoding="utf-8"))
         listed = provenance["records"]
         if not isinstance(listed, dict):
             raise TypeError("records is not a mapping")

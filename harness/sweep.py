@@ -200,19 +200,20 @@ def run_baseline(suite: Suite, results: Path, pool: Pool, command: str, say: Say
 def swap_technique(suite_file: str, technique: str) -> tuple[str, str]:
     """``--technique KEY=VALUE`` as (KEY, the override that puts it in the suite): it replaces the
     grid axis KEY (all its values become this one) or the base value."""
-    import yaml
+    from harness.suitefile import read_yaml
 
     key, sep, value = technique.partition("=")
     if not sep or not key or "." in key:
         raise UsageError(f"--technique {technique!r}: expected KEY=VALUE with a top-level trial key, "
                          "e.g. optimizer=lion or 'optimizer={name: lion, lr: 1.0e-4}'")
-    try:
-        raw = yaml.safe_load(Path(suite_file).read_text()) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise UsageError(f"{suite_file}: cannot read the suite ({e})") from None
-    if key in (raw.get("zip") or {}):
+    raw = read_yaml(suite_file)[0]  # the guarded reader: a binary or hostile file is one ConfigError
+    if not isinstance(raw, dict):
+        raise ConfigError("", f"a suite is a mapping of keys (name, base, grid, ...), got {type(raw).__name__}",
+                          suite_file)
+    section = lambda name: raw.get(name) if isinstance(raw.get(name), dict) else {}  # noqa: E731
+    if key in section("zip"):
         raise UsageError(f"--technique {key}: {key} is a zip axis of {suite_file}; compare needs it in base or grid")
-    return key, f"grid.{key}=[{value}]" if key in (raw.get("grid") or {}) else f"base.{key}={value}"
+    return key, f"grid.{key}=[{value}]" if key in section("grid") else f"base.{key}={value}"
 
 
 def run_compare(suite: Suite, suite_file: str, key: str, results_root: Path, baseline: Path, pool: Pool,

@@ -438,3 +438,57 @@ def test_no_value_from_the_command_line_can_leave_its_line_of_the_sbatch_script(
         for line in path_lines:  # the quoted path as one word, never inside another quoted string
             assert "'\"'\"'q'\"'\"'" in line and not line.lstrip().startswith(("trap", "srun", "bash -c")), line
     assert not (tmp_path / "pwned").exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """TINY at one epoch, run once: a results folder with its plan, for the commands that read one."""
+    from harness.cli import main
+
+    folder = tmp_path_factory.mktemp("tiny-run")
+    suite = write_suite(folder, TINY)
+    assert main(["run", str(suite), "budget.epochs=1", "--results", str(folder / "r"), "--no-report"]) == 0
+    return folder / "r" / "tiny"
+
+
+def test_the_last_tracebacks_of_issue_29_are_one_error_line(tmp_path, cli, tiny_run):
+    """Malformed claims in plan.json (verify, report), compare on a binary or list-shaped suite, worker
+    --pending past the plan, --fuse ² or an empty --fuse (silently off), report --target-metric nosuch
+    (exit 0), and a 200,000-character unknown name (echoed whole)."""
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_run, bad)
+    plan = json.loads((bad / "plan.json").read_text())
+    for claims, needle in (([{"id": "x", "compare": {"optimizer": "sgd"}}], "claims[0].metric: missing"),
+                           ("notalist", "expected a list of claims")):
+        plan["suite"]["claims"] = claims
+        (bad / "plan.json").write_text(json.dumps(plan))
+        for command in ("verify", "report"):
+            _refused(cli(command, bad), "plan.json: its claims are not as the harness wrote them", needle)
+    (tmp_path / "list.yaml").write_text("[1, 2]\n")
+    (tmp_path / "binary.yaml").write_bytes(b"\x00\x01\x02name: x\n")
+    for suite, needle in (("list.yaml", "a suite is a mapping"), ("binary.yaml", "YAML syntax error")):
+        _refused(cli("compare", tmp_path / suite, "--technique", "optimizer=sgd", "--results", tmp_path / "c"), needle)
+    suite = write_suite(tmp_path, TINY)
+    assert cli("submit", suite, "--results", tmp_path / "s", "--dry-run")[0] == 0
+    [plan_file] = (tmp_path / "s" / "tiny" / "plans").glob("plan-*.json")
+    _refused(cli("worker", plan_file, "--index", "99", "--pending"), "task 99 has no trial: the plan has 4 trials")
+    for fuse in ("²", "", "٣"):  # argparse's refusal: a process of its own
+        _refused(harness_cli("plan", suite, "--fuse", fuse), "--fuse: expected auto, off or a pack size >= 1")
+    _refused(cli("plan", suite, "execution.fuse=²"), "execution.fuse: expected off, auto or a pack size")
+    _refused(cli("report", tiny_run, "--target-metric", "nosuch"), "--target-metric 'nosuch': expected one of")
+    long = "x" * 200_000
+    line = _refused(cli("plan", suite, f"base.model.name={long}"), "unknown model", "characters left out",
+                    "expected one of cnn_2c2d")
+    assert len(line) < 1500
+
+
+def test_every_command_writes_under_an_ascii_locale(tiny_run, tmp_path):
+    """LC_ALL=C without Python's UTF-8 mode: a − or ± on the terminal or in a report was a UnicodeEncodeError."""
+    env = {"LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONIOENCODING": ""}
+    results = tmp_path / "r"
+    shutil.copytree(tiny_run, results)
+    for args in (["list"], ["optimizer-checks", "--optimizer", "sgd", "--problem", "quadratic", "--out", tmp_path / "o"],
+                 ["report", results, "--format", "md,html,latex,csv"], ["status", results]):
+        r = harness_cli(*args, env=env)
+        assert r.returncode in (0, 1) and "Traceback" not in r.stderr, (args, r.stderr[-800:])
+    assert "±" in (results / "report" / "report.md").read_text(encoding="utf-8")

@@ -44,7 +44,7 @@ def parse_fuse(value: Any, where: str = "execution.fuse") -> Fuse:
     a bare ``off`` as false)."""
     if value is False:
         return "off"
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():  # not "²"
         value = int(value)
     if value in ("off", "auto") or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
         return value

@@ -121,7 +121,7 @@ def prepare(suite: Any, results: Path, plugins: list[str] | None = None) -> tupl
     else:
         template_file = TEMPLATES / ("multinode.sbatch" if multinode else "array.sbatch")
     try:
-        template = template_file.read_text()
+        template = template_file.read_text(encoding="utf-8")
     except OSError as e:
         raise UsageError(f"slurm.template: cannot read {template_file}: {e.strerror}") from None
     resources = trials[0].config["resources"]
@@ -152,7 +152,7 @@ def next_rung(suite: Any, results: Path, after: str, plugins: list[str] | None =
         "plugins": "".join(f" --plugin {shlex.quote(p)}" for p in plugins or []),
     }
     template = TEMPLATES / "next-rung.sbatch"
-    return render(template.read_text(), values, str(template))
+    return render(template.read_text(encoding="utf-8"), values, str(template))
 
 
 def submit(script: str, results: Path, name: str = layout.ARRAY_SCRIPT) -> str:
@@ -178,7 +178,7 @@ def job_states(results: Path) -> dict[str, int] | None:
     jobs_file = layout.jobs_file(results)
     if shutil.which("squeue") is None or not jobs_file.exists():
         return None
-    jobs = [j for j in jobs_file.read_text().split() if j]
+    jobs = [j for j in jobs_file.read_text(encoding="utf-8").split() if j]
     if not jobs:
         return None
     done = subprocess.run(["squeue", "--array", "-h", "-o", "%T", "-j", ",".join(jobs)],
@@ -248,5 +248,7 @@ def _requeue_self(signum: int, stream: TextIO) -> None:
 def pending(plan_file: Path, index: int) -> str | None:
     """The trial id of task ``index`` when it has no final record (multi-node template's check)."""
     _, specs = read_plan_file(plan_file)
+    if index >= len(specs):
+        raise UsageError(f"task {index} has no trial: the plan has {len(specs)} trials, one per task")
     spec = specs[index]
     return None if finished(layout.results_of_plan_file(Path(plan_file).resolve()), spec.trial_id) else spec.trial_id

@@ -114,7 +114,7 @@ CRASHES = 2  # default of execution.crashes
 def crashes(results: Path, trial_id: str) -> int:
     """How many earlier starts of the trial ended with their process, leaving no record."""
     try:
-        return int(json.loads(started_path(results, trial_id).read_text())["starts"])
+        return int(json.loads(started_path(results, trial_id).read_text(encoding="utf-8"))["starts"])
     except (OSError, ValueError, TypeError, KeyError):
         return 0
 
@@ -304,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         plan = Path(args[1])
         spec, results_dir = read_plan_file(plan)[1][int(args[3])], results_of_plan_file(plan)
     else:  # `SPEC_JSON RESULTS`
-        spec, results_dir = TrialSpec.from_dict(json.loads(Path(args[0]).read_text())), Path(args[1])
+        spec, results_dir = TrialSpec.from_dict(json.loads(Path(args[0]).read_text(encoding="utf-8"))), Path(args[1])
     flag = StopFlag().install()
     stop = stop_path(results_dir, spec.trial_id)
     record = run_trial(spec, tracking_dir=tracking_dir(results_dir),

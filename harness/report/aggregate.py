@@ -24,9 +24,9 @@ import pandas as pd
 from harness.layout import plan_path
 from harness.report.stats import describe_groups
 from harness.spec import COMPLETED, DIVERGED, FAILED, INTERRUPTED, Record, run_id_of
-from harness.errors import UsageError
+from harness.errors import ConfigError, UsageError
 from harness.store import scan
-from harness.store.records import atomic_write, read_regular
+from harness.store.records import atomic_write, check_plan_claims, read_regular
 
 METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
 
@@ -127,9 +127,12 @@ def _planned(plan_file: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         suite, axes = plan["suite"], {t["trial_id"]: t.get("axes") for t in plan["trials"]}
         if not isinstance(suite, dict) or not all(isinstance(i, str) for i in axes):
             raise TypeError("expected a suite mapping and trial ids")
+        check_plan_claims(suite, [t.get("config") or {} for t in plan["trials"]])
         return suite, axes
-    except (OSError, ValueError, TypeError, KeyError) as e:
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
         raise UsageError(f"{plan_file}: not a plan the harness wrote ({type(e).__name__}: {e})") from None
+    except ConfigError as e:
+        raise UsageError(f"{plan_file}: its claims are not as the harness wrote them ({e})") from None
 
 
 def collect(results: Path) -> Collected:

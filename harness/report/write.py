@@ -18,7 +18,7 @@ import pandas as pd
 from harness import layout
 from harness.errors import UsageError
 from harness.report import plots
-from harness.report.aggregate import Collected, collect, summarize
+from harness.report.aggregate import METRICS, Collected, collect, summarize
 from harness.report.diagnostics import diagnostics_section
 from harness.report.html import render_html
 from harness.report.search import search_sections
@@ -90,6 +90,8 @@ def write_report(results: Path, compare_axes: list[str] | None = None, metric: s
             raise UsageError(f"{results}: no axis {a!r}; the varying axes are {', '.join(sorted(known))}")
     if not c.runs.empty and metric not in c.runs:
         raise UsageError(f"{results}: no metric {metric!r} in the records")
+    if target_metric not in METRICS:  # an epoch's metric: the one whose target a trial reaches
+        raise UsageError(f"--target-metric {target_metric!r}: expected one of {', '.join(METRICS)}")
     out = Path(out) if out is not None else layout.report_dir(results)
     out.mkdir(parents=True, exist_ok=True)
     name = c.suite.get("name", results.name)

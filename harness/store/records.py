@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from harness import layout
-from harness.errors import STORAGE_ERRNOS, UsageError, storage_error
+from harness.errors import STORAGE_ERRNOS, ConfigError, UsageError, storage_error
 from harness.layout import record_path
 from harness.spec import FINAL_STATUSES, Record, TrialSpec, trial_id_of
 
@@ -198,10 +198,26 @@ def read_plan_file(path: Path) -> tuple[dict[str, Any], list[TrialSpec]]:
         data = json.loads(read_regular(Path(path)))
         if not isinstance(data, dict) or not isinstance(data.get("suite"), dict) or not isinstance(data.get("trials"), list):
             raise ValueError("expected a mapping with a suite (a mapping) and trials (a list)")
-        return data["suite"], [TrialSpec.from_dict(t) for t in data["trials"]]
+        suite, trials = data["suite"], [TrialSpec.from_dict(t) for t in data["trials"]]
+        check_plan_claims(suite, [t.config for t in trials])
+        return suite, trials
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
         what = e.strerror if isinstance(e, OSError) else f"{type(e).__name__}: {e}"
         raise UsageError(f"{path}: not a plan the harness wrote ({what})") from None
+    except ConfigError as e:
+        raise UsageError(f"{path}: its claims are not as the harness wrote them ({e})") from None
+
+
+def check_plan_claims(suite: dict[str, Any], configs: list[dict[str, Any]]) -> None:
+    """A plan's claims checked again as a suite's are (``verify`` and ``report`` judge them): the plan
+    keeps them resolved, with null for what a claim does not give."""
+    from harness.claims import parse_claims
+
+    claims = suite.get("claims")
+    if claims:
+        given = [{k: v for k, v in c.items() if v is not None} if isinstance(c, dict) else c for c in claims] \
+            if isinstance(claims, list) else claims
+        suite["claims"] = parse_claims(given, list(suite.get("axes") or []), configs)
 
 
 def read_plan(results: Path) -> tuple[dict[str, Any], list[TrialSpec]] | None:
