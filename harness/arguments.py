@@ -43,17 +43,31 @@ def plain_streams() -> None:
             stream.reconfigure(errors="backslashreplace")
 
 
-def _runs_trials(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The arguments of every command that runs a suite's trials (run, baseline, compare)."""
+def _suite_options(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """What every command that reads a suite takes alike (run, plan, submit, baseline, compare): the suite,
+    its overrides, plugins, the trial limit, fusing and the data root."""
     p.add_argument("suite")
     p.add_argument("overrides", nargs="*", metavar="key.path=value", help="override suite keys")
-    p.add_argument("--workers", type=_positive, default=1, help="trials run in N processes (default 1)")
-    _max_trials(p)
-    p.add_argument("--workers-per-gpu", type=_positive, metavar="K",
-                   help="pack K workers on each GPU in turn (default: workers spread over the GPUs)")
-    p.add_argument("--data-root", help="folder holding datasets (else $HARNESS_DATA_ROOT)")
     p.add_argument("--plugin", action="append", default=[], help="module or .py file adding components")
+    _max_trials(p)
     _fuse(p)
+    p.add_argument("--data-root", help="folder holding datasets (else $HARNESS_DATA_ROOT)")
+    return p
+
+
+def _workers(p: argparse.ArgumentParser, planned: bool = False) -> None:
+    p.add_argument("--workers", type=_positive, default=1,
+                   help="the workers the fused packs are planned for, as run --workers N forms them (default 1)"
+                   if planned else "trials run in N processes (default 1)")
+    if not planned:
+        p.add_argument("--workers-per-gpu", type=_positive, metavar="K",
+                       help="pack K workers on each GPU in turn (default: workers spread over the GPUs)")
+
+
+def _runs_trials(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The arguments of every command that runs a suite's trials (run, baseline, compare)."""
+    _suite_options(p)
+    _workers(p)
     return p
 
 
@@ -110,27 +124,17 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--results", default="results", help="results root; records go to RESULTS/<suite>/")
     run.add_argument("--no-report", action="store_true", help="skip writing the report")
 
-    plan = sub.add_parser("plan", help="print the expanded trials without running them")
-    plan.add_argument("suite")
-    plan.add_argument("overrides", nargs="*", metavar="key.path=value")
-    plan.add_argument("--plugin", action="append", default=[])
+    plan = _suite_options(sub.add_parser("plan", help="print the expanded trials without running them"))
     plan.add_argument("--count", action="store_true",
                       help="only count the trials, from the axes, without building them (for any size of suite)")
-    _max_trials(plan)
-    _fuse(plan)
-    plan.add_argument("--workers", type=_positive, default=1, help="the workers the packs are planned for (default 1)")
+    _workers(plan, planned=True)
 
     status = sub.add_parser("status", help="count the records of a results folder by status (and SLURM tasks)")
     status.add_argument("dir", help="results folder of a suite (RESULTS/<suite>), or a results root with one suite")
 
-    submit = sub.add_parser("submit", help="submit a suite's trials without records as a SLURM array job")
-    submit.add_argument("suite")
-    submit.add_argument("overrides", nargs="*", metavar="key.path=value", help="override suite keys")
+    submit = _suite_options(sub.add_parser("submit", help="submit a suite's trials without records as a SLURM array job"))
     submit.add_argument("--results", default="results", help="results root; records go to RESULTS/<suite>/")
-    _max_trials(submit)
     submit.add_argument("--dry-run", action="store_true", help="print the sbatch script instead of submitting it")
-    submit.add_argument("--plugin", action="append", default=[], help="module or .py file adding components")
-    _fuse(submit)
 
     worker = sub.add_parser("worker", help="run one array task's trials of a plan (what SLURM tasks run)")
     worker.add_argument("plan", help="plan file written by harness submit (RESULTS/<suite>/plans/plan-*.json)")
@@ -235,6 +239,7 @@ def parser() -> argparse.ArgumentParser:
                      help="a suite's results folder (RESULTS/<suite>), or a suite file (its records in RESULTS/<name>)")
     ver.add_argument("--results", default="results", help="results root for suite files (default results)")
     ver.add_argument("--page", metavar="FILE", help="also write the reproductions page (Markdown) of these suites")
+    ver.add_argument("--plugin", action="append", default=[], help="module or .py file adding components")
 
     lst = sub.add_parser("list", help="list registered components and their parameters, or (list settings) every "
                                       "key a suite accepts")

@@ -25,6 +25,7 @@ def _say(text: str = "") -> None:
 def _load(args: argparse.Namespace):
     from harness.suite import load_suite
 
+    _data_root(args)
     _plugins(args)
     return load_suite(args.suite, [*args.overrides, *fuse_overrides(args)], getattr(args, "max_trials", None))
 
@@ -46,7 +47,7 @@ def _pool(args: argparse.Namespace):
 
 
 def _data_root(args: argparse.Namespace) -> None:
-    if args.data_root:
+    if getattr(args, "data_root", None):  # sbatch passes it on to the array tasks (--export=ALL)
         os.environ["HARNESS_DATA_ROOT"] = str(Path(args.data_root).expanduser().resolve())
 
 
@@ -54,7 +55,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.spec import COMPLETED, STOPPED
     from harness.sweep import run_suite
 
-    _data_root(args)
     suite = _load(args)
     results = suite_dir(args.results, suite.name)
     statuses = run_suite(suite, results, _pool(args), _say, _warn)
@@ -75,7 +75,6 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     """Run a suite into the baselines folder and write its provenance: the only way baselines are made."""
     from harness.sweep import run_baseline
 
-    _data_root(args)
     suite = _load(args)
     results = suite_dir(args.results, suite.name)
     listed, planned = run_baseline(suite, results, _pool(args), "harness " + " ".join(sys.argv[1:]), _say, _warn)
@@ -131,7 +130,6 @@ def _one_trial(args: argparse.Namespace):
     """(suite, trial --index of its plan), for the commands that look at one trial."""
     from harness.sweep import preflight
 
-    _data_root(args)
     suite = _load(args)
     preflight(suite)
     if not 0 <= args.index < len(suite.trials):
@@ -283,6 +281,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from harness.report.claims import check_page_target, terminal_lines, verify, write_page
 
     check_page_target(args.page, args.targets)
+    _plugins(args)  # a suite file naming a plugin's components loads as it does for run
     checked = verify(args.targets, args.results)
     for c in checked:
         _say("\n".join(terminal_lines(c)))

@@ -114,6 +114,10 @@ def run_suite(suite: Suite, results: Path, pool: Pool, say: Say = _quiet, warn: 
                 say(f"{done} of {len(suite.trials)} trials already have records; running the other {len(todo)}")
             else:
                 say(dataclasses.replace(pool, workers=min(pool.workers, len(todo))).running(len(todo), suite))
+            if suite.execution["fuse"] != "off":  # what fusing made of them (harness plan --fuse lists the packs)
+                from harness.fused.plan import describe
+
+                say(describe(todo, suite.execution["fuse"], pool.workers, any(s is not None for s in slots))[0])
             run_local(todo, results, pool.workers, plugins=pool.plugins, slots=slots, fuse=suite.execution["fuse"],
                       crash_limit=suite.execution["crashes"])
             _wait_for_others(todo, results, say)

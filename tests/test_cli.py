@@ -133,3 +133,27 @@ def test_list_shows_components_with_parameters():
     only = harness_cli("list", "schedules")
     assert "cosine" in only.stdout and "optimizers:" not in only.stdout
     assert harness_cli("list", "optimisers").returncode == 2
+
+
+def test_every_command_that_reads_a_suite_takes_the_same_suite_options(tmp_path, capsys, monkeypatch):
+    """plan refused --data-root and took an undocumented --workers; now run, plan, submit, baseline and
+    compare share one set, and run --fuse auto says what fusing made of the sweep (it printed nothing)."""
+    from harness.arguments import parser
+    from harness.cli import main
+
+    commands = parser()._subparsers._group_actions[0].choices
+    def options(name):
+        return {s for a in commands[name]._actions for s in a.option_strings} | {
+            a.dest for a in commands[name]._actions if not a.option_strings}
+    shared = {"suite", "overrides", "--plugin", "--max-trials", "--fuse", "--data-root"}
+    for name in ("run", "plan", "submit", "baseline", "compare"):
+        assert shared <= options(name), (name, shared - options(name))
+    assert {"--workers", "--workers-per-gpu"} <= options("run") & options("compare") & options("baseline")
+    assert "--workers" in options("plan") and "--plugin" in options("verify")
+    monkeypatch.setenv("HARNESS_DATA_ROOT", str(tmp_path))  # --data-root sets it: put back after the test
+    suite = write_suite(tmp_path, TINY)
+    assert main(["plan", str(suite), "--data-root", str(tmp_path), "--fuse", "auto", "--workers", "2"]) == 0
+    assert "its 2 compatible trials are spread over 2 workers" in capsys.readouterr().out
+    assert main(["run", str(suite), "budget.epochs=1", "--fuse", "auto", "--results", str(tmp_path / "r"),
+                 "--no-report", "--data-root", str(tmp_path)]) == 0
+    assert "fuse: auto: 4 trials in 2 packs, 0 alone" in capsys.readouterr().out

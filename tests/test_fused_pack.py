@@ -21,7 +21,7 @@ from harness.components.regularizers import Parts
 from harness.engine import run_trial
 from harness.errors import ConfigError
 from harness.fused.pack import run_pack
-from harness.fused.plan import pack_id, parse_fuse, plan_packs, why_not
+from harness.fused.plan import describe, pack_id, parse_fuse, plan_packs, why_not
 from harness.launch import run_local
 from harness.spec import COMPLETED, DIVERGED, FAILED, INTERRUPTED
 from harness.store import scan
@@ -234,6 +234,16 @@ def test_the_plan_packs_compatible_trials_and_says_why_the_others_train_alone(tm
     assert out.returncode == 0
     assert "fuse: auto: 2 trials in 1 packs, 2 alone" in out.stdout
     assert "alone" in out.stdout and "optimizer 'lbfgs' has no fused form" in out.stdout
+    # lone trials grouped by reason, one line each (it was a near-identical line per trial); the packs
+    # as run --workers 2 forms them, with the reason a compatible trial ends up alone
+    lines = describe(list(suite.trials), "auto", workers=4)
+    alone = [line for line in lines if " alone: " in line]
+    assert len(alone) == 3, lines  # lbfgs, the ensembles, the sgd trials spread over the workers
+    assert any(line.startswith("  4 alone: optimizer 'lbfgs' has no fused form") for line in alone)
+    assert any("its 4 compatible trials are spread over 4 workers" in line for line in alone)
+    many = describe(list(load_suite(write_suite(tmp_path, EQUIVALENCE), ["grid.optimizer=[lbfgs]", "seeds=12"]).trials),
+                    "auto")
+    assert len(many) == 2 and many[1].startswith("  12 alone: ") and many[1].endswith(" and 4 more")
 
 
 def test_fuse_settings_are_checked_where_they_are_given(tmp_path):

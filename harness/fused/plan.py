@@ -37,6 +37,7 @@ CONV_MODELS = frozenset({"cnn_2c2d", "cnn_3c3d", "resnet", "resnet18", "wrn"})
 LAYER_TECHNIQUES = frozenset({"dropout"})  # they add layers: a pack shares their presence and kind, not their rate
 PER_SLICE = ("optimizer", "schedule", "warmup", "init", "regularizers", "loss", "divergence", "clip", "diagnostics")
 CPU_AUTO_MAX = 64
+SHOWN = 8  # trial ids named on a line of the plan's pack summary
 
 
 def parse_fuse(value: Any, where: str = "execution.fuse") -> Fuse:
@@ -129,7 +130,10 @@ def plan_packs(specs: list["TrialSpec"], fuse: Fuse, workers: int = 1, cuda: boo
         for start in range(0, len(members), size):
             chunk = members[start:start + size]
             if len(chunk) == 1:
-                reasons[chunk[0].trial_id] = "no other trial of the sweep shares its architecture, data and budget"
+                reasons[chunk[0].trial_id] = (
+                    "no other trial of the sweep shares its architecture, data and budget" if len(members) == 1
+                    else f"packs of 1 (--fuse {fuse})" if isinstance(fuse, int)
+                    else f"its {len(members)} compatible trials are spread over {workers} workers, one a worker")
             units.append(chunk)
     return units, reasons
 
@@ -142,5 +146,10 @@ def describe(specs: list["TrialSpec"], fuse: Fuse, workers: int = 1, cuda: bool 
     packs = [u for u in units if len(u) > 1]
     lines = [f"fuse: {fuse}: {sum(map(len, packs))} trials in {len(packs)} packs, {len(units) - len(packs)} alone"]
     lines += [f"  {pack_id(u)}  {len(u)} trials: {' '.join(t.trial_id for t in u)}" for u in packs]
-    lines += [f"  alone {trial_id}: {why}" for trial_id, why in reasons.items()]
+    alone: dict[str, list[str]] = {}
+    for trial_id, why in reasons.items():  # one line per reason, not per trial
+        alone.setdefault(why, []).append(trial_id)
+    for why, ids in alone.items():
+        more = f" and {len(ids) - SHOWN} more" if len(ids) > SHOWN else ""
+        lines.append(f"  {len(ids)} alone: {why}: {' '.join(ids[:SHOWN])}{more}")
     return lines
