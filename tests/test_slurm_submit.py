@@ -4,7 +4,10 @@ trains (preemption: `scontrol requeue`) or warned before its time limit (USR1) r
 from the checkpoint and finishes with exactly one record."""
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 from conftest import REPO, SLOW, harness_cli, write_suite
@@ -15,8 +18,15 @@ from harness.spec import COMPLETED
 from harness.store import scan
 
 def _submit(env, tmp_path, text):
-    r = harness_cli("submit", write_suite(tmp_path, text), "--results", tmp_path / "res", env=env)
+    """Submitted as `nice -n 3 harness submit ... --plugin noop.py` from the suite's folder (a relative plugin
+    path): the tasks run at nice 3 and find the plugin wherever sbatch starts them."""
+    (tmp_path / "noop.py").write_text("MARK = 'a plugin that adds nothing'\n")
+    r = subprocess.run(["nice", "-n", "3", sys.executable, "-m", "harness", "submit", write_suite(tmp_path, text),
+                        "--results", "res", "--plugin", "noop.py"], cwd=tmp_path, capture_output=True, text=True,
+                       env={**os.environ, **env, "PYTHONPATH": str(REPO)}, timeout=120)
     assert r.returncode == 0, r.stderr
+    script = next((tmp_path / "res").glob("*/slurm/*.sbatch")).read_text()
+    assert f"--plugin {tmp_path / 'noop.py'}" in script
     job = re.search(r"job (\d+)", r.stdout)
     assert job, r.stdout + r.stderr
     return job.group(1), r.stdout
@@ -44,7 +54,8 @@ def test_a_requeued_or_warned_task_resumes_its_trial_to_one_record(slurm_cluster
     assert [h["epoch"] for h in record.history] == [1, 2, 3, 4]
     assert not checkpoint_path(results, trial_id).exists()
     log = next((results / "slurm" / "logs").glob("*.out")).read_text()
-    assert "interrupted" in log and "completed" in log, log
+    assert "interrupted" in log and "running at nice 3, as submitted" in log, log
+    assert re.search(rf"harness worker: {trial_id} completed test_acc=0\.\d+ in \d+\.\d s", log), log
 
 
 def _only_trial(results):

@@ -36,6 +36,19 @@ def _fmt_time(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
+def describe_outcome(record: Record) -> str:
+    """A trial's end on one line: its status, test accuracy, training and evaluation time, and why (if not completed)."""
+    outcome = record.status
+    if record.final.get("test_acc") is not None:
+        outcome += f" test_acc={record.final['test_acc']:.4f}"
+    seconds = (record.timing.get("train_s") or 0) + (record.timing.get("eval_s") or 0)
+    if seconds:
+        outcome += f" in {seconds:.1f} s"
+    if record.reason:
+        outcome += f" ({record.reason.splitlines()[0][:120]})"
+    return outcome
+
+
 class Progress:
     """Where a sweep stands. On a terminal: a live bar (done/total, ETA, the trials running with their epoch,
     failures so far) with a line above it for each trial that did not complete. Elsewhere (a log, a SLURM
@@ -101,11 +114,7 @@ class Progress:
             self.bad[record.status] += 1
         left = self.total - self.done
         eta = sum(self.durations) / len(self.durations) * left / max(min(self.workers, left), 1)
-        outcome = record.status
-        if record.final.get("test_acc") is not None:
-            outcome += f" test_acc={record.final['test_acc']:.4f}"
-        if record.reason:
-            outcome += f" ({record.reason.splitlines()[0][:120]})"
+        outcome = describe_outcome(record)
         if self.bar is not None:  # the bar has the count and ETA: a line only for what went wrong
             self._show()
             self.bar.update(1)

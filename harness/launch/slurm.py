@@ -24,6 +24,7 @@ from typing import Any, TextIO
 
 from harness import layout
 from harness.errors import UsageError
+from harness.launch.local import describe_outcome
 from harness.launch.trial import StopFlag, execute_unit, finished
 from harness.spec import INTERRUPTED, TrialSpec
 from harness.store import scan
@@ -87,6 +88,13 @@ def _harness_command() -> str:
     return f"{shlex.quote(sys.executable)} -m harness"
 
 
+def _plugin_args(plugins: list[str] | None) -> str:
+    """``--plugin`` options for the script: a plugin file by its absolute path (a task's working folder
+    is sbatch's choice, not the submitting shell's), a module name as given."""
+    paths = [str(Path(p).resolve()) if p.endswith(".py") or Path(p).exists() else p for p in plugins or []]
+    return "".join(f" --plugin {shlex.quote(p)}" for p in paths)
+
+
 def check_results(results: Path) -> Path:
     """The results folder of a submission, resolved; one whose path holds a newline or another control
     character is refused before anything is written there (its log folder goes on an ``#SBATCH`` line)."""
@@ -101,6 +109,8 @@ def prepare(suite: Any, results: Path, plugins: list[str] | None = None) -> tupl
     """(script, plan file, number of tasks, how they were chunked): the rendered array job of the suite's
     trials that have no final record yet; the plan is written, immutably, next to the results."""
     results = check_results(results)
+    if os.nice(0) > 0:  # sbatch exports the environment to the tasks (--export=ALL)
+        os.environ[NICE] = str(os.nice(0))
     trials: list[TrialSpec] = list(suite.trials)
     plan = write_plan_file(results, suite.to_dict(), trials)
     slurm = suite.slurm
@@ -130,7 +140,7 @@ def prepare(suite: Any, results: Path, plugins: list[str] | None = None) -> tupl
         "signal_seconds": slurm["signal_seconds"], "cpus_per_task": slurm["cpus_per_task"],
         "sbatch_options": sbatch_options(slurm), "setup": "\n".join(slurm.get("setup", [])),
         "harness": _harness_command(), "python": shlex.quote(sys.executable), "plan": shlex.quote(str(plan)), "chunk": chunk,
-        "plugins": "".join(f" --plugin {shlex.quote(p)}" for p in plugins or []),
+        "plugins": _plugin_args(plugins),
         "nodes": resources["nodes"], "processes": resources["processes"],
         "results": shlex.quote(str(results)), "crashes": suite.execution["crashes"],
     }
@@ -149,7 +159,7 @@ def next_rung(suite: Any, results: Path, after: str, plugins: list[str] | None =
         "suite": shlex.quote(str(Path(suite.file).resolve())),
         "overrides": "".join(f" {shlex.quote(o)}" for o in suite.overrides),
         "results_root": shlex.quote(str(results.parent)),
-        "plugins": "".join(f" --plugin {shlex.quote(p)}" for p in plugins or []),
+        "plugins": _plugin_args(plugins),
     }
     template = TEMPLATES / "next-rung.sbatch"
     return render(template.read_text(encoding="utf-8"), values, str(template))
@@ -189,6 +199,18 @@ def job_states(results: Path) -> dict[str, int] | None:
     return states
 
 
+NICE = "HARNESS_NICE"  # the submitting process's niceness, passed to the tasks in the job's environment
+
+
+def _nice_as_submitted(stream: TextIO) -> None:
+    """An array task at the niceness ``harness submit`` had (``nice harness submit ...``): SLURM starts
+    every task at its own (0, unless slurm.conf propagates it)."""
+    wanted = os.environ.get(NICE, "")
+    if wanted.isascii() and wanted.isdigit() and int(wanted) > os.nice(0):
+        os.nice(min(int(wanted), 19) - os.nice(0))
+        print(f"harness worker: running at nice {os.nice(0)}, as submitted", file=stream, flush=True)
+
+
 def work(plan_file: Path, index: int, chunk: int, stream: TextIO | None = None, fuse: str | int | None = None) -> int:
     """The array task ``index``: its trials without a final record, one unit after another (a trial
     alone, or a fused pack where the plan's suite fuses, or ``fuse`` says so)."""
@@ -201,6 +223,7 @@ def work(plan_file: Path, index: int, chunk: int, stream: TextIO | None = None, 
     if not mine:
         raise UsageError(f"task {index} has no trials: the plan has {len(specs)} trials, {chunk} per task")
     flag = StopFlag().install()
+    _nice_as_submitted(stream)
     cpus = os.environ.get("SLURM_CPUS_PER_TASK")
     import torch
 
@@ -226,7 +249,7 @@ def work(plan_file: Path, index: int, chunk: int, stream: TextIO | None = None, 
             if record is None:
                 print(f"harness worker: {spec.trial_id} is running in another task; left to it", file=stream, flush=True)
             else:
-                print(f"harness worker: {spec.trial_id} {record.status} {record.reason or ''}", file=stream, flush=True)
+                print(f"harness worker: {spec.trial_id} {describe_outcome(record)}", file=stream, flush=True)
         if any(r is not None and r.status == INTERRUPTED for r in records):
             break
     if flag.signal is not None:
