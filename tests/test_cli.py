@@ -157,3 +157,39 @@ def test_every_command_that_reads_a_suite_takes_the_same_suite_options(tmp_path,
     assert main(["run", str(suite), "budget.epochs=1", "--fuse", "auto", "--results", str(tmp_path / "r"),
                  "--no-report", "--data-root", str(tmp_path)]) == 0
     assert "fuse: auto: 4 trials in 2 packs, 0 alone" in capsys.readouterr().out
+
+
+def _run_on_a_pty(tmp_path, columns):
+    """``harness run`` with stderr on a pseudo-terminal of ``columns`` columns; what the terminal showed."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", write_suite(tmp_path, TINY), "budget.epochs=1",
+                             "--results", tmp_path / f"r{columns}", "--no-report"], cwd=REPO, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=slave, env={**env, "TERM": "xterm"})
+    os.close(slave)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the child closed its side
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(master)
+    assert proc.wait(timeout=120) == 0
+    return shown.decode("utf-8", "replace")
+
+
+def test_a_pseudo_terminal_with_no_width_gets_a_line_per_trial(tmp_path):
+    """It reported 0 columns, and nothing at all was printed for the whole sweep (no bar, no lines)."""
+    narrow = _run_on_a_pty(tmp_path, 0)
+    assert "[0/4] start" in narrow and "[4/4] done" in narrow, narrow
+    wide = _run_on_a_pty(tmp_path, 100)
+    assert "4/4" in wide and "[0/4] start" not in wide, wide  # the live bar

@@ -133,11 +133,16 @@ class Progress:
                   + (f" ({bad})" if bad else ""), file=self.stream, flush=True)
 
 
+MIN_COLUMNS = 40  # narrower, the bar shows nothing useful (a pseudo-terminal reporting 0 columns showed nothing at all)
+
+
 def _terminal(stream: TextIO) -> bool:
-    """A live display only on an interactive terminal (not a log file, a pipe, SLURM output or TERM=dumb)."""
+    """A live display only on an interactive terminal at least ``MIN_COLUMNS`` wide (not a log file, a pipe,
+    SLURM output, TERM=dumb, or a pseudo-terminal that reports no width): elsewhere, a line per trial."""
     try:
-        return stream.isatty() and os.environ.get("TERM", "") != "dumb"
-    except (AttributeError, ValueError):  # a closed or odd stream
+        return (stream.isatty() and os.environ.get("TERM", "") != "dumb"
+                and os.get_terminal_size(stream.fileno()).columns >= MIN_COLUMNS)
+    except (AttributeError, ValueError, OSError):  # a closed or odd stream
         return False
 
 
