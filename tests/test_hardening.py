@@ -332,7 +332,10 @@ def test_a_value_has_one_colour_in_every_figure_of_a_report_in_the_suites_order(
                  if not line.get_label().startswith("_")}
         ticks = [t.get_text() for t in fig.axes[0].get_xticklabels()]
         dots = [mc.to_hex(c.get_facecolor()[0]) for c in fig.axes[0].collections if len(c.get_offsets())]
-        seen[path.name] = {"lines": lines, "ticks": ticks, "dots": dots}
+        legend = next((ax.get_legend() for ax in fig.axes if ax.get_legend()), None)
+        seen[path.name] = {"lines": lines, "ticks": ticks, "dots": dots, "align": [
+            t.get_horizontalalignment() for t in fig.axes[0].get_xticklabels()],
+            "legend": [t.get_text() for t in legend.get_texts()] if legend else []}
         return save(fig, path)
 
     monkeypatch.setattr(plots, "_save", spy)
@@ -343,6 +346,9 @@ def test_a_value_has_one_colour_in_every_figure_of_a_report_in_the_suites_order(
     assert seen["steps_optimizer.png"]["lines"] == want
     final = seen["final_optimizer.png"]
     assert final["ticks"] == ["sgd", "adam"] and final["dots"] == [want["sgd"], want["adam"]]
+    assert set(final["align"]) == {"right"}  # slanted labels end under their boxes, not across the next one
+    for figure in ("curves_optimizer.png", "steps_optimizer.png"):  # legends in the tables' order, not alphabetical
+        assert seen[figure]["legend"] == ["sgd", "adam"], (figure, seen[figure]["legend"])
 
 
 # --- progress: a live bar on a terminal, lines elsewhere --------------------------------------------
@@ -396,3 +402,28 @@ def test_on_a_terminal_a_sweep_shows_a_live_bar_with_running_epochs_and_failures
     assert "start " not in out and "] done " not in out  # no per-event lines on a terminal
     plain = harness_cli("run", suite, "--results", tmp_path / "plain", "--no-report")  # a pipe: lines, as before
     assert "[0/3] start" in plain.stderr and "\r" not in plain.stderr
+
+
+def _lab(colour):
+    """CIE L*a*b* (D65) of an sRGB colour: distances there are differences as seen."""
+    import matplotlib.colors as mc
+    import numpy as np
+
+    rgb = np.array(mc.to_rgb(colour))
+    rgb = np.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
+    xyz = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]) @ rgb
+    x, y, z = np.cbrt(np.maximum(xyz / np.array([0.95047, 1.0, 1.08883]), 0.008856 ** 1.0))
+    return np.array([116 * y - 16, 500 * (x - y), 200 * (y - z)])
+
+
+def test_the_palette_has_no_near_pair_up_to_eight_values():
+    """Eight values had orange, tan and brown, and pink beside purple (seaborn's colorblind: ΔE 21)."""
+    import itertools
+
+    import numpy as np
+    from harness.report import plots
+
+    for n in range(2, 9):
+        colours = list(plots.palette([f"v{i}" for i in range(n)]).values())
+        closest = min(np.linalg.norm(_lab(a) - _lab(b)) for a, b in itertools.combinations(colours, 2))
+        assert closest > 30, (n, closest)

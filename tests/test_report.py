@@ -101,3 +101,39 @@ def test_report_of_a_sweep_where_nothing_completed_lists_the_failures(tmp_path):
     assert "1 planned trials have no record yet" in text
     assert "1 records of trials no longer in the suite's plan are left out" in text
     assert "— (n=0) [1 failed]" in text
+
+
+def _study(folder, other, values):
+    """A finished study written as records: optimizer (sgd, adam) x ``other`` (``values``) x 3 seeds."""
+    from harness.spec import Record, TrialSpec
+    from harness.store import write_plan, write_record
+
+    specs, accs = [], {"sgd": 0.80, "adam": 0.85}
+    for optimizer in accs:
+        for i, value in enumerate(values):
+            for seed in range(3):
+                config = {"dataset": {"name": "digits"}, "model": {"name": "mlp", "width": 32},
+                          "optimizer": {"name": optimizer}, other: value}
+                specs.append(TrialSpec.make("st", config, seed, {"optimizer": optimizer, other: str(value)}))
+    write_plan(folder, {"name": "st", "axes": ["optimizer", other], "report": {}}, specs)
+    for spec in specs:
+        axes = dict(spec.axes)
+        acc = accs[axes["optimizer"]] + 0.01 * spec.seed + 0.02 * list(map(str, values)).index(axes[other])
+        write_record(folder, Record(spec.trial_id, "st", spec.seed, "completed", spec.config, dict(spec.axes),
+                                    final={"test_acc": acc}))
+
+
+def test_a_performance_profile_is_drawn_over_workloads_only_and_its_tau_axis_fits_the_data(tmp_path):
+    """It was drawn over one dataset's three regularizers (not workloads) on a τ axis to 2 whatever the data."""
+    from harness.report import write_report
+    from harness.report.stats import performance_profile
+
+    _study(tmp_path / "reg", "regularizers", ["none", "dropout", "l2"])
+    write_report(tmp_path / "reg", ["optimizer"], formats=("md",), jobs=1)
+    assert not (tmp_path / "reg" / "report" / "profile_optimizer.png").exists()
+    _study(tmp_path / "width", "model.width", [16, 32, 64])
+    write_report(tmp_path / "width", ["optimizer"], formats=("md",), jobs=1)
+    assert (tmp_path / "width" / "report" / "profile_optimizer.png").exists()
+    assert "(3 workloads)" in (tmp_path / "width" / "report" / "report.md").read_text()
+    close = performance_profile(pd.DataFrame({"w1": [0.10, 0.11], "w2": [0.12, 0.115]}, index=["a", "b"]))
+    assert close.columns[-1] < 1.2 and close.iloc[:, -1].tolist() == [1.0, 1.0]

@@ -41,12 +41,26 @@ MAX_DOTS = 300  # per panel of the final-metric plot; beyond that the boxes alon
 sns.set_theme(style="whitegrid", context="paper")
 
 
+# Paul Tol's qualitative schemes (personal.sron.nl/~pault, "Colour schemes and templates", 2021), distinct
+# for colour-blind readers: "bright" and black for up to 8 values (no two closer than ΔE*76 = 33), "muted"
+# for 9 (23). seaborn's "colorblind" has near pairs (orange, tan and brown; pink and purple; 21 from 7 values).
+BRIGHT = ["#4477AA", "#EE6677", "#228833", "#CCBB44", "#66CCEE", "#AA3377", "#BBBBBB", "#000000"]
+MUTED = ["#332288", "#88CCEE", "#44AA99", "#117733", "#999933", "#DDCC77", "#CC6677", "#882255", "#AA4499"]
+
+
 def palette(values: list[str]) -> dict[str, tuple]:
-    """A colour per value, in the given order: seaborn's colour-blind-safe "colorblind" palette (after
-    Wong 2011, Nature Methods 8:441) for up to 10 values, evenly spaced hues beyond. A report makes one
-    per axis from the suite's order of its values and hands it to every figure, so that a value has
-    one colour throughout."""
-    return dict(zip(values, sns.color_palette("colorblind" if len(values) <= 10 else "husl", len(values))))
+    """A colour per value, in the given order: Tol's "bright" (and black) for up to 8 values, "muted" for 9,
+    evenly spaced hues beyond. A report makes one per axis from the suite's order of its values and hands it to
+    every figure, so that a value has one colour throughout."""
+    scheme = BRIGHT if len(values) <= len(BRIGHT) else MUTED if len(values) <= len(MUTED) else None
+    colours = sns.color_palette(scheme, len(values)) if scheme else sns.color_palette("husl", len(values))
+    return dict(zip(values, colours))
+
+
+def _in_order(colours: dict[str, tuple], present: pd.Series) -> list[str]:
+    """The values of ``present`` in the palette's order (the suite's): legends and boxes follow the tables."""
+    seen = set(present)
+    return [v for v in colours if v in seen]
 
 
 def _colours(given: dict[str, tuple] | None, values: list[str]) -> dict[str, tuple]:
@@ -100,7 +114,8 @@ def learning_curves(curves: pd.DataFrame, compare: str, path: Path,
                 for (value, _), seed_curve in part.groupby([compare, "trial_id"], sort=False):
                     ax.plot(seed_curve["epoch"], seed_curve[metric], color=colours[value], alpha=0.2, lw=0.8)
             band = _band(part, [compare], "epoch", metric)
-            for value, b in band.groupby(compare, sort=False):
+            for value in _in_order(colours, band[compare]):
+                b = band[band[compare] == value]
                 ax.plot(b["epoch"], b["mean"], color=colours[value], lw=1.8, label=value, marker="o", ms=2.5)
                 ax.fill_between(b["epoch"], b["low"], b["high"], color=colours[value], alpha=0.2, lw=0)
             if metric.endswith("loss") and (part[metric] > 0).all():
@@ -131,7 +146,8 @@ def step_losses(steps: pd.DataFrame, compare: str, path: Path, window: int = 10,
     for j, panel in enumerate(panels):
         ax, part = axes[0][j], data[data["column"] == panel]
         band = _band(part, [compare], "step", "smooth")
-        for value, b in band.groupby(compare, sort=False):
+        for value in _in_order(colours, band[compare]):
+            b = band[band[compare] == value]
             ax.plot(b["step"], b["mean"], color=colours[value], lw=1.5, label=value)
             ax.fill_between(b["step"], b["low"], b["high"], color=colours[value], alpha=0.2, lw=0)
         if (part["loss"] > 0).all():
@@ -150,10 +166,12 @@ def final_metric(runs: pd.DataFrame, compare: str, metric: str, path: Path,
     data = data.assign(**{compare: data[compare].astype(str)})
     if data.empty:
         return None
-    fig, axes = plt.subplots(1, len(panels), figsize=(max(3.5, 0.6 * data[compare].nunique() + 2) * len(panels), 3.2),
-                             squeeze=False, sharey=True)
     colours = _colours(colours, list(dict.fromkeys(data[compare])))
-    order = [v for v in colours if v in set(data[compare])]  # the suite's order
+    order = _in_order(colours, data[compare])  # the suite's
+    # room for the labels, slanted and right-aligned under their boxes (upright, long ones ran into each other)
+    slot = min(max(0.6, 0.09 * max(len(v) for v in order)), 1.6)
+    fig, axes = plt.subplots(1, len(panels), figsize=(max(3.5, slot * len(order) + 1.5) * len(panels), 3.2),
+                             squeeze=False, sharey=True)
     for j, panel in enumerate(panels):
         ax, part = axes[0][j], data[data["column"] == panel]
         sns.boxplot(data=part, x=compare, y=metric, order=order, ax=ax, color="0.9", fliersize=0, width=0.5)
@@ -161,7 +179,7 @@ def final_metric(runs: pd.DataFrame, compare: str, metric: str, path: Path,
             sns.stripplot(data=part, x=compare, y=metric, order=order, ax=ax, hue=compare, palette=colours,
                           legend=False, size=4, jitter=0.15)
         ax.set_title(panel, fontsize=9)
-        ax.tick_params(axis="x", rotation=30)
+        plt.setp(ax.get_xticklabels(), rotation=30, ha="right", rotation_mode="anchor")
         ax.set_xlabel("")
     return _save(fig, path)
 
@@ -187,7 +205,8 @@ def sensitivity(runs: pd.DataFrame, axis: str, hue: str | None, metric: str, pat
     band = _band(data, [key], "_x", metric)
     colours = _colours(colours if hue else None, list(dict.fromkeys(band[key])))
     fig, ax = plt.subplots(figsize=(5, 3.2))
-    for value, b in band.groupby(key, sort=False):
+    for value in _in_order(colours, band[key]):
+        b = band[band[key] == value]
         ax.plot(b["_x"], b["mean"], marker="o", color=colours[value], label=value or None)
         ax.fill_between(b["_x"], b["low"], b["high"], color=colours[value], alpha=0.2, lw=0)
     if (data["_x"] > 0).all():
@@ -209,6 +228,7 @@ def profiles(profile: pd.DataFrame, title: str, path: Path, colours: dict[str, t
     for method, row in profile.iterrows():
         ax.step(taus, row.to_numpy(), where="post", label=str(method), color=colours[str(method)])
     ax.set_xscale("log")
+    ax.set_xlim(1.0, taus[-1])  # as far as the data go (a fixed axis to 2 squeezed ratios of 1-1.15 to its edge)
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("τ (cost ratio to the best on each workload)")
     ax.set_ylabel("fraction of workloads")

@@ -165,7 +165,7 @@ def performance_profile(costs: pd.DataFrame, taus: Sequence[float] | None = None
     values = ratios.to_numpy(dtype=float)
     finite = values[np.isfinite(values)]
     if taus is None:
-        top = max(2.0, float(finite.max()) * 1.05) if finite.size else 2.0
+        top = max(1.01, float(finite.max()) * 1.05) if finite.size else 2.0  # to where every ratio is covered
         taus = np.unique(np.concatenate([[1.0], np.geomspace(1.0, top, 200)]))
     taus = np.asarray(taus, dtype=float)
     within = (np.nan_to_num(values, nan=np.inf)[:, :, None] <= taus[None, None, :]).mean(axis=1)

@@ -27,6 +27,7 @@ from harness.report.stats import performance_profile, time_to_target
 from harness.report.tables import (
     Cell, Table, cell, compare, differences_table, latex_escape, lower_is_better, to_latex, to_markdown,
 )
+from harness.regress import WORKLOAD_KEYS
 from harness.spec import COMPLETED, STOPPED
 from harness.store.records import atomic_write
 
@@ -224,7 +225,13 @@ def _axis_sections(c: Collected, axis: str, others: list[str], by: list[str], me
          f"Final {metric} per group: every completed seed is a dot.{shown}"),
     ]
     summary = csv[f"summary_{axis}"]
-    if summary["column"].nunique() >= 2 and summary[axis].nunique() >= 2:
+    # a profile is over workloads (what is trained, on what, for how long): columns that differ only in
+    # another technique (one dataset with three regularizers) are not that
+    compared_is_workload = axis == "workload" or axis.split(".")[0] in WORKLOAD_KEYS
+    workload_axes = [*([] if compared_is_workload else ["workload"]),
+                     *(a for a in others if a.split(".")[0] in WORKLOAD_KEYS)]
+    workloads = runs.drop_duplicates("column")[workload_axes].astype(str).drop_duplicates() if workload_axes else []
+    if summary["column"].nunique() >= 2 and summary[axis].nunique() >= 2 and len(workloads) >= 2:
         cost = summary.pivot_table(index=axis, columns="column", values="mean", sort=False)
         if not lower_is_better(metric):
             cost = 1 - cost if ((cost >= 0) & (cost <= 1)).all().all() else -cost + cost.max().max() + 1e-12
@@ -232,7 +239,7 @@ def _axis_sections(c: Collected, axis: str, others: list[str], by: list[str], me
                       f"({'cost' if lower_is_better(metric) else 'error = 1 - ' + metric})", out / f"profile_{name}.png",
                       colours=colours)
         figures.append((figure, f"Performance profiles (Dolan & Moré 2002) of {axis} over the "
-                                f"{cost.shape[1]} table columns."))
+                                f"{cost.shape[1]} table columns ({len(workloads)} workloads)."))
     return sections
 
 
