@@ -18,16 +18,23 @@ values of the suite's other axes (those no selector names), seed by seed. Per wo
 the treatment's mean minus the control's (or minus ``value``), with its 95% interval: a paired t when
 both sides have the same seeds, Welch's t otherwise (``harness.report.stats``). Each claim-workload
 pair gets a one-sided p-value for "the effect lies where ``expect`` says, beyond ``margin``" (for
-``equal``, the larger of the two one-sided p-values of an equivalence test, TOST); the p-values of
-a suite are Holm-adjusted together. Verdicts:
+``equal``, the larger of the two one-sided p-values of an equivalence test, TOST). A claim is one
+hypothesis, stated with its quantifier (``over``):
 
-- ``holds``: the Holm-adjusted one-sided p-value is below 0.025 (for a lone claim: its two-sided 95%
-  interval lies wholly where the claim says, so a verdict never contradicts the interval shown);
-- ``fails``: the 95% interval lies wholly where the claim says the effect is not;
-- ``inconclusive``: neither (the interval straddles the margin), or fewer than 2 seeds on a side;
+- ``every`` (the default): it holds on each of its workloads, an intersection-union test (Berger 1982):
+  the claim's p-value is the largest of its workloads', with no adjustment across them;
+- ``mean``: it holds on the mean over its workloads (per seed, the mean of each side over the workloads;
+  one test).
+
+The claims' p-values are Holm-adjusted across the suite's claims (not claim x workload rows: a claim's
+verdict depends on another claim by Holm's step alone). Verdicts:
+
+- ``holds``: the claim's Holm-adjusted p-value is below 0.025 (for a lone claim: every workload's
+  two-sided 95% interval lies wholly where the claim says, so a verdict never contradicts an interval shown);
+- ``fails``: on some workload the 95% interval lies wholly where the claim says the effect is not;
+- ``inconclusive``: neither; each row says why (its interval straddles the margin; it holds there but not on
+  every workload; it holds alone but not after Holm's step; fewer than 2 seeds on a side);
 - ``not run``: no records of the trials the claim names.
-
-A claim holds when it holds on every workload and fails when it fails on one.
 
 Metrics, per trial (``METRICS``): the final metrics, ``best_val_acc``, ``train_test_gap``
 (train_acc − test_acc), ``init_loss`` (cross-entropy at init on the probe batch) and
@@ -53,7 +60,8 @@ from harness.errors import ConfigError
 from harness.spec import COMPLETED, DIVERGED, Record, get_dotted, value_matches
 
 EXPECT = ("greater", "less", "equal", "not_less", "not_greater")
-KEYS = ("id", "text", "source", "compare", "against", "value", "where", "metric", "expect", "margin", "target")
+KEYS = ("id", "text", "source", "compare", "against", "value", "where", "metric", "expect", "margin", "target", "over")
+OVER = ("every", "mean")  # a claim over several workloads: on every one of them, or on their mean
 ALPHA = 0.025  # one-sided: with one claim, "holds" is "the 95% interval lies wholly beyond the margin"
 CONFIDENCE = 0.95
 HOLDS, FAILS, INCONCLUSIVE, NOT_RUN = "holds", "fails", "inconclusive", "not run"
@@ -146,10 +154,14 @@ def parse_claims(value: Any, axes: list[str], configs: list[dict[str, Any]]) -> 
         if margin < 0 or (expect == "equal" and margin == 0):
             raise ConfigError(f"{at}.margin", "expected a finite number >= 0 (> 0 for equal: the equivalence band)"
                                               f", got {margin!r}")
+        over = check_value(str, raw.get("over", "every"), f"{at}.over")
+        if over not in OVER:
+            raise ConfigError(f"{at}.over", f"expected every (on each workload) or mean (on the mean over "
+                                            f"workloads), got {over!r}")
         claim = {"id": cid, "text": check_value(str, raw.get("text", ""), f"{at}.text"),
                  "source": check_value(str, raw.get("source", ""), f"{at}.source"),
                  "metric": metric, "expect": expect, "margin": margin, "where": {}, "against": None, "value": None,
-                 "target": None}
+                 "target": None, "over": over}
         for key in ("compare", "against", "where"):
             if raw.get(key) is None:
                 continue
@@ -241,6 +253,19 @@ def _values(records: list[Record], claim: dict[str, Any], selector: dict[str, An
     return out
 
 
+def _mean_over(treated: dict[tuple, dict[int, float]], control: dict[tuple, dict[int, float]] | None,
+               groups: list[tuple]) -> tuple[dict, dict | None, dict]:
+    """Each side as one workload: per seed, its mean over the workloads (a seed missing from one is left out,
+    so that every mean is over the same workloads)."""
+    def mean(side: dict[tuple, dict[int, float]]) -> dict[int, float]:
+        seeds = set.intersection(*(set(side[g]) for g in groups))
+        return {s: float(np.mean([side[g][s] for g in groups])) for s in sorted(seeds)}
+
+    key = ("mean",)
+    return ({key: mean(treated)}, None if control is None else {key: mean(control)},
+            {key: f"mean over {len(groups)} workloads"})
+
+
 def _unusable(records: list[Record], claim: dict[str, Any]) -> str:
     """Why a side with records gives no values (its trials diverged or failed, or lack the metric); "" when
     a side has no records at all (the claim was not run)."""
@@ -304,8 +329,12 @@ def verdicts(records: list[Record], claims: list[dict[str, Any]], axes: list[str
                                n_against=0, test="", p=math.nan, p_holm=math.nan,
                                verdict=INCONCLUSIVE if why else NOT_RUN, why=why or "no records of the trials it compares"))
             continue
+        labels = {key: ", ".join(f"{a}={v}" for a, v in zip(group_axes, key)) or "all" for key in groups}
+        if claim.get("over", "every") == "mean" and len(groups) > 1:
+            treated, control, labels = _mean_over(treated, control, groups)
+            groups = list(labels)
         for key in groups:
-            label = ", ".join(f"{a}={v}" for a, v in zip(group_axes, key)) or "all"
+            label = labels[key]
             a = treated[key]
             b = control[key] if control is not None else None
             n_b = len(b) if b is not None else 0
@@ -320,16 +349,41 @@ def verdicts(records: list[Record], claims: list[dict[str, Any]], axes: list[str
             p = _p(claim["expect"], effect, se, df, claim["margin"])
             out.append(Verdict(**base, workload=label, effect=effect, ci_low=effect - half, ci_high=effect + half,
                                n=len(a), n_against=n_b, test=test, p=p, p_holm=math.nan, verdict="", why=""))
-    tested = [v for v in out if not v.verdict]
-    for v, adjusted in zip(tested, holm([v.p for v in tested])):
-        v.p_holm = adjusted
-        if adjusted < ALPHA:
-            v.verdict, v.why = HOLDS, ""
-        elif _excluded(v.expect, v.ci_low, v.ci_high, v.margin):
-            v.verdict, v.why = FAILS, "the 95% interval excludes the claimed effect"
-        else:
-            v.verdict, v.why = INCONCLUSIVE, "the 95% interval straddles the margin"
+    _judge(out)
     return out
+
+
+def _judge(rows: list[Verdict]) -> None:
+    """Verdicts of the tested rows. A claim is one hypothesis: on every workload (an intersection-union
+    test, Berger 1982: its p-value is the largest of its workloads', with no adjustment across them), or on
+    the mean over its workloads (one row). Holm's step-down runs across the suite's claims only, so that a
+    claim's verdict depends on the other claims by that documented step alone; a claim with an untested
+    workload (too few seeds) cannot hold and takes no part in it. A row's reason is the true one."""
+    from harness.report.stats import holm
+
+    claims = list(dict.fromkeys(v.claim for v in rows))
+    of = {c: [v for v in rows if v.claim == c] for c in claims}
+    complete = [c for c in claims if of[c] and all(not v.verdict for v in of[c])]
+    worst = {c: max(v.p for v in of[c]) for c in complete}
+    adjusted = dict(zip(complete, holm([worst[c] for c in complete])))
+    for c in claims:
+        tested = [v for v in of[c] if not v.verdict]
+        for v in tested:
+            v.p_holm = adjusted.get(c, math.nan)
+            if c in adjusted and adjusted[c] < ALPHA:
+                v.verdict, v.why = HOLDS, ""
+            elif _excluded(v.expect, v.ci_low, v.ci_high, v.margin):
+                v.verdict, v.why = FAILS, "the 95% interval excludes the claimed effect"
+            elif v.p >= ALPHA:
+                v.verdict, v.why = INCONCLUSIVE, "the 95% interval straddles the margin"
+            elif c not in adjusted:
+                v.verdict, v.why = INCONCLUSIVE, "holds here, but another of its workloads has fewer than 2 seeds a side"
+            elif worst[c] >= ALPHA:
+                v.verdict, v.why = INCONCLUSIVE, (f"holds here, not on every one of its {len(of[c])} workloads "
+                                                   "(a claim is judged on each)")
+            else:
+                v.verdict, v.why = INCONCLUSIVE, (f"holds alone (p={worst[c]:.2g}), not after Holm's step across the "
+                                                   f"suite's {len(complete)} tested claims (adjusted p={adjusted[c]:.2g})")
 
 
 def overall(rows: list[Verdict]) -> dict[str, str]:

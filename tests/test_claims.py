@@ -247,3 +247,71 @@ def test_verify_writes_its_page_only_where_no_input_or_other_file_is(tmp_path, c
         code, err = cli(*verify, page)
         assert code == 0, err
         assert page.read_text().startswith("# Reproductions\n") and "not run" in page.read_text()
+
+
+# --- a claim is one hypothesis: its quantifier over workloads, Holm across claims only ------------------
+
+def _over_workloads(effects: dict[str, list[float]], control: float = 0.80, noise=(0.0, 0.01, -0.01, 0.005)):
+    """Records of a suite with axes norm (none, batchnorm) and w: on workload w, batchnorm's seeds lie
+    ``effects[w][i]`` above the control's (paired by seed)."""
+    out = []
+    for w, deltas in effects.items():
+        for seed, delta in enumerate(deltas):
+            for norm, x in (("none", control + noise[seed]), ("batchnorm", control + noise[seed] + delta)):
+                out.append(Record(f"{norm}{w}{seed}", "s", seed, COMPLETED, {"norm": {"name": norm}, "w": w},
+                                  {"norm": norm, "w": w}, final={"test_acc": x}))
+    return out
+
+
+def _claims_on(*fields_of_each):
+    configs = [{"norm": {"name": n}, "w": w} for n in ("batchnorm", "none") for w in ("a", "b", "c")]
+    raws = [{"id": f"c{i}", "compare": {"norm": "batchnorm"}, "against": {"norm": "none"}, "metric": "test_acc",
+             "expect": "greater", **fields} for i, fields in enumerate(fields_of_each)]
+    return parse_claims(raws, ["norm", "w"], configs)
+
+
+def test_a_claims_verdict_does_not_depend_on_how_many_workloads_or_other_claims_there_are():
+    """The issue's case: a claim that holds alone flipped to inconclusive beside a failing claim, Holm having
+    run over every claim x workload row, and its reason ("straddles the margin") contradicted its interval."""
+    records = _over_workloads({"a": [0.05, 0.06, 0.045, 0.055], "b": [0.05, 0.052, 0.06, 0.047],
+                               "c": [0.04, 0.05, 0.045, 0.06]})
+    alone = verdicts(records, _claims_on({}), ["norm", "w"])
+    assert [v.verdict for v in alone] == [HOLDS] * 3
+    failing = {"compare": {"norm": "none"}, "against": {"norm": "batchnorm"}}  # the reverse: fails everywhere
+    beside = verdicts(records, _claims_on({}, failing), ["norm", "w"])
+    assert overall(beside) == {"c0": HOLDS, "c1": FAILS}
+    worst = max(v.p for v in alone)
+    assert all(v.p_holm == pytest.approx(min(1.0, 2 * worst)) for v in beside if v.claim == "c0")  # one Holm step
+
+
+def test_a_claim_on_every_workload_is_an_intersection_union_test_and_on_the_mean_one_test():
+    # clear on a and b, noise on c: not on every workload, but on the mean
+    records = _over_workloads({"a": [0.06, 0.07, 0.065, 0.06], "b": [0.06, 0.065, 0.07, 0.06],
+                               "c": [0.02, -0.03, 0.04, -0.01]})
+    every = verdicts(records, _claims_on({}), ["norm", "w"])
+    assert overall(every) == {"c0": INCONCLUSIVE}
+    by_w = {v.workload: v for v in every}
+    assert by_w["w=c"].why == "the 95% interval straddles the margin" and by_w["w=c"].ci_low < 0 < by_w["w=c"].ci_high
+    assert by_w["w=a"].verdict == INCONCLUSIVE and by_w["w=a"].ci_low > 0  # its interval is clear: the reason says why
+    assert by_w["w=a"].why == "holds here, not on every one of its 3 workloads (a claim is judged on each)"
+    assert by_w["w=a"].p_holm == pytest.approx(by_w["w=c"].p)  # the claim's p: its worst workload's
+    (mean,) = verdicts(records, _claims_on({"over": "mean"}), ["norm", "w"])
+    assert mean.workload == "mean over 3 workloads" and mean.verdict == HOLDS and mean.n == 4
+    assert mean.effect == pytest.approx((0.06375 + 0.06375 + 0.005) / 3)
+
+
+def test_no_reason_contradicts_the_interval_printed_beside_it():
+    """Random studies of several claims and workloads: "straddles the margin" only where the interval
+    does; an interval wholly beyond the margin is a verdict of holds or a reason that names why not."""
+    import random
+
+    rng = random.Random(0)
+    for _ in range(60):
+        effects = {w: [rng.gauss(rng.choice([0.0, 0.02, 0.05]), 0.02) for _ in range(4)] for w in "abc"}
+        claims = _claims_on(*({"margin": rng.choice([0.0, 0.01])} for _ in range(rng.randint(1, 3))))
+        for v in verdicts(_over_workloads(effects), claims, ["norm", "w"]):
+            beyond = v.ci_low > v.margin
+            if v.why == "the 95% interval straddles the margin":
+                assert not beyond and v.ci_high > v.margin, v
+            if beyond:
+                assert v.verdict == HOLDS or "holds here" in v.why or "holds alone" in v.why, v

@@ -153,10 +153,13 @@ def page(checked: list[Checked], command: str) -> str:
              ", ".join(f"{n} {v}" for v, n in totals.most_common()) + ".**", "",
              "How a claim is judged: the treatment is compared with the control on every workload they share (the "
              "values of the suite's other axes), seed by seed: the effect is the difference of means with its 95% "
-             "interval (paired t when both sides have the same seeds, Welch's t otherwise). The one-sided p-value "
-             "for the claimed direction beyond the margin is Holm-adjusted over the suite's claims. **holds**: "
-             "p < 0.025 (one-sided, so that for a lone claim the 95% interval lies wholly beyond the margin); **fails**: the interval excludes the claimed effect; **inconclusive**: neither, or fewer "
-             "than 2 seeds; **not run**: no records here (the data is not on this machine).", "",
+             "interval (paired t when both sides have the same seeds, Welch's t otherwise), and a one-sided p-value "
+             "for the claimed direction beyond the margin. A claim holds on every workload (an intersection-union "
+             "test: its p-value is its workloads' largest) or, with `over: mean`, on their mean; the claims' "
+             "p-values are Holm-adjusted across the suite's claims. **holds**: adjusted p < 0.025 (one-sided, so "
+             "that for a lone claim every 95% interval lies wholly beyond the margin); **fails**: an interval "
+             "excludes the claimed effect; **inconclusive**: neither, each row saying why; **not run**: no records "
+             "here (the data is not on this machine).", "",
              "| suite | claims | verdicts | records | device | train + eval time |", "|---|---|---|---|---|---|"]
     for c in checked:
         verdicts = ", ".join(f"{n} {v}" for v, n in Counter(c.overall.values()).most_common())
