@@ -475,3 +475,29 @@ def test_a_slice_whose_schedule_loss_or_backward_raises_fails_alone_and_the_pack
             assert "0-d tensor" in record.reason
         else:
             assert "no learning rate for step 5" in record.reason and run_trial(spec).status == FAILED
+
+
+def test_a_fused_trial_reports_its_share_of_the_packs_time_and_the_report_marks_it(tmp_path):
+    """Each record held the whole pack's wall time, so a fused trial looked K times slower than it was and
+    nothing in the report said which trials were fused."""
+    import time
+
+    from harness.report import write_report
+    from harness.store import write_plan, write_record
+
+    specs = _specs(tmp_path, SMALL, ["grid.optimizer=[{name: sgd, lr: 0.05}, {name: sgd, lr: 0.2}]", "seeds=2"])
+    t0 = time.perf_counter()
+    records = run_pack(specs)
+    wall = time.perf_counter() - t0
+    assert all(r.environment["fused"]["size"] == 4 for r in records)
+    spent = sum(r.timing["train_s"] + r.timing["eval_s"] for r in records)
+    assert 0 < spent <= wall, (spent, wall)  # shares of one wall clock, not four copies of it
+    for r in records:
+        assert r.timing["train_s"] == pytest.approx(sum(h["train_time"] for h in r.history))
+    results = tmp_path / "r"
+    write_plan(results, load_suite(write_suite(tmp_path, SMALL), ["grid.optimizer=[{name: sgd, lr: 0.05}, "
+                                                                   "{name: sgd, lr: 0.2}]", "seeds=2"]).to_dict(), specs)
+    for r in records:
+        write_record(results, r)
+    report = write_report(results, formats=("md",), jobs=1)[0].read_text()
+    assert "train time (s; fused: share of the pack's) | fused |" in report and "| 2 of 2 |" in report

@@ -1,6 +1,7 @@
 """Statistics against hand-computed values and scipy; tables; the report on real records."""
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
@@ -137,3 +138,18 @@ def test_a_performance_profile_is_drawn_over_workloads_only_and_its_tau_axis_fit
     assert "(3 workloads)" in (tmp_path / "width" / "report" / "report.md").read_text()
     close = performance_profile(pd.DataFrame({"w1": [0.10, 0.11], "w2": [0.12, 0.115]}, index=["a", "b"]))
     assert close.columns[-1] < 1.2 and close.iloc[:, -1].tolist() == [1.0, 1.0]
+
+
+def test_the_step_loss_smoothing_has_no_jump_where_a_window_fills():
+    """A 10-point moving average, cumulative until full, then trailing, dropped a cliff into every curve at
+    the point where the first (high) losses left it; the bias-corrected EMA decays smoothly."""
+    from harness.report.plots import smooth
+
+    losses = [10.0] + [1.0] * 30
+    data = pd.DataFrame({"trial_id": ["a"] * 31 + ["b"] * 31, "loss": losses + losses[::-1]})
+    series = smooth(data, 10)
+    a = series[data["trial_id"] == "a"].to_numpy()
+    drops = -np.diff(a)
+    assert (drops > 0).all() and (np.diff(drops) <= 1e-12).all()  # falling, each step by less than the last
+    assert a[0] == 10.0 and abs(a[-1] - 1.0) < 0.02
+    assert series[data["trial_id"] == "b"].to_numpy()[0] == 1.0  # trials do not leak into each other

@@ -15,13 +15,13 @@ at the state its unfused run's global stream would have), its own schedule facto
 backward of the stacked model on ``[K, N, ...]``, one fused step. Evaluation runs every slice at once
 on the same batches. A slice that diverges is recorded ``diverged`` at its step and frozen (the fused
 optimizer's ``active`` mask); one whose callbacks raise is recorded ``failed``; one that stops early
-ends with its record; the others train on. Times in the records are the pack's wall-clock times.
+ends with its record; the others train on. A record's times are its share of the pack's wall clock (each
+epoch's time divided among the slices live in it); ``environment.fused`` names the pack.
 
 A pack checkpoints as one unit (every epoch, and at a step when asked to stop): the stacked model and
-optimizer, and per slice its record so far, callbacks, schedule and random streams. A pack that
-cannot be built (layers without a stacked form) trains its trials one after another instead, and
-their records say why; on a GPU, a pack that runs out of memory is split in two halves, which start
-over (HFTA's way of finding how many trials fit, by trying).
+optimizer, and per slice its record so far, callbacks, schedule and random streams. A pack that cannot
+be built (layers without a stacked form) trains its trials one after another instead, saying why; on a
+GPU, a pack that runs out of memory is split in two halves, which start over (HFTA's way, by trying).
 """
 from __future__ import annotations
 
@@ -99,8 +99,7 @@ def _run_sorted(specs: list[TrialSpec], checkpoint: Path | None, stop: Callable[
         _train(slices, pack_id(specs), checkpoint, stop)
     except Preempted as e:
         for s in slices:  # the finished slices' records wait in the checkpoint, so the rerun forms the same pack
-            s.record = Record(s.spec.trial_id, s.spec.suite, s.spec.seed, INTERRUPTED, s.spec.config,
-                              dict(s.spec.axes), reason=str(e))
+            s.record = dataclasses.replace(_fresh(s.spec), status=INTERRUPTED, reason=str(e), started_at=None)
     except _Unfusable as e:
         return [_alone(s.spec, str(e)) for s in slices]
     except torch.cuda.OutOfMemoryError:
@@ -120,7 +119,7 @@ class _Unfusable(Exception):
     """The pack's trials cannot share a stacked model after all (a layer without a stacked form)."""
 
 
-def _sibling(checkpoint: Path | None, specs: list[TrialSpec]) -> Path | None:
+def _sibling(checkpoint: Path | None, specs: list[TrialSpec]) -> Path | None:  # a half's own checkpoint
     return None if checkpoint is None else checkpoint.with_name(f"{pack_id(specs)}.pt")
 
 
@@ -234,9 +233,8 @@ def _build(slices: list[_Slice], pid: str, accelerator: Any) -> tuple[list[_Slic
     for k, s in enumerate(built):
         t, config, r = s.trial, s.spec.config, s.record
         t.data = data  # one copy of the splits for the pack
-        r.environment = {**copy.deepcopy(env), **tuned, "precision": "fp32",
-                         "compiled": False, "channels_last": False, "processes": 1,
-                         "fused": {"pack": pid, "size": len(built), "slice": k}}
+        r.environment = {**copy.deepcopy(env), **tuned, "precision": "fp32", "compiled": False, "channels_last": False,
+                         "processes": 1, "fused": {"pack": pid, "size": len(built), "slice": k}}
         r.dataset = {**data.meta, "pipeline": t.pipeline, "stored_mib": round(data.nbytes / 2**20, 3)}
         params = list(t.model.parameters())
         r.diagnostics["parameters"] = sum(p.numel() for p in params)
@@ -356,7 +354,7 @@ def _train(all_slices: list[_Slice], pid: str, checkpoint: Path | None, stop: Ca
                 losses = torch.stack(parts)
             optimizer.zero_grad(set_to_none=False)  # in place: the unfused models' gradients are views
             _backward(slices, losses, parts, optimizer)
-            out, parts, losses = None, None, losses.detach()  # the graph kept for a failing backward goes now, not after the next forward
+            out, parts, losses = None, None, losses.detach()  # the kept graph goes now, not after the next forward
             _hooks(slices, bound, "after_backward")
             for s in slices:
                 if s.live and s.clip is not None:
@@ -496,7 +494,8 @@ def _end_epoch(slices: list[_Slice], stacked: nn.Module, c: Cursor, epoch_train:
                    "test_loss": test_loss[k], "test_acc": test_acc[k]}
         try:
             with _its_stream(s):
-                stop = close_epoch(s.run, s.hooks, trained[k], metrics, s.base_lr, epoch_train, epoch_eval)
+                stop = close_epoch(s.run, s.hooks, trained[k], metrics, s.base_lr,  # its share of the pack's time
+                                   epoch_train / len(live), epoch_eval / len(live))
         except (Diverged, Exception, SystemExit) as e:  # noqa: BLE001
             _fail(s, e)
             continue
@@ -511,7 +510,8 @@ def _probe(s: _Slice) -> Probe | None:
 def _finish(s: _Slice, c: Cursor) -> None:
     """A slice whose training ended (its budget, early stopping): its final metrics, its on_end."""
     r = s.record
-    summarize_history(r, s.run.final_epoch or len(r.history), c.train_s, c.eval_s, c.step)
+    shares = [sum(h[k] for h in r.history) for k in ("train_time", "eval_time")]  # of each epoch's pack time
+    summarize_history(r, s.run.final_epoch or len(r.history), *shares, c.step)
     s.live = False
     try:
         s.hooks("on_end", s.run)

@@ -66,7 +66,8 @@ def _row(record: Record, axes: list[str]) -> dict[str, Any]:
     row["member_test_acc"] = record.final.get("member_test_acc")  # ensembles: the members' mean
     row.update({f"best_{k}": record.best.get(k) for k in ("epoch", "val_acc", "val_loss", "test_acc", "test_loss")})
     row["epochs"] = len(record.history)
-    row["train_s"] = record.timing.get("train_s")
+    row["train_s"] = record.timing.get("train_s")  # a fused trial's: its share of its pack's (harness.fused.pack)
+    row["fused"] = bool((record.environment.get("fused") or {}).get("pack"))
     row["eval_s"] = record.timing.get("eval_s")
     row["steps"] = record.timing.get("steps")
     row["diverged_step"] = record.diverged_step

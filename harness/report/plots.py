@@ -129,18 +129,22 @@ def learning_curves(curves: pd.DataFrame, compare: str, path: Path,
     return _save(fig, path)
 
 
+def smooth(data: pd.DataFrame, window: int) -> pd.Series:
+    """Each trial's ``loss`` (rows in step order) as an exponential moving average of span ``window``
+    (weight 2/(window+1)), bias-corrected (the average of the weights so far, pandas' ``adjust=True``): no
+    artefact where a window fills. A moving average that is cumulative until its window is full, then
+    trailing, drops a cliff into every curve at the step where the first, high, losses leave it."""
+    return data.groupby("trial_id", sort=False)["loss"].ewm(span=window, adjust=True).mean().droplevel(0)
+
+
 def step_losses(steps: pd.DataFrame, compare: str, path: Path, window: int = 10,
                 colours: dict[str, tuple] | None = None) -> Path | None:
-    """``steps``: rows of (trial_id, column, compare, step, loss); a moving average over ``window`` points."""
+    """``steps``: rows of (trial_id, column, compare, step, loss); smoothed by ``smooth`` (span ``window`` points)."""
     if steps.empty:
         return None
     panels, data = _panels(steps)
     data = data.assign(**{compare: data[compare].astype(str)}).sort_values(["trial_id", "step"], kind="stable")
-    # moving average within each trial from cumulative sums: vectorized over all trials at once
-    by_trial = data.groupby("trial_id", sort=False)
-    total = by_trial["loss"].cumsum()
-    lagged = total.groupby(data["trial_id"], sort=False).shift(window).fillna(0.0)
-    data["smooth"] = (total - lagged) / np.minimum(by_trial.cumcount() + 1, window)
+    data["smooth"] = smooth(data, window)
     colours = _colours(colours, list(dict.fromkeys(data[compare])))
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 2.7), squeeze=False)
     for j, panel in enumerate(panels):
@@ -154,7 +158,7 @@ def step_losses(steps: pd.DataFrame, compare: str, path: Path, window: int = 10,
             ax.set_yscale("log")
         ax.set_title(panel, fontsize=9)
         ax.set_xlabel("step")
-        ax.set_ylabel(f"train loss (moving avg of {window})" if j == 0 else "")
+        ax.set_ylabel(f"train loss (EMA, span {window})" if j == 0 else "")
     axes[0][-1].legend(title=compare, loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8)
     return _save(fig, path)
 

@@ -219,7 +219,8 @@ def _axis_sections(c: Collected, axis: str, others: list[str], by: list[str], me
         (draw(plots.learning_curves, curves, axis, out / f"curves_{name}.png", colours=colours),
          f"Learning curves by {axis}: mean over seeds with a 95% band, each seed faint.{shown}"),
         (draw(plots.step_losses, steps, axis, out / f"steps_{name}.png", colours=colours),
-         f"Training loss every 16 steps by {axis}, moving average of 10 points, 95% band over seeds.{shown}"),
+         f"Training loss every 16 steps by {axis}, a bias-corrected exponential moving average (span 10 points), "
+         f"95% band over seeds.{shown}"),
         (draw(plots.final_metric, runs[runs["status"] == COMPLETED], axis, metric, out / f"final_{name}.png",
               colours=colours),
          f"Final {metric} per group: every completed seed is a dot.{shown}"),
@@ -312,6 +313,14 @@ def _all_groups(c: Collected) -> Table:
     base = columns[metrics[0]]
     rows = [[Cell(str(base[i][a])) for a in keys] + [Cell(cell(columns[m][i])) for m in metrics]
             for i in range(len(base))]
+    if "fused" in c.runs and c.runs["fused"].any():  # their times are shares of a pack's wall clock: say which
+        labelled = c.runs.assign(**{a: c.runs[a].astype(str) for a in keys})
+        fused = {(k if isinstance(k, tuple) else (k,)): (int(g.sum()), len(g))
+                 for k, g in labelled.groupby(keys, sort=False, dropna=False)["fused"]}
+        for row, group in zip(rows, base):
+            n_fused, n = fused.get(tuple(str(group[a]) for a in keys), (0, 0))
+            row.append(Cell(f"{n_fused} of {n}"))
+        names = [*names[:-1], "train time (s; fused: share of the pack's)", "fused"]
     return Table("all groups", [*keys, *names], rows)
 
 
