@@ -1,6 +1,7 @@
 """The report of a real sweep through the command line: every format, collect, bad input, and the
 HTML opened in a real browser (headless Chromium)."""
 import json
+import os
 import re
 
 import numpy as np
@@ -109,3 +110,27 @@ def test_html_report_renders_in_chromium_with_its_tables_and_images(sweep, chrom
     pixels = np.asarray(Image.open(shot).convert("RGB").resize((320, 500))).reshape(-1, 3).astype(int)
     assert (pixels.sum(1) < 600).mean() > 0.03, "the page is (nearly) blank"
     assert len({tuple(p) for p in pixels}) > 200  # plots in colour, not a single-colour page
+
+
+def test_the_latex_report_compiles_with_a_real_engine(sweep, tmp_path):
+    """report.tex carried a raw ± and ▲/▼, which pdflatex refused. Skipped where no engine is installed
+    (Debian: texlive-latex-base and texlive-latex-recommended)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("pdflatex") is None:
+        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+            pytest.fail("pdflatex is not installed (.ci/run installs texlive-latex-base)")
+        pytest.skip("pdflatex is not installed")
+    r = harness_cli("report", sweep, "--baseline", "optimizer=sgd", "--format", "latex", "--target", "0.5",
+                    "-o", tmp_path / "tex")
+    assert r.returncode == 0, r.stderr
+    body = (tmp_path / "tex" / "report.tex").read_text(encoding="utf-8")
+    assert body.isascii(), sorted({ch for ch in body if not ch.isascii()})
+    (tmp_path / "tex" / "paper.tex").write_text(
+        "\\documentclass{article}\n\\usepackage{booktabs,graphicx}\n\\begin{document}\n\\input{report}\n"
+        "\\end{document}\n")
+    done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "paper.tex"],
+                          cwd=tmp_path / "tex", capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert (tmp_path / "tex" / "paper.pdf").stat().st_size > 10_000

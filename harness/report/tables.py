@@ -83,17 +83,36 @@ _LATEX_SPECIAL = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{
                   "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}"}
 
 
+# every non-ASCII character a report writes, as pdflatex takes it (it refused a raw ± or ▲)
+_LATEX_UNICODE = {"±": r"$\pm$", "−": "$-$", "×": r"$\times$", "≥": r"$\geq$", "≤": r"$\leq$", "≈": r"$\approx$",
+                  "≠": r"$\neq$", "→": r"$\rightarrow$", "←": r"$\leftarrow$", "↑": r"$\uparrow$", "↓": r"$\downarrow$",
+                  "▲": r"$^{\uparrow}$", "▼": r"$^{\downarrow}$", "✗": r"$\times$", "✓": r"$\surd$", "·": r"$\cdot$",
+                  "—": "---", "–": "--", "…": r"\ldots{}", "’": "'", "‘": "`", "“": "``", "”": "''", "²": r"$^2$",
+                  "³": r"$^3$", "√": r"$\surd$", "∞": r"$\infty$", "°": r"$^\circ$", "δ": r"$\delta$", "τ": r"$\tau$",
+                  "α": r"$\alpha$", "β": r"$\beta$", "γ": r"$\gamma$", "σ": r"$\sigma$", "μ": r"$\mu$", "η": r"$\eta$",
+                  "λ": r"$\lambda$", "ε": r"$\epsilon$", "θ": r"$\theta$", "ρ": r"$\rho$", "Δ": r"$\Delta$", "\u00a0": "~"}
+
+
 def latex_escape(text: str) -> str:
-    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
+    """Text as LaTeX source pdflatex compiles: its special characters escaped, every non-ASCII character a
+    macro (or its ASCII letter, an accented one; ``?`` for one the table does not know)."""
+    return "".join(_LATEX_SPECIAL.get(ch) or _LATEX_UNICODE.get(ch) or (ch if ch.isascii() else _ascii(ch))
+                   for ch in text)
+
+
+def _ascii(ch: str) -> str:
+    import unicodedata
+
+    base = unicodedata.normalize("NFKD", ch).encode("ascii", "ignore").decode()
+    return latex_escape(base) if base else "?"
 
 
 def to_latex(t: Table) -> str:
     """A booktabs table (\\usepackage{booktabs}); ± and the marks as math."""
     def fmt(c: Cell) -> str:
-        text = latex_escape(c.text).replace("±", r"$\pm$").replace("—", "--")
+        text = latex_escape(c.text)
         text = rf"\textbf{{{text}}}" if c.bold else text
-        mark = {"▲": r"$^{\uparrow}$", "▼": r"$^{\downarrow}$"}.get(c.mark, "")
-        return text + mark
+        return text + latex_escape(c.mark or "")
 
     cols = "l" + "r" * (len(t.header) - 1)
     lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{latex_escape(t.title)}}}",
