@@ -212,6 +212,40 @@ def selects(selector: dict[str, Any], config: dict[str, Any]) -> bool:
     return True
 
 
+def baseline_row(baseline: Any, axes: list[str], rows: list[tuple[dict[str, Any], dict[str, Any]]],
+                 where: str = "report.baseline") -> tuple[str, str]:
+    """(axis, row label) of a report's baseline, found among ``rows`` (each trial's config and axis labels).
+    The baseline is ``AXIS=LABEL`` (a row as the table shows it), ``AXIS=VALUE`` with VALUE read as YAML and
+    matched as a claim's side is (a name, or the parameters that single out one row:
+    ``optimizer={name: momentum, lr: 0.01}``), or that as a mapping ``{optimizer: {name: momentum, lr: 0.01}}``.
+    Refused, saying which rows there are, when it names no axis, no row, or several rows."""
+    import yaml
+
+    if isinstance(baseline, dict):
+        if len(baseline) != 1:
+            raise ConfigError(where, f"expected one axis and its value, e.g. {{optimizer: momentum}}, got {baseline!r}")
+        ((axis, value),) = baseline.items()
+        label = None
+    else:
+        axis, sep, label = str(baseline).partition("=")
+        if not sep or not axis or not label:
+            raise ConfigError(where, f"expected AXIS=VALUE (optimizer=momentum), got {baseline!r}")
+        try:
+            value = yaml.safe_load(label)
+        except (yaml.YAMLError, ValueError):
+            value = label
+    if axis not in axes:
+        raise ConfigError(where, f"{axis!r} is not an axis that varies; the axes are {', '.join(axes) or 'none'}")
+    labels = list(dict.fromkeys(str(axes_of.get(axis)) for _, axes_of in rows))
+    if label in labels:
+        return axis, label
+    chosen = list(dict.fromkeys(str(axes_of.get(axis)) for config, axes_of in rows if selects({axis: value}, config)))
+    if len(chosen) == 1:
+        return axis, chosen[0]
+    said = "selects no row" if not chosen else f"selects {len(chosen)} rows ({', '.join(chosen)}): give the parameters that single one out"
+    raise ConfigError(where, f"{axis}={_short(value)} {said}; the rows of {axis} are {', '.join(labels)}")
+
+
 # --- verdicts ---------------------------------------------------------------------------------------
 
 @dataclass

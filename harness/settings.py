@@ -91,9 +91,11 @@ SCALARS = params_of(_scalars)
 TRIAL_KEYS = [*COMPONENTS, *LISTS, *SECTIONS, *SCALARS]
 
 
-def _report(*, compare: str | list[str] | None = None, metric: str = "test_acc", baseline: str | None = None):
+def _report(*, compare: str | list[str] | None = None, metric: str = "test_acc",
+            baseline: str | dict[str, Any] | None = None):
     """What the report compares: axes (default: every axis that varies), the headline metric, and
-    a baseline AXIS=VALUE that every other row is tested against."""
+    a baseline row every other row is tested against: AXIS=VALUE or {axis: value}, the value a name or the
+    parameters that single out one row ({optimizer: {name: sgd, lr: 0.1}}), checked when the suite loads."""
 
 
 def _slurm(

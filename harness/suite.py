@@ -330,8 +330,10 @@ def _build(raw: dict[str, Any], file: str, sha: str, overrides: tuple[str, ...],
     check_slurm(slurm)
     execution = resolve_params(execution_params, raw.get("execution") or {}, "execution", "execution")
     execution["fuse"] = parse_fuse(execution["fuse"])
-    from harness.claims import parse_claims
+    from harness.claims import baseline_row, parse_claims
 
+    if report["baseline"] is not None:  # checked now, not after every trial ran
+        baseline_row(report["baseline"], axes, [(t.config, dict(t.axes)) for t in trials])
     claims = parse_claims(raw.get("claims"), axes, [t.config for t in trials])
     return Suite(name, description, file, seeds, tuple(axes), tuple(trials), report, sha, overrides, slurm,
                  search_info, raw, execution, claims)

@@ -492,3 +492,31 @@ def test_every_command_writes_under_an_ascii_locale(tiny_run, tmp_path):
         r = harness_cli(*args, env=env)
         assert r.returncode in (0, 1) and "Traceback" not in r.stderr, (args, r.stderr[-800:])
     assert "±" in (results / "report" / "report.md").read_text(encoding="utf-8")
+
+
+BASELINE = TINY.replace("  optimizer: [{name: sgd, lr: 0.1}, {name: adam, lr: 0.003}]",
+                        "  optimizer: [{name: sgd, lr: 0.1}, {name: sgd, lr: 0.3}, {name: adam, lr: 0.003}]") + \
+    "report: {baseline: BASE}\n"
+
+
+def test_the_reports_baseline_is_a_selector_checked_when_the_suite_loads(tmp_path, cli):
+    """report.baseline was checked after every trial ran (4 minutes, then exit 2), as a label that changes
+    with what else varies; now a name or the parameters that single out one row, refused before any trial."""
+    from harness.suite import load_suite
+
+    results = tmp_path / "r"
+    ambiguous = write_suite(tmp_path, BASELINE.replace("BASE", "optimizer=sgd"), "a.yaml")
+    line = _refused(cli("run", ambiguous, "--results", results), "report.baseline: optimizer=sgd selects 2 rows")
+    assert "give the parameters that single one out" in line and not results.exists()
+    _refused(cli("plan", write_suite(tmp_path, BASELINE.replace("BASE", "norm=none"), "n.yaml")),
+             "report.baseline: 'norm' is not an axis that varies")
+    _refused(cli("plan", write_suite(tmp_path, BASELINE.replace("BASE", "optimizer=lion"), "l.yaml")),
+             "report.baseline: optimizer=lion selects no row")
+    chosen = write_suite(tmp_path, BASELINE.replace("BASE", "{optimizer: {name: sgd, lr: 0.3}}"), "c.yaml")
+    assert load_suite(str(chosen)).report["baseline"] == {"optimizer": {"name": "sgd", "lr": 0.3}}
+    assert cli("run", chosen, "budget.epochs=1", "--results", results)[0] == 0
+    report = (results / "tiny" / "report" / "report.md").read_text()
+    baseline_rows = [line for line in report.splitlines() if "(baseline)" in line]
+    assert baseline_rows and all(line.startswith("| sgd(lr=0.3) (baseline)") for line in baseline_rows), baseline_rows
+    _refused(cli("report", results / "tiny", "--baseline", "optimizer=sgd"), "--baseline: optimizer=sgd selects 2 rows")
+    assert cli("report", results / "tiny", "--baseline", "optimizer=adam")[0] == 0

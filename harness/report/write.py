@@ -35,13 +35,15 @@ FORMATS = ("md", "html", "latex", "csv")
 MAX_HEATMAPS = 4
 
 
-def _parse_baseline(baseline: str | None) -> tuple[str, str] | None:
+def _baseline(c: Collected, given: str | None) -> tuple[str, str] | None:
+    """(axis, row label) of ``--baseline`` or the suite's ``report.baseline``, among the records' rows."""
+    from harness.claims import baseline_row
+
+    baseline = given if given is not None else (c.suite.get("report") or {}).get("baseline")
     if baseline is None:
         return None
-    axis, sep, value = baseline.partition("=")
-    if not sep or not axis or not value:
-        raise UsageError(f"--baseline takes AXIS=VALUE, got {baseline!r}")
-    return axis, value
+    return baseline_row(baseline, list(c.axes), [(r.config, r.axes) for r in c.records],
+                        "--baseline" if given is not None else "report.baseline")
 
 
 def _columns(runs: pd.DataFrame, axis: str, others: list[str]) -> pd.Series:
@@ -84,7 +86,7 @@ def write_report(results: Path, compare_axes: list[str] | None = None, metric: s
               or ([] if searched else ["workload"]))
     chosen = [chosen] if isinstance(chosen, str) else list(chosen)
     by = list(by or [])
-    base = _parse_baseline(baseline or settings.get("baseline"))
+    base = _baseline(c, baseline) if c.records else None
     known = set(axes) | {"workload"}
     for a in [*chosen, *by, *([base[0]] if base else [])]:
         if a not in known:
