@@ -2,12 +2,19 @@
 # A real SLURM cluster on this machine (munged + slurmctld + one slurmd per node), for tests and users.
 #
 #   slurm/local-cluster.sh start    install slurm-wlm/munge if missing, start the daemons, wait for the node
-#   slurm/local-cluster.sh start --nodes 2
-#                                   two nodes, each slurmd in a network namespace of its own (node1, node2)
+#   slurm/local-cluster.sh start --nodes N      (or --nodes=N; N from 1 to 99, default 1)
+#                                   N nodes, each slurmd in a network namespace of its own (node1..nodeN)
 #                                   with its own address on a private bridge; `srun -N2` puts a task on each
-#   slurm/local-cluster.sh stop     stop the daemons started here (by their pid files)
+#   slurm/local-cluster.sh stop     stop this cluster's daemons (by pid file and by command line), the steps of
+#                                   jobs still running, and remove its namespaces, veths and bridge
 #   slurm/local-cluster.sh status   which daemons run; sinfo/squeue when up
 #   slurm/local-cluster.sh env      print `export SLURM_CONF=...`  (eval "$(slurm/local-cluster.sh env)")
+#
+# Any other argument (a bare number, --nodes twice, a bad value, anything after stop/status/env) is refused,
+# exit 2, before anything is installed or started. `start` refuses ports already in use (naming the port, its
+# knob and, when ss can tell, the process holding it) and a --nodes other than that of the cluster running in
+# the same dir. A start that fails after it began stops the whole cluster of that dir and removes its network
+# (what `stop` does), then repeats why it failed; the logs stay in $DIR/log.
 #
 # Everything lives under ${HARNESS_SLURM_DIR:-/tmp/harness-slurm}; nothing under /etc is touched.
 # Other knobs: HARNESS_SLURM_CTLD_PORT (6817), HARNESS_SLURM_SLURMD_PORT (6818), HARNESS_SLURM_CPUS (16),
@@ -47,8 +54,13 @@ BRIDGE="hs${ID}br"
 SUBNET="10.$((100 + 0x${ID:0:2} % 100)).$((0x${ID:2:2}))"
 NODES=1
 
+USAGE="usage: local-cluster.sh start [--nodes N] | stop | status | env"
+FAILED=""  # why the start failed (die), repeated once its cleanup is done
+STOP_FAILED=0  # a process that outlived SIGKILL during stop
+
 log() { echo "local-cluster: $*" >&2; }
-die() { log "error: $*"; exit 1; }
+die() { FAILED="$*"; log "error: $*"; exit 1; }
+usage_error() { log "error: $* ($USAGE)"; exit 2; }
 
 # pid from a pid file if that process is alive (and is a munged/slurm daemon), else fail
 alive_pid() {
@@ -235,18 +247,32 @@ make_network() {  # a bridge here (the controller's side) and a namespace per no
     done
 }
 
-remove_network() {  # every process left in the namespaces (a job's slurmstepd), the namespaces, the bridge
-    local k ns pids
-    for ((k = 1; k <= NODES; k++)); do
-        ns="$(netns_of "$k")"
-        [[ -e "/run/netns/$ns" ]] || continue
-        pids="$(ip netns pids "$ns" || true)"
+our_netns() {  # this cluster's namespaces, however many nodes it was started with: hs<id>n*
+    local p
+    for p in /run/netns/"hs${ID}n"*; do [[ -e "$p" ]] && echo "${p##*/}"; done
+    return 0
+}
+
+our_links() {  # this cluster's veths (hs<id>v*) and bridge (hs<id>br) in this namespace
+    ip -o link show 2>/dev/null | awk -F': ' -v v="hs${ID}v" -v br="$BRIDGE" \
+        '{ name = $2; sub(/@.*/, "", name); if (index(name, v) == 1 || name == br) print name }'
+}
+
+remove_network() {  # every process left in the namespaces (a job's slurmstepd), the veths, namespaces, bridge
+    local ns pids link
+    command -v ip >/dev/null || return 0
+    for ns in $(our_netns); do
+        pids="$(ip netns pids "$ns" 2>/dev/null || true)"
         if [[ -n "$pids" ]]; then
             kill -KILL $pids 2>/dev/null || true
-            wait_for 5 eval "[[ -z \"\$(ip netns pids $ns)\" ]]" || log "processes left in $ns: $(ip netns pids "$ns")"
+            wait_for 5 eval "[[ -z \"\$(ip netns pids $ns 2>/dev/null)\" ]]" \
+                || { log "processes left in $ns: $(ip netns pids "$ns")"; STOP_FAILED=1; }
         fi
-        ip netns del "$ns"
     done
+    # the veths first: deleting a namespace takes its end of a veth (and so the pair) away only later, and
+    # asynchronously; deleting the veth here is immediate
+    for link in $(our_links); do [[ "$link" == "$BRIDGE" ]] || ip link del "$link" 2>/dev/null || true; done
+    for ns in $(our_netns); do ip netns del "$ns" 2>/dev/null || { log "could not delete namespace $ns"; STOP_FAILED=1; }; done
     ip link del "$BRIDGE" 2>/dev/null || true
 }
 
@@ -283,7 +309,72 @@ all_running() {
     for pidf in $(slurmd_pidfiles); do alive_pid "$pidf" >/dev/null || return 1; done
 }
 
+port_holder() {  # port_holder PORT: true if something listens on PORT here; prints who, when ss can tell
+    local port="$1" lines
+    if command -v ss >/dev/null && lines="$(ss -ltnp "sport = :$port" 2>/dev/null)"; then
+        lines="$(printf '%s\n' "$lines" | tail -n +2)"  # the header
+        [[ -n "$lines" ]] || return 1
+        printf '%s\n' "$lines" | grep -o '"[^"]*",pid=[0-9]*' | sed -E 's/^"(.*)",pid=([0-9]+)$/\1 (pid \2)/' \
+            | sort -u | paste -sd, - | sed 's/,/, /g' || true
+        return 0
+    fi
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null  # no ss: something accepts connections there
+}
+
+check_port() {  # check_port PORT KNOB WHAT: die unless PORT is a port number nothing listens on here
+    local port="$1" knob="$2" what="$3" holder
+    if holder="$(port_holder "$port")"; then
+        die "port $port ($what, $knob) is already in use${holder:+ by $holder}; set $knob to a free port"
+    fi
+}
+
+check_ports() {
+    # slurmctld binds HARNESS_SLURM_CTLD_PORT on every address of this namespace. A single node's slurmd binds
+    # HARNESS_SLURM_SLURMD_PORT here too; with several nodes each slurmd binds it inside a namespace of its own,
+    # made fresh by this start, where nothing else can hold it. Ports held by this cluster's own live daemons
+    # (a start that completes a half-running cluster) are theirs.
+    local item port
+    for item in "HARNESS_SLURM_CTLD_PORT:$CTLD_PORT" "HARNESS_SLURM_SLURMD_PORT:$SLURMD_PORT"; do
+        port="${item#*:}"
+        if ! [[ "$port" =~ ^[1-9][0-9]{0,4}$ ]] || ((port > 65535)); then
+            die "${item%%:*} must be a port number from 1 to 65535, got '$port'"
+        fi
+    done
+    alive_pid "$CTLD_PID" >/dev/null || check_port "$CTLD_PORT" HARNESS_SLURM_CTLD_PORT "the slurmctld port"
+    if ((NODES == 1)); then
+        ((CTLD_PORT != SLURMD_PORT)) \
+            || die "HARNESS_SLURM_CTLD_PORT and HARNESS_SLURM_SLURMD_PORT are both $CTLD_PORT; one node needs two ports"
+        alive_pid "$SLURMD_PID" >/dev/null || check_port "$SLURMD_PORT" HARNESS_SLURM_SLURMD_PORT "the slurmd port"
+    fi
+}
+
+slurm_running() {  # slurmctld or any slurmd of this dir alive
+    local pidf
+    alive_pid "$CTLD_PID" >/dev/null && return 0
+    for pidf in "$DIR"/run/slurmd*.pid; do alive_pid "$pidf" >/dev/null && return 0; done
+    return 1
+}
+
+start_failed() {  # the EXIT trap while start runs: stop whatever this cluster has running, remove its network
+    local rc=$?
+    trap - EXIT INT TERM HUP
+    set +e
+    ((rc != 0)) || rc=1
+    log "start failed; stopping this cluster's daemons and removing its network"
+    teardown
+    local left="nothing left running"
+    ((STOP_FAILED == 0)) || left="some of it is left, see above"
+    log "error: start failed${FAILED:+: $FAILED} ($left; logs in $DIR/log)"
+    exit "$rc"
+}
+
 cmd_start() {
+    local running
+    if [[ -s "$NODES_FILE" ]] && slurm_running; then
+        running="$(cat "$NODES_FILE")"
+        [[ "$running" == "$NODES" ]] \
+            || die "a cluster of $running node(s) runs in $DIR; stop it before starting one of $NODES"
+    fi
     if all_running; then
         log "already running (state dir $DIR)"
         echo "export SLURM_CONF=$CONF"
@@ -291,9 +382,15 @@ cmd_start() {
     fi
     [[ "$(id -u)" == 0 ]] || die "the local cluster runs its daemons as root; run start as root"
     ((${#MUNGE_SOCKET} < 100)) || die "munge socket path too long for a unix socket: $MUNGE_SOCKET"
+    check_ports
     install_if_missing
     local t0
     t0="$(date +%s.%N)"
+    # from here on a failure (a die, a command failing under set -e, a signal) stops what was started
+    trap start_failed EXIT
+    trap 'FAILED="interrupted (SIGINT)"; exit 130' INT
+    trap 'FAILED="terminated (SIGTERM)"; exit 143' TERM
+    trap 'FAILED="hung up (SIGHUP)"; exit 129' HUP
     make_dirs
     echo "$NODES" >"$NODES_FILE"
     if ! alive_pid "$CTLD_PID" >/dev/null; then write_conf; fi
@@ -307,30 +404,52 @@ cmd_start() {
         die "node not idle after ${TIMEOUT}s"
     fi
     wait_for "$TIMEOUT" scheduler_ran || { tails; die "slurmctld ran no scheduling pass in ${TIMEOUT}s"; }
+    trap - EXIT INT TERM HUP
     log "ready in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')s (state dir $DIR)"
     echo "export SLURM_CONF=$CONF"
 }
 
-stop_daemons() {  # stop_daemons NAME:PIDFILE...  SIGTERM all of them together, wait for all to exit
+by_cmdline() {  # by_cmdline ARG NAME...: live NAME processes with ARG as one of their arguments
+    local pid comm name
+    for pid in $(for name in "${@:2}"; do pgrep -x "$name"; done || true); do
+        comm="$(cat "/proc/$pid/comm" 2>/dev/null)" || continue
+        [[ "$comm" == munged* || "$comm" == slurm* ]] || continue
+        # grep -z reads the NUL-separated arguments themselves (no pipe for pipefail)
+        if grep -qzxF -- "$1" "/proc/$pid/cmdline" 2>/dev/null; then echo "$pid"; fi
+    done
+    return 0
+}
+
+stop_daemons() {  # stop_daemons NAME:PIDFILE|NAME:pid=PID...  SIGTERM all of them together, wait for all to exit
     local item name pidf pid pids=() names=() pidfs=()
     for item in "$@"; do
         name="${item%%:*}" pidf="${item#*:}"
-        if pid="$(alive_pid "$pidf")"; then
-            kill -TERM "$pid" 2>/dev/null || true
-            pids+=("$pid") names+=("$name") pidfs+=("$pidf")
-        else
+        if [[ "$pidf" == pid=* ]]; then
+            pid="${pidf#pid=}" pidf=""
+            [[ " ${pids[*]} " == *" $pid "* ]] && continue  # already found by its pid file
+            kill -0 "$pid" 2>/dev/null || continue
+        elif ! pid="$(alive_pid "$pidf")"; then
             rm -f "$pidf"
+            continue
         fi
+        kill -TERM "$pid" 2>/dev/null || true
+        pids+=("$pid") names+=("$name") pidfs+=("$pidf")
     done
-    local i
+    local i left deadline=$((SECONDS + 15))  # one deadline for all: those ignoring SIGTERM get SIGKILL together
     for i in "${!pids[@]}"; do
         pid="${pids[$i]}" name="${names[$i]}" pidf="${pidfs[$i]}"
-        if ! wait_for 15 eval "! kill -0 $pid 2>/dev/null"; then
+        left=$((deadline - SECONDS))
+        ((left > 0)) || left=1
+        if ! wait_for "$left" eval "! kill -0 $pid 2>/dev/null"; then
             log "$name ($pid) ignored SIGTERM; sending SIGKILL"
             kill -KILL "$pid" 2>/dev/null || true
-            wait_for 5 eval "! kill -0 $pid 2>/dev/null" || die "$name ($pid) did not exit"
+            if ! wait_for 5 eval "! kill -0 $pid 2>/dev/null"; then
+                log "error: $name ($pid) did not exit"
+                STOP_FAILED=1
+                continue
+            fi
         fi
-        rm -f "$pidf"
+        [[ -z "$pidf" ]] || rm -f "$pidf"
         log "stopped $name ($pid)"
     done
 }
@@ -350,19 +469,29 @@ stray_steps() {  # this cluster's slurmstepds (they outlive slurmd: found by the
     done
 }
 
-cmd_stop() {
-    local items=() pidf pids
-    [[ -s "$NODES_FILE" ]] && NODES="$(cat "$NODES_FILE")"
-    for pidf in $(slurmd_pidfiles); do items+=("slurmd:$pidf"); done
+teardown() {  # stop and remove everything of this cluster, whatever run/nodes says (stop, and a failed start)
+    local items=() pidf pid pids
+    # every slurmd pid file (one node: slurmd.pid; several: slurmd-nodeK.pid), then daemons given this
+    # cluster's conf that have no live pid file (a start killed before they wrote one, a pid file removed)
+    for pidf in "$DIR"/run/slurmd*.pid; do [[ -e "$pidf" ]] && items+=("slurmd:$pidf"); done
+    items+=("slurmctld:$CTLD_PID")
+    for pid in $(by_cmdline "$CONF" slurmd slurmctld); do items+=("$(cat "/proc/$pid/comm" 2>/dev/null || echo slurm):pid=$pid"); done
     # slurm daemons first (their shutdown may still talk through munge), then munged
-    stop_daemons "${items[@]}" "slurmctld:$CTLD_PID"
+    stop_daemons "${items[@]}"
     pids="$(stray_steps)"
     if [[ -n "$pids" ]]; then
         kill -KILL $pids 2>/dev/null || true
         log "stopped the steps of running jobs: $(echo $pids)"
     fi
-    stop_daemons "munged:$MUNGE_PID"
-    if ((NODES > 1)); then remove_network; fi
+    items=("munged:$MUNGE_PID")
+    for pid in $(by_cmdline "--socket=$MUNGE_SOCKET" munged); do items+=("munged:pid=$pid"); done
+    stop_daemons "${items[@]}"
+    remove_network
+}
+
+cmd_stop() {
+    teardown
+    ((STOP_FAILED == 0)) || die "some of this cluster's processes or namespaces are left (see above)"
 }
 
 cmd_status() {
@@ -387,14 +516,37 @@ cmd_status() {
     fi
 }
 
-if [[ "${1:-}" == start && "${2:-}" == --nodes ]]; then
-    [[ "${3:-}" =~ ^[1-9][0-9]?$ ]] || die "--nodes takes a number of nodes from 1 to 99, got '${3:-}'"
-    NODES="$3"
-fi
-case "${1:-}" in
+parse_args() {  # sets CMD and NODES; refuses anything else before anything is installed or started
+    local value seen=0
+    CMD="${1:-}"
+    (($# == 0)) || shift
+    case "$CMD" in
+        start)
+            while (($#)); do
+                case "$1" in
+                    --nodes=*) value="${1#--nodes=}"; shift ;;
+                    --nodes)
+                        (($# >= 2)) || usage_error "--nodes needs a number of nodes"
+                        value="$2"; shift 2 ;;
+                    *) usage_error "start: unknown argument '$1'" ;;
+                esac
+                ((seen == 0)) || usage_error "--nodes given more than once"
+                seen=1
+                [[ "$value" =~ ^[1-9][0-9]?$ ]] || usage_error "--nodes takes a number of nodes from 1 to 99, got '$value'"
+                NODES="$value"
+            done
+            ;;
+        stop | status | env) (($# == 0)) || usage_error "$CMD takes no arguments, got '$*'" ;;
+        -h | --help | help) (($# == 0)) || usage_error "$CMD takes no arguments"; echo "$USAGE"; exit 0 ;;
+        "") usage_error "no command" ;;
+        *) usage_error "unknown command '$CMD'" ;;
+    esac
+}
+
+parse_args "$@"
+case "$CMD" in
     start) cmd_start ;;
     stop) cmd_stop ;;
     status) cmd_status ;;
     env) echo "export SLURM_CONF=$CONF" ;;
-    *) echo "usage: $0 {start|stop|status|env}" >&2; exit 2 ;;
 esac
