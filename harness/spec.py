@@ -25,6 +25,7 @@ STOPPED = "stopped"
 STATUSES = (COMPLETED, DIVERGED, FAILED, INTERRUPTED, STOPPED)
 # A rerun would give the same outcome for these; failed and interrupted trials run again.
 FINAL_STATUSES = (COMPLETED, DIVERGED, STOPPED)
+WORKLOAD_KEYS = ("dataset", "model", "budget")  # what a trial trains on and for how long: never "the technique"
 
 # Where the data lives, how batches reach the device and where curves are logged differ between
 # machines and do not change the trial (both loader paths give identical batches: tests/test_pipeline.py).

@@ -27,8 +27,7 @@ from harness.report.stats import performance_profile, time_to_target
 from harness.report.tables import (
     Cell, Table, cell, compare, differences_table, latex_escape, lower_is_better, to_latex, to_markdown,
 )
-from harness.regress import WORKLOAD_KEYS
-from harness.spec import COMPLETED, STOPPED
+from harness.spec import COMPLETED, STOPPED, WORKLOAD_KEYS
 from harness.store.records import atomic_write
 
 FORMATS = ("md", "html", "latex", "csv")
