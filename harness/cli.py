@@ -205,8 +205,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     key, swap = swap_technique(args.suite, args.technique)
     _data_root(args)
     _plugins(args)
-    # the suite's claims are about its own trials, which the swap replaces: compare's verdicts are regress's
-    suite = load_suite(args.suite, [*args.overrides, swap, "claims=[]", *fuse_overrides(args)])
+    # the suite's claims and report baseline name its own trials, which the swap replaces (verdicts: regress's)
+    suite = load_suite(args.suite, [*args.overrides, swap, "claims=[]", "report.baseline=null", *fuse_overrides(args)])
     baseline = Path(args.baseline) if args.baseline else suite_dir(args.baselines, suite.name)
     results = run_compare(suite, args.suite, key, Path(args.results), baseline, _pool(args), _say, _warn)
     return _verdicts(results, baseline, args.metric or suite.report["metric"], args.margin, [key],

@@ -21,11 +21,37 @@ ENTRY_POINT_GROUP = "harness.plugins"
 LOADED: dict[str, dict[str, Any]] = {}  # plugin as given -> {name, source, sha256, version}
 
 
-def _describe(given: str, module: Any) -> dict[str, Any]:
+def _describe(given: str, module: Any, imported: set[str]) -> dict[str, Any]:
     source = getattr(module, "__file__", None)
     sha = hashlib.sha256(Path(source).read_bytes()).hexdigest() if source and Path(source).exists() else None
     return {"plugin": given, "module": module.__name__, "source": source, "sha256": sha,
-            "version": getattr(module, "__version__", None)}
+            "version": getattr(module, "__version__", None), "packages": _packages(imported)}
+
+
+def _used(module: Any) -> set[str]:
+    """The modules whose names a plugin holds (``import x``, ``from x import Y``): imported before it too."""
+    out = set()
+    for value in vars(module).values():
+        name = value.__name__ if isinstance(value, type(sys)) else getattr(value, "__module__", None)
+        if isinstance(name, str):
+            out.add(name)
+    return out
+
+
+def _packages(modules: set[str]) -> dict[str, str]:
+    """The installed distributions (and their versions) of the top-level modules a plugin's import brought in:
+    a wrapped optimizer's package (``adan-pytorch 0.1.0``), so a record names the code it ran, not only the
+    plugin file's hash. The harness and the standard library are left out."""
+    tops = {m.split(".")[0] for m in modules} - set(sys.stdlib_module_names) - {"harness"}
+    owners = metadata.packages_distributions()
+    out = {}
+    for top in sorted(tops):
+        for dist in owners.get(top, []):
+            try:
+                out[dist] = metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                pass
+    return out
 
 
 def load_plugin(given: str) -> dict[str, Any]:
@@ -37,6 +63,7 @@ def load_plugin(given: str) -> dict[str, Any]:
     import harness.data  # noqa: F401
     import harness.models  # noqa: F401
 
+    before = set(sys.modules)
     try:
         if given.endswith(".py") or "/" in given:
             path = Path(given).expanduser().resolve()
@@ -55,7 +82,7 @@ def load_plugin(given: str) -> dict[str, Any]:
         raise UsageError(f"plugin {given}: it called sys.exit({e.code!r}) while being imported") from None
     except Exception as e:  # noqa: BLE001 - any error in user code is reported as bad input
         raise UsageError(f"plugin {given}: {type(e).__name__}: {e}") from None
-    LOADED[given] = _describe(given, module)
+    LOADED[given] = _describe(given, module, (set(sys.modules) - before) | _used(module))
     return LOADED[given]
 
 

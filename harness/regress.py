@@ -23,6 +23,7 @@ worse is still acceptable, and more seeds narrow the interval.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -37,7 +38,7 @@ from harness.layout import PROVENANCE_FILE
 from harness.report.aggregate import workload
 from harness.report.stats import difference
 from harness.report.tables import lower_is_better, markdown
-from harness.spec import COMPLETED, Record, canonical_json, identity
+from harness.spec import COMPLETED, WORKLOAD_KEYS, Record, canonical_json, identity
 from harness.store import atomic_write, scan
 
 BETTER, SAME, WORSE, INCONCLUSIVE = "better", "no difference", "worse", "inconclusive"
@@ -56,6 +57,7 @@ class Verdict:
     n: int  # completed seeds of the candidate
     n_baseline: int
     why: str
+    code: str = ""  # how the code that made the candidate differs from the baseline's ("" when it does not)
 
 
 def read_results(folder: Path, side: str) -> list[Record]:
@@ -143,7 +145,6 @@ def _key(config: dict[str, Any], drop: list[str]) -> str:
     return canonical_json(ident)
 
 
-WORKLOAD_KEYS = ("dataset", "model", "budget")  # what a trial trains on and for how long: never "the technique"
 
 
 def infer_technique(candidate: list[Record], baseline: list[Record]) -> list[str]:
@@ -240,9 +241,39 @@ def regress(candidate: list[Record], baseline: list[Record], metric: str = "test
                 theirs = ", ".join(_label(base[0].config.get(k), config.get(k)) for k in keys)
             else:
                 ours, theirs = "this spec", "same spec"
-            verdicts.append(_verdict(where, ours, theirs, records, base, metric, margin, confidence, higher))
+            verdict = _verdict(where, ours, theirs, records, base, metric, margin, confidence, higher)
+            verdicts.append(dataclasses.replace(verdict, code=code_change(records, base)))
     verdicts.sort(key=lambda v: (v.workload, v.candidate, v.baseline))
     return keys, verdicts
+
+
+def code_of(records: list[Record]) -> dict[str, str]:
+    """What code made these records, as comparable text: the harness's commit (and whether it had uncommitted
+    changes), each plugin's sha256, and the versions of the packages in the environment and of those a
+    plugin imports. A key whose records disagree lists every value."""
+    seen: dict[str, set[str]] = defaultdict(set)
+    for r in records:
+        env = r.environment or {}
+        git = env.get("git") or {}
+        if git.get("sha"):
+            seen["harness commit"].add(str(git["sha"])[:10] + (" (uncommitted changes)" if git.get("dirty") else ""))
+        for package, version in (env.get("versions") or {}).items():
+            if version:
+                seen[package].add(str(version))
+        for plugin in env.get("plugins") or []:
+            name = Path(str(plugin.get("source") or plugin.get("plugin") or "?")).name
+            seen[f"plugin {name}"].add(str(plugin.get("sha256") or "?")[:12])
+            for package, version in (plugin.get("packages") or {}).items():
+                seen[package].add(str(version))
+    return {k: " / ".join(sorted(v)) for k, v in seen.items()}
+
+
+def code_change(candidate: list[Record], baseline: list[Record]) -> str:
+    """``plugin noise.py 1a2b3c4d5e6f → 9f8e7d6c5b4a; torch 2.14.1 → 2.15.0`` (baseline → candidate), or ""."""
+    ours, theirs = code_of(candidate), code_of(baseline)
+    changed = [f"{k} {theirs.get(k, 'none')} → {ours.get(k, 'none')}" for k in sorted(set(ours) | set(theirs))
+               if ours.get(k) != theirs.get(k)]
+    return "; ".join(changed)
 
 
 def _verdict(where: str, ours: str, theirs: str, records: list[Record], base: list[Record], metric: str,
@@ -276,10 +307,11 @@ def _number(x: float) -> str:
 
 
 def rows(verdicts: list[Verdict]) -> tuple[list[str], list[list[str]]]:
-    header = ["workload", "candidate", "baseline", "verdict", "difference", "95% CI", "test", "seeds", "why"]
+    header = ["workload", "candidate", "baseline", "verdict", "difference", "95% CI", "test", "seeds", "why",
+              "code (baseline → candidate)"]
     body = [[v.workload, v.candidate, v.baseline, v.verdict, _number(v.diff),
              f"[{_number(v.ci_low)}, {_number(v.ci_high)}]" if v.test else "—", v.test or "—",
-             f"{v.n} vs {v.n_baseline}", v.why] for v in verdicts]
+             f"{v.n} vs {v.n_baseline}", v.why, v.code or "same"] for v in verdicts]
     return header, body
 
 
@@ -299,8 +331,13 @@ def markdown_report(verdicts: list[Verdict], metric: str, margin: float, keys: l
         f"Metric `{metric}` (final epoch), non-inferiority margin δ = {margin:g}; "
         + (f"technique keys: {', '.join(f'`{k}`' for k in keys)}." if keys else "trials matched by their whole spec."),
         "", "**" + ", ".join(f"{n} {v}" for v, n in counts.items()) + "**", "",
-        markdown(header, body),
     ]
+    changed = [v for v in verdicts if v.code]
+    if changed:  # a verdict on other code is a verdict on that code too: say so before the table
+        lines += [f"**The code differs** between candidate and baseline in {len(changed)} of {len(verdicts)} "
+                  f"comparisons (the last column): {changed[0].code}. A difference may come from that change as "
+                  "much as from the technique.", ""]
+    lines += [markdown(header, body)]
     if provenance:
         lines += ["", f"Baseline produced by `{provenance.get('command')}` on {provenance.get('date')} "
                       f"({provenance.get('device')}, torch {provenance.get('versions', {}).get('torch')}, "

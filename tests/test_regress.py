@@ -205,3 +205,55 @@ def test_bad_input_exits_2_and_says_what_did_not_match(tmp_path, capsys):
     edited.write_text(edited.read_text().replace('"test_acc": 0.', '"test_acc": 1.', 1))
     assert main(["regress", str(other), "--baseline", str(base)]) == 2
     assert "edited by hand?" in capsys.readouterr().err
+
+
+NOISE = '''
+import pytorch_optimizer  # a third-party package the plugin imports: its version goes into the records
+import torch
+from harness.api import REGULARIZERS, Parts
+
+
+@REGULARIZERS.register("input_noise")
+def input_noise(ctx, *, std: float = 0.1):
+    """Gaussian noise on the inputs."""
+    def batch(x, y, rng):
+        noise = torch.randn(x.shape, generator=rng.device, device=x.device)
+        return x + STRENGTH * std * noise, y
+
+    return Parts(batch=batch)
+'''
+
+
+def test_regress_names_a_code_change_between_candidate_and_baseline(tmp_path):
+    """Same-spec twins where the candidate's plugin had changed (its noise never added) came out 'better',
+    exit 0, and regress.md did not say the code differed."""
+    plugin = tmp_path / "noise.py"
+    plugin.write_text("STRENGTH = 1.0\n" + NOISE)
+    suite = write_suite(tmp_path, """
+name: noisy
+seeds: 2
+budget: {epochs: 1}
+base:
+  dataset: {name: digits, val_size: 200, train_subset: 300}
+  model: {name: mlp, depth: 1, width: 16}
+  regularizers: [{name: input_noise, std: 0.5}]
+  batch_size: 50
+""")
+    r = harness_cli("baseline", suite, "--plugin", plugin, "--results", tmp_path / "base")
+    assert r.returncode == 0, r.stderr
+    plugin.write_text("STRENGTH = 0.0\n" + NOISE)  # the noise is gone: another regularizer under the same name
+    r = harness_cli("run", suite, "--plugin", plugin, "--results", tmp_path / "cand", "--no-report")
+    assert r.returncode == 0, r.stderr
+    record = json.loads(next((tmp_path / "cand" / "noisy" / "trials").glob("*.json")).read_text())
+    import pytorch_optimizer  # noqa: F401
+    from importlib import metadata
+
+    (described,) = record["environment"]["plugins"]
+    assert described["packages"]["pytorch_optimizer"] == metadata.version("pytorch_optimizer")
+    out = harness_cli("regress", tmp_path / "cand" / "noisy", "--baseline", tmp_path / "base" / "noisy",
+                      "--margin", "1")
+    assert out.returncode in (0, 1), out.stderr
+    assert "plugin noise.py" in out.stdout and " → " in out.stdout, out.stdout
+    md = (tmp_path / "cand" / "noisy" / "regress.md").read_text()
+    assert "**The code differs** between candidate and baseline in 1 of 1 comparisons" in md
+    assert "plugin noise.py" in md.split("**The code differs**")[1]
