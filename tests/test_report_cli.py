@@ -80,8 +80,8 @@ def test_figures_drawn_in_worker_processes_match_those_drawn_in_place(sweep, tmp
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--baseline", "optimizer=nadam"], "optimizer has no value 'nadam'; it has sgd, adam"),
-    (["--baseline", "optimizer"], "--baseline takes AXIS=VALUE"),
+    (["--baseline", "optimizer=nadam"], "--baseline: optimizer=nadam selects no row; the rows of optimizer are sgd, adam"),
+    (["--baseline", "optimizer"], "--baseline: expected AXIS=VALUE"),
     (["--compare", "norm"], "no axis 'norm'"),
     (["--format", "pdf"], "unknown report format 'pdf'"),
     (["--metric", "f1"], "no metric 'f1'"),

@@ -367,7 +367,7 @@ def _hostile(tmp_path):
         "huge": ("name: h\ndescription: " + "x" * (2**20 + 1) + "\n", "a suite is at most 1 MiB"),
         "int-digits": ("name: big\nseeds: " + "9" * 5000 + "\n", "a value YAML cannot convert"),
         "int-overflow": ("name: big\nbase: {optimizer: {name: sgd, lr: " + "9" * 400 + "}}\n",
-                         "base.optimizer.lr: expected a finite number"),
+                         "base.optimizer.lr: an integer of 400 digits"),
         "inf-lr": ("name: i\nbase: {optimizer: {name: sgd, lr: .inf}}\n", "base.optimizer.lr: expected a finite number"),
         "nan-clip": ("name: n\nbase: {clip: {norm: .nan}}\n", "base.clip.norm: expected a finite number"),
         "inf-decay": ("name: n\nbase: {optimizer: {name: adamw, weight_decay: -.inf}}\n", "weight_decay"),

@@ -195,8 +195,9 @@ def test_the_multinode_template_renders_srun_and_accelerate_launch(tmp_path):
     assert r.returncode == 0, r.stderr
     s = r.stdout
     for part in ("#SBATCH --nodes=4", "#SBATCH --ntasks-per-node=1", "#SBATCH --gpus-per-task=8",
-                 "--num_machines 4", "--num_processes $((4 * 8))", "--machine_rank \\$SLURM_NODEID",
-                 "--main_process_ip $MAIN_ADDR", "scontrol show hostnames \"$SLURM_JOB_NODELIST\"",
+                 '--num_machines "$2" --num_processes "$3"', '--machine_rank "$SLURM_NODEID"',
+                 '--main_process_ip "$4" --main_process_port "$5"', ' 4 $((4 * 8)) "$MAIN_ADDR" "$MAIN_PORT" "$PLAN" &',
+                 "scontrol show hostnames \"$SLURM_JOB_NODELIST\"",
                  "srun --kill-on-bad-exit=1", "-m harness.launch.trial --plan", "--pending) || exit 0",
                  "trap '", "scontrol requeue"):
         assert part in s, part
