@@ -168,8 +168,10 @@ def _label(value: Any, other: Any) -> str:
             params = [f"{k}={v}" for k, v in sorted(value.items()) if k != "name" and other.get(k) != v]
             return f"{value['name']}({', '.join(params)})" if params else value["name"]
         return str(value["name"])
-    if isinstance(value, list):
-        return "[" + ", ".join(_label(v, None) for v in value) + "]" if value else "none"
+    if isinstance(value, list):  # each component against the other side's of the same name (their parameters)
+        others = [o for o in other if isinstance(o, dict)] if isinstance(other, list) else []
+        twin = lambda v: next((o for o in others if isinstance(v, dict) and o.get("name") == v.get("name")), None)  # noqa: E731
+        return "[" + ", ".join(_label(v, twin(v) if twin(v) != v else None) for v in value) + "]" if value else "none"
     return str(value)
 
 

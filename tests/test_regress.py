@@ -257,3 +257,12 @@ base:
     md = (tmp_path / "cand" / "noisy" / "regress.md").read_text()
     assert "**The code differs** between candidate and baseline in 1 of 1 comparisons" in md
     assert "plugin noise.py" in md.split("**The code differs**")[1]
+
+
+def test_labels_keep_the_parameters_that_tell_candidate_and_baseline_apart():
+    """Both sides of a regularizer comparison read [gauss_noise] when only their strengths differed."""
+    def noise(std):
+        return {**CONFIG, "regularizers": [{"name": "gauss_noise", "std": std}, {"name": "dropout", "p": 0.1}]}
+
+    v = _one(_records([0.91, 0.93, 0.92], noise(0.3)), _records([0.90, 0.92, 0.91], noise(0.1)))
+    assert v.candidate == "[gauss_noise(std=0.3), dropout]" and v.baseline == "[gauss_noise(std=0.1), dropout]"

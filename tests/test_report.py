@@ -29,14 +29,36 @@ def test_summary_counts_only_completed_seeds_and_shows_the_others():
     assert cell(s.loc["adam"]) == "0.9500 (n=1) [1 failed]"
 
 
-def test_comparison_table_bolds_the_best_mean_per_column():
+def _three(means: dict[str, float], spread: float = 0.005, metric: str = "test_acc") -> pd.DataFrame:
+    """Three seeds of each optimizer around its mean, on one column."""
+    return pd.DataFrame([{"optimizer": o, "seed": s, "status": "completed", metric: m + d, "column": "w"}
+                         for o, m in means.items() for s, d in enumerate((-spread, 0.0, spread))])
+
+
+def test_the_best_is_bold_only_beyond_its_interval_and_ties_are_marked_as_ties():
+    """The best mean was bold even when another row's interval overlapped it (a tie), and on one seed."""
     table = to_markdown(compare(_runs().assign(column="norm=none"), "optimizer", "test_acc").table)
     lines = table.splitlines()
     assert lines[0] == "| optimizer | norm=none |"
-    assert lines[2].startswith("| sgd | 0.9100 ± ") and "**" not in lines[2]
-    assert lines[3].startswith("| adam | **0.9500 (n=1) [1 failed]**")
-    loss = _runs().assign(test_loss=[0.3, 0.2, None, 0.1, None], column="norm=none")
-    assert "**" in to_markdown(compare(loss, "optimizer", "test_loss").table).splitlines()[3]  # lower is better
+    assert lines[2].startswith("| sgd | 0.9100 ± ") and "**" not in table and "_0." not in table  # adam: one seed
+    clear = to_markdown(compare(_three({"sgd": 0.80, "adam": 0.90}), "optimizer", "test_acc").table).splitlines()
+    assert clear[2].startswith("| sgd | 0.8000 ± ") and clear[3].startswith("| adam | **0.9000 ± ")
+    tied = to_markdown(compare(_three({"sgd": 0.899, "adam": 0.90, "rmsprop": 0.70}), "optimizer",
+                               "test_acc").table).splitlines()
+    assert tied[2].startswith("| sgd | _0.8990") and tied[3].startswith("| adam | _0.9000")
+    assert tied[4].startswith("| rmsprop | 0.7000") and "**" not in "\n".join(tied)
+    loss = _three({"sgd": 0.3, "adam": 0.1}, metric="test_loss")
+    assert "| adam | **0.1000" in to_markdown(compare(loss, "optimizer", "test_loss").table)  # lower is better
+
+
+def test_ranks_and_mean_ranks_over_the_columns():
+    rows = [{"optimizer": o, "seed": s, "status": "completed", "test_acc": m + 0.001 * s, "column": c}
+            for c, order in (("a", {"sgd": 0.9, "adam": 0.8, "lion": 0.7}), ("b", {"sgd": 0.7, "adam": 0.8, "lion": 0.6}))
+            for o, m in order.items() for s in range(2)]
+    table = to_markdown(compare(pd.DataFrame(rows), "optimizer", "test_acc").table).splitlines()
+    assert table[0] == "| optimizer | a | b | mean rank |"
+    ranks = {line.split("|")[1].strip(): line.split("|")[-2].strip() for line in table[2:5]}
+    assert ranks == {"sgd": "1.5", "adam": "1.5", "lion": "3"}
 
 
 def _seeded(seeds=range(5)):
@@ -63,7 +85,7 @@ def test_significance_marks_follow_holm_and_pairing():
     assert d.loc["b/mlp", "p_holm"] == pytest.approx(2 * pb) and d.loc["a/mlp", "p_holm"] == pytest.approx(pa)
     assert d.loc["b/mlp", "p_holm"] < 0.05 < d.loc["a/mlp", "p_holm"]
     row = [r for r in to_markdown(comp.table).splitlines() if r.startswith("| adam")][0]
-    assert row.count("▲") == 1 and "▼" not in row and row.split("|")[-2].strip().endswith("▲")  # on b/mlp only
+    assert row.count("▲") == 1 and "▼" not in row and row.split("|")[-3].strip().endswith("▲")  # on b/mlp only
     b = _seeded().query("column == 'b/mlp'")
     adam, sgd = b[b.optimizer == "adam"].test_acc.to_numpy(), b[b.optimizer == "sgd"].test_acc.to_numpy()
     assert d.loc["b/mlp", "p_improve"] == pytest.approx((adam[:, None] > sgd[None, :]).mean())  # over all pairs
@@ -82,7 +104,8 @@ def test_latex_is_booktabs_with_escaped_text():
     comp = compare(_runs().assign(column="w_1 & 50%"), "optimizer", "test_acc", baseline="sgd")
     tex = to_latex(comp.table)
     assert r"\toprule" in tex and r"\midrule" in tex and r"\bottomrule" in tex
-    assert r"w\_1 \& 50\%" in tex and r"$\pm$" in tex and r"\textbf{0.9500 (n=1) [1 failed]}" in tex
+    assert r"w\_1 \& 50\%" in tex and r"$\pm$" in tex and r"\textbf" not in tex  # adam's one seed: no best
+    assert r"\textbf{0.9000 $\pm$" in to_latex(compare(_three({"sgd": 0.8, "adam": 0.9}), "optimizer", "test_acc").table)
 
 
 def test_report_of_a_sweep_where_nothing_completed_lists_the_failures(tmp_path):

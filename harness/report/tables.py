@@ -44,8 +44,9 @@ def cell(row: pd.Series | dict[str, Any], digits: int = 4) -> str:
 @dataclass
 class Cell:
     text: str
-    bold: bool = False
+    bold: bool = False  # the best of its column beyond its interval
     mark: str = ""  # "▲" significantly better than the baseline, "▼" worse
+    tie: bool = False  # tied for the best of its column (intervals that overlap the best's): in italics
 
 
 @dataclass
@@ -59,7 +60,8 @@ class Table:
 def to_markdown(t: Table) -> str:
     def fmt(c: Cell) -> str:
         text = c.text.replace("|", "\\|")
-        return (f"**{text}**" if c.bold else text) + (f" {c.mark}" if c.mark else "")
+        text = f"**{text}**" if c.bold else f"_{text}_" if c.tie else text
+        return text + (f" {c.mark}" if c.mark else "")
 
     lines = ["| " + " | ".join(t.header) + " |", "|" + "|".join("---" for _ in t.header) + "|"]
     lines += ["| " + " | ".join(fmt(c) for c in row) + " |" for row in t.rows]
@@ -69,7 +71,7 @@ def to_markdown(t: Table) -> str:
 def to_html(t: Table) -> str:
     def fmt(c: Cell) -> str:
         text = html.escape(c.text)
-        text = f"<strong>{text}</strong>" if c.bold else text
+        text = f"<strong>{text}</strong>" if c.bold else f"<em>{text}</em>" if c.tie else text
         mark = f' <span class="mark">{c.mark}</span>' if c.mark else ""
         return f"<td>{text}{mark}</td>"
 
@@ -111,7 +113,7 @@ def to_latex(t: Table) -> str:
     """A booktabs table (\\usepackage{booktabs}); ± and the marks as math."""
     def fmt(c: Cell) -> str:
         text = latex_escape(c.text)
-        text = rf"\textbf{{{text}}}" if c.bold else text
+        text = rf"\textbf{{{text}}}" if c.bold else rf"\textit{{{text}}}" if c.tie else text
         return text + latex_escape(c.mark or "")
 
     cols = "l" + "r" * (len(t.header) - 1)
@@ -176,11 +178,9 @@ def compare(runs: pd.DataFrame, compare_axis: str, metric: str, *, baseline: str
             better = d["diff"] < 0 if lower else d["diff"] > 0
             marks[(d[compare_axis], d["column"])] = "▲" if better else "▼"
     by_key = {(r[compare_axis], r["column"]): r for r in summary}
-    best = {}
-    for col in columns:
-        means = [r["mean"] for (row, c), r in by_key.items() if c == col and r["n"] > 0]
-        if means:
-            best[col] = min(means) if lower else max(means)
+    leaders = {col: _leaders([(row, r) for (row, c), r in by_key.items() if c == col and r["n"] > 0], lower)
+               for col in columns}
+    ranks = _mean_ranks(by_key, rows, columns, lower)
     table_rows = []
     for row in rows:
         cells = [Cell(row + (" (baseline)" if row == baseline else ""))]
@@ -189,18 +189,48 @@ def compare(runs: pd.DataFrame, compare_axis: str, metric: str, *, baseline: str
             if r is None:
                 cells.append(Cell(""))
                 continue
-            cells.append(Cell(cell(r), bold=r["n"] > 0 and r["mean"] == best.get(col), mark=marks.get((row, col), "")))
+            best, tied = leaders[col]
+            cells.append(Cell(cell(r), bold=row == best, tie=row in tied, mark=marks.get((row, col), "")))
+        if len(columns) > 1:
+            cells.append(Cell("—" if math.isnan(ranks[row]) else f"{ranks[row]:.2g}"))
         table_rows.append(cells)
     interval = "percentile bootstrap" if bootstrap else "t"
     notes = [f"mean ± half-width of the {confidence:.0%} {interval} interval over seeds (n = completed seeds); "
-             f"{'lower' if lower else 'higher'} is better; best per column in bold."]
+             f"{'lower' if lower else 'higher'} is better. Bold: the best of its column, its interval clear of "
+             "every other's; italics: tied for the best (intervals that overlap the best one's; with fewer than 2 "
+             "seeds nothing is marked)." + (" Mean rank: the row's rank by mean in each column (1 = best, ties "
+                                             "share the mean of their ranks), averaged over the columns." if len(columns) > 1 else "")]
     if baseline is not None:
         tested = 0 if diff_df.empty else int(diff_df["p"].notna().sum())
         notes.append(f"▲/▼: significantly better/worse than {compare_axis}={baseline} at level "
                      f"{1 - confidence:.2g} after Holm correction over the {tested} tested comparisons "
                      f"(paired t where the seeds match, Welch t otherwise).")
-    return Comparison(Table(title or f"{metric} by {compare_axis}", [compare_axis, *columns], table_rows, notes),
-                      summary_df, diff_df)
+    header = [compare_axis, *columns, *(["mean rank"] if len(columns) > 1 else [])]
+    return Comparison(Table(title or f"{metric} by {compare_axis}", header, table_rows, notes), summary_df, diff_df)
+
+
+def _leaders(cells: list[tuple[str, dict[str, Any]]], lower: bool) -> tuple[str | None, set[str]]:
+    """(the row that is best beyond its interval, or None; the rows tied for the best). The best mean's row is
+    best beyond its interval when its interval overlaps no other row's; else it and every row whose interval
+    overlaps its own are tied. Without an interval (one seed) nothing is marked."""
+    if not cells:
+        return None, set()
+    row, best = (min if lower else max)(cells, key=lambda rc: rc[1]["mean"])
+    if not (math.isfinite(best["ci_low"]) and math.isfinite(best["ci_high"])):
+        return None, set()
+    overlap = {other for other, r in cells if other != row and not (r["ci_high"] < best["ci_low"] or
+                                                                    r["ci_low"] > best["ci_high"])}
+    overlap |= {other for other, r in cells if other != row and not math.isfinite(r["ci_low"])}  # unknown: not beaten
+    return (None, {row, *overlap}) if overlap else (row, set())
+
+
+def _mean_ranks(by_key: dict[tuple[str, str], dict[str, Any]], rows: list[str], columns: list[str],
+                lower: bool) -> dict[str, float]:
+    """Each row's rank by mean in each column it has (1 = best; ties share the mean of their ranks), averaged."""
+    frame = pd.DataFrame({col: {row: by_key[(row, col)]["mean"] for row in rows if (row, col) in by_key
+                                and by_key[(row, col)]["n"] > 0} for col in columns}, index=rows)
+    ranked = frame.rank(axis=0, ascending=lower, method="average")
+    return ranked.mean(axis=1, skipna=True).reindex(rows).to_dict()
 
 
 def differences_table(d: pd.DataFrame, compare_axis: str, metric: str) -> Table:
