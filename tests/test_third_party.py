@@ -162,3 +162,26 @@ def test_a_hessian_optimizer_needs_the_create_graph_its_capabilities_declare():
     before = [p.detach().clone() for p in model.parameters()]
     after = _stepped(model, x, y, opt, entry.caps)
     assert any(not torch.equal(a, b) for a, b in zip(before, after))
+
+
+def test_an_optimizer_that_contradicts_what_it_declared_is_handled_or_named_in_one_line():
+    """Schedule-Free registered without train_eval was silently evaluated at its training point; SAM declared
+    the natural way (needs_closure, its step returning None) failed every trial with
+    "'NoneType' object has no attribute 'detach'", no hint of the capability missing."""
+    import pytorch_optimizer
+    import schedulefree
+
+    if "sf_undeclared" not in OPTIMIZERS:
+        OPTIMIZERS.register("sf_undeclared")(lambda params, *, lr=0.02: schedulefree.AdamWScheduleFree(params, lr=lr))
+        OPTIMIZERS.register("sam_undeclared", needs_closure=True)(
+            lambda params, *, lr=0.05: pytorch_optimizer.SAM(params, torch.optim.SGD, lr=lr))
+    spec = _spec({"name": "sf_undeclared", "lr": 0.02})
+    record = run_trial(spec)
+    assert record.status == COMPLETED, record.reason
+    by_hand = _hand_schedule_free(spec.config, spec.seed, call_eval=True)  # at its eval point, as documented
+    assert [h["val_loss"] for h in record.history] == pytest.approx([v for v, _ in by_hand], rel=1e-6)
+    assert any("has train() and eval() but was registered without train_eval=True" in w
+               for w in record.diagnostics["warnings"])
+    sam = run_trial(_spec({"name": "sam_undeclared"}))
+    assert sam.status == "failed" and "returned None where a loss was declared" in sam.reason
+    assert "step_returns_loss=False" in sam.reason and "\n" not in sam.reason

@@ -7,8 +7,9 @@ transform batches or wrap the loss at every step.
 """
 from __future__ import annotations
 
+import dataclasses
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -50,6 +51,7 @@ class Trial:
     total_steps: int
     steps_per_epoch: int
     batch_size: int  # the whole training split for full-batch optimizers
+    warnings: list[str] = field(default_factory=list)  # for the record: what the build found and handled
 
 
 _NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
@@ -115,6 +117,12 @@ def build(config: dict[str, Any], seed: int, device: torch.device, shard: Shard 
     optimizer, caps = OPTIMIZERS.build(config["optimizer"], params), entry.caps
     for technique in techniques:
         optimizer, caps = technique.wrap_optimizer(optimizer, caps)
+    warnings = []
+    if not caps.train_eval and callable(getattr(optimizer, "train", None)) and callable(getattr(optimizer, "eval", None)):
+        # its weights at evaluation are not its training weights (Schedule-Free): evaluated as its authors say
+        caps = dataclasses.replace(caps, train_eval=True)
+        warnings.append(f"optimizer {config['optimizer']['name']!r} has train() and eval() but was registered without "
+                        "train_eval=True: it is switched to eval() for every evaluation, as if declared")
 
     n_train = len(stored.train[1])
     batch_size = n_train if caps.full_batch else config["batch_size"]
@@ -133,5 +141,5 @@ def build(config: dict[str, Any], seed: int, device: torch.device, shard: Shard 
         schedule=_warmed(schedule, config["warmup"]["epochs"] * steps_per_epoch), observe=schedule.observe,
         schedule_state=schedule.state, loss_fn=loss_fn, loss=loss, transform=_chain(techniques),
         techniques=techniques, data=data, pipeline=pipeline, pipeline_reason=reason, total_steps=total,
-        steps_per_epoch=steps_per_epoch, batch_size=batch_size,
+        steps_per_epoch=steps_per_epoch, batch_size=batch_size, warnings=warnings,
     )

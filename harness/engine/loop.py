@@ -188,6 +188,8 @@ def _prepare(config: dict[str, Any], seed: int, record: Record, accelerator: Acc
     record.environment.update(tune_cpu() if device.type == "cpu" else {"flush_denormal": False})
     shard = Shard(accelerator.process_index, accelerator.num_processes)
     t = build(config, seed, device, shard)
+    for warning in t.warnings:  # what the build handled for it (an optimizer's undeclared train()/eval())
+        record.diagnostics.setdefault("warnings", []).append(warning)
     record.dataset = {**t.data.meta, "pipeline": t.pipeline, "stored_mib": round(t.data.nbytes / 2**20, 3)}
     if t.pipeline_reason:
         record.dataset["pipeline_reason"] = t.pipeline_reason

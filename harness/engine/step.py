@@ -61,6 +61,11 @@ class Step:
             optimizer.step()
         elif self.caps.step_returns_loss:
             loss = optimizer.step(closure)
+            if loss is None:  # it ran as SAM does (the gradient wanted before step): this step was not its own
+                raise TypeError(f"{type(optimizer).__name__}.step(closure) returned None where a loss was declared "
+                                "(step_returns_loss=True, the default with needs_closure=True): register it with "
+                                "step_returns_loss=False if it wants the gradient computed before step(closure), "
+                                "as SAM does")
         else:
             loss = closure()
             optimizer.step(closure)
