@@ -104,6 +104,50 @@ def test_adamw_decay_is_decoupled_from_the_gradient():
     assert w.item() == pytest.approx(1 - 0.1 * 0.5)  # θ ← θ − ηλθ, untouched by the adaptive scaling
 
 
+def test_adamax_divides_by_the_running_max_of_the_gradient():
+    # step 1: m = (1-b1) g, bias-corrected to g, u = |g|: -lr sign(g); step 2 (g = 0.1): u = max(b2 * 1, 0.1)
+    lr, b1, b2 = 0.01, 0.9, 0.999
+    m2, u2 = b1 * (1 - b1) * 1.0 + (1 - b1) * 0.1, max(b2 * 1.0, 0.1)
+    expected = [-lr, -lr - lr / (1 - b1 ** 2) * m2 / u2]
+    assert _steps("adamax", [1.0, 0.1], lr=lr, beta1=b1, beta2=b2, eps=1e-12) == pytest.approx(expected, rel=1e-5)
+
+
+def test_adafactor_steps_relative_to_the_weights_on_a_factored_second_moment():
+    """Shazeer & Stern 2018: V = (row means of g²) ⊗ (column means of g²) / their mean, U = g/√V clipped to
+    RMS d = 1, step ρ·max(ε₂, RMS(W)) with ρ = min(lr, 1/√t); a vector keeps the unfactored g²."""
+    w = nn.Parameter(torch.full((3, 4), 2.0))
+    g = torch.arange(1.0, 13.0).view(3, 4)
+    opt = OPTIMIZERS.build(OPTIMIZERS.resolve({"name": "adafactor", "lr": 0.01}, "o"), [w])
+    w.grad = g.clone()
+    opt.step()
+    rows, cols = (g ** 2).mean(1), (g ** 2).mean(0)
+    u = g / torch.sqrt(torch.outer(rows, cols) / rows.mean())
+    u = u / max(1.0, u.pow(2).mean().sqrt().item())
+    assert w.detach() == pytest.approx(2.0 - 0.01 * 2.0 * u, rel=1e-5)
+    assert _steps("adafactor", [3.0], lr=0.01) == pytest.approx([0.0 - 0.01 * 1e-3])  # RMS(0) = 0: ε₂ = 1e-3
+
+
+def test_asgd_decays_the_weights_and_averages_the_iterates():
+    w = nn.Parameter(torch.ones(1))
+    opt = OPTIMIZERS.build(OPTIMIZERS.resolve({"name": "asgd", "lr": 0.1, "lambd": 0.5, "t0": 0}, "o"), [w])
+    seen = []
+    for g in (1.0, 2.0, 0.5):
+        w.grad = torch.tensor([g])
+        eta = 0.1 / (1 + 0.5 * 0.1 * len(seen)) ** 0.75
+        expected = w.item() * (1 - 0.5 * eta) - eta * g
+        opt.step()
+        assert w.item() == pytest.approx(expected, rel=1e-6)
+        seen.append(w.item())
+    # torch's running average, whose weight 1/(t - t0) lags one step: the mean of the iterates after the first
+    assert opt.state[w]["ax"].item() == pytest.approx((seen[1] + seen[2]) / 2, rel=1e-6)
+
+
+def test_rprop_grows_its_step_on_a_kept_sign_and_halves_it_without_moving_on_a_flip():
+    lr = 0.1
+    assert _steps("rprop", [1.0, 1.0, -1.0, -1.0], lr=lr) == pytest.approx(
+        [-lr, -lr - 1.2 * lr, -lr - 1.2 * lr, -lr - 1.2 * lr + 0.6 * lr])
+
+
 def test_lbfgs_solves_an_ill_conditioned_quadratic_in_a_few_steps():
     torch.manual_seed(0)
     a = torch.diag(torch.tensor([1.0, 10.0, 100.0, 1000.0]))

@@ -6,7 +6,9 @@ epoch on the whole training split) and ``closure`` (the step re-evaluates the lo
 ``weight_decay`` is the optimizer's own: coupled L2 in the gradient for all but ``adamw``.
 ``momentum`` is Polyak's heavy ball (Polyak 1964) in PyTorch's form v ← μv + g, θ ← θ − ηv;
 ``nesterov`` evaluates the gradient at the look-ahead point (Nesterov 1983; Sutskever et al. 2013);
-``adam`` is bias-corrected Adam (Kingma & Ba 2015, Algorithm 1).
+``adam`` is bias-corrected Adam (Kingma & Ba 2015, Algorithm 1). Also the others torch ships: ``adamax``,
+``adafactor`` (a relative step on a factored second moment), ``asgd`` (averaged SGD) and ``rprop``
+(sign-based per-weight step sizes).
 """
 from __future__ import annotations
 
@@ -128,6 +130,47 @@ def radam(
 ) -> torch.optim.Optimizer:
     """RAdam (Liu et al. 2020): Adam with the variance of the adaptive lr rectified early on."""
     return torch.optim.RAdam(params, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay)
+
+
+@OPTIMIZERS.register("adamax", has_momentum=True)
+def adamax(
+    params: Params, *, lr: LR = 2e-3, beta1: Beta = 0.9, beta2: Beta = 0.999, eps: Eps = 1e-8,
+    weight_decay: Decay = 0.0,
+) -> torch.optim.Optimizer:
+    """Adamax (Kingma & Ba 2015, §7.1): Adam with the infinity norm, u ← max(β₂u, |g|), θ ← θ − η/(1−β₁ᵗ)·m/u."""
+    return torch.optim.Adamax(params, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay)
+
+
+@OPTIMIZERS.register("adafactor")
+def adafactor(
+    params: Params, *, lr: LR = 1e-2, beta2_decay: Annotated[float, Range(lt=0)] = -0.8, eps1: Eps | None = None,
+    eps2: Eps = 1e-3, d: Annotated[float, Range(gt=0)] = 1.0, weight_decay: Decay = 0.0,
+) -> torch.optim.Optimizer:
+    """Adafactor (Shazeer & Stern 2018, Alg. 4-5): second moment of a matrix as row x column means, β₂ = 1 − t^decay,
+    update clipped to RMS d, step ρ·max(ε₂, RMS(θ)) relative to the weights with ρ = min(lr, 1/√t); no first moment."""
+    return torch.optim.Adafactor(params, lr=lr, beta2_decay=beta2_decay, eps=(eps1, eps2), d=d,
+                                 weight_decay=weight_decay)
+
+
+@OPTIMIZERS.register("asgd")
+def asgd(
+    params: Params, *, lr: LR = 1e-2, lambd: Decay = 1e-4, alpha: Annotated[float, Range(ge=0)] = 0.75,
+    t0: Annotated[float, Range(ge=0)] = 1e6, weight_decay: Decay = 0.0,
+) -> torch.optim.Optimizer:
+    """Averaged SGD (Polyak & Juditsky 1992): η_t = lr/(1 + λ·lr·t)^α, θ ← θ(1 − λη_t) − η_t g, and the running
+    average of the iterates kept from step t0 on (torch's weight 1/(t − t0) lags a step; the average stays in the
+    optimizer's state, the model trains and is evaluated at θ)."""
+    return torch.optim.ASGD(params, lr=lr, lambd=lambd, alpha=alpha, t0=t0, weight_decay=weight_decay)
+
+
+@OPTIMIZERS.register("rprop")
+def rprop(
+    params: Params, *, lr: LR = 1e-2, eta_minus: Annotated[float, Range(gt=0, lt=1)] = 0.5,
+    eta_plus: Annotated[float, Range(gt=1)] = 1.2, step_min: Decay = 1e-6, step_max: LR = 50.0,
+) -> torch.optim.Optimizer:
+    """Rprop (Riedmiller & Braun 1993): per-weight step sizes from lr, ×η₊ while the gradient keeps its sign,
+    ×η₋ (and no step) when it flips, θ ← θ − sign(g)·Δ; meant for full batches, its sign test is noisy on minibatches."""
+    return torch.optim.Rprop(params, lr=lr, etas=(eta_minus, eta_plus), step_sizes=(step_min, step_max))
 
 
 @OPTIMIZERS.register("lbfgs", full_batch=True, needs_closure=True)
