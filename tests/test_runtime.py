@@ -63,18 +63,7 @@ def test_a_trial_alone_records_the_cpu_settings_it_ran_under(tmp_path):
         assert record.environment["malloc"].startswith("glibc mmap threshold")
 
 
-PLUGIN_SUITE = """
-name: leaky
-seeds: [0]
-budget: {epochs: 1}
-base:
-  dataset: {name: digits, val_size: 100, train_subset: 200}
-  model: {name: mlp, depth: 1, width: 16}
-  optimizer: {name: momentum, lr: 0.05, momentum: 0.9}
-  batch_size: 50
-grid:
-  regularizers: [[{name: leaks_settings}], []]
-"""
+PLUGIN_SUITE = SUITE.replace("seeds: 2", "seeds: [0]") + "grid:\n  regularizers: [[{name: leaks_settings}], []]\n"
 
 
 def _register_leaky() -> None:
