@@ -117,11 +117,15 @@ def test_settings_changed_before_a_trial_are_reset_for_it_and_given_back_after(t
     plain = load_suite(str(write_suite(tmp_path, PLUGIN_SUITE.replace("[{name: leaks_settings}], ", ""))),
                        []).trials[0]
     torch.set_default_dtype(torch.float64)
+    torch.set_float32_matmul_precision("high")  # a speed choice for the whole process (TF32): kept
     try:
         record = run_trial(plain)
         assert torch.get_default_dtype() == torch.float64  # the caller's own setting, back
+        assert torch.get_float32_matmul_precision() == "high"
     finally:
         torch.set_default_dtype(torch.float32)
+        torch.set_float32_matmul_precision("highest")
     assert record.status == "completed", record.reason
     assert any("changed before the trial" in w and "default dtype torch.float64 → torch.float32" in w
                for w in record.diagnostics["warnings"])
+    assert not any("matmul" in w for w in record.diagnostics["warnings"])

@@ -25,8 +25,9 @@ before a ``torch.compile``. On a torch whose wrapper this module does not recogn
 ``torch_defaults`` (every trial and pack): torch keeps some settings per process (the default dtype and
 device, grad mode, anomaly detection, deterministic algorithms, matmul precision, the thread count), and a
 plugin that sets one would change every later trial of the same worker, failing or silently altering
-trials that are not its own. Each trial starts from torch's defaults (the thread count the worker chose)
-and what its code changed is put back after it and written in its record's warnings.
+trials that are not its own. Each trial starts from torch's defaults for dtype, device, grad mode, anomaly
+detection and determinism (the thread count, matmul precision and cudnn flags as the process had them), and
+what its code changed is put back after it and written in its record's warnings.
 """
 from __future__ import annotations
 
@@ -155,9 +156,11 @@ _SETTINGS: dict[str, tuple[Callable[[], Any], Callable[[Any], None], Any]] = {
     "deterministic algorithms": (torch.are_deterministic_algorithms_enabled, _set_deterministic, False),
     "deterministic algorithms' warn_only": (torch.is_deterministic_algorithms_warn_only_enabled, _set_warn_only,
                                             False),
-    "float32 matmul precision": (torch.get_float32_matmul_precision, torch.set_float32_matmul_precision, "highest"),
-    "cudnn.deterministic": (*_cudnn("deterministic"), False),
-    "cudnn.benchmark": (*_cudnn("benchmark"), False),
+    # speed settings a user may choose for the whole process (TF32, cudnn's autotuner) stay as found; what a
+    # trial changes of them is put back all the same
+    "float32 matmul precision": (torch.get_float32_matmul_precision, torch.set_float32_matmul_precision, None),
+    "cudnn.deterministic": (*_cudnn("deterministic"), None),
+    "cudnn.benchmark": (*_cudnn("benchmark"), None),
     "thread count": (torch.get_num_threads, torch.set_num_threads, None),
 }
 
