@@ -41,6 +41,14 @@ _FROM = {"log_dir": "--results", "results": "--results", "results_root": "--resu
          "python": "the Python"}
 
 
+def _one_line(where: str, value: str) -> None:
+    """Refuse a value that would not stay on its line of the script: a newline there starts an ``#SBATCH``
+    directive (or a command) of its own."""
+    if _CONTROL.search(value):
+        raise UsageError(f"{where}: {value[:200]!r} holds a newline or another control character, which would "
+                         "start another line of the sbatch script; choose another")
+
+
 def render(template: str, values: dict[str, Any], source: str = "template") -> str:
     """``{{name}}`` placeholders filled in; one the harness does not know is an error naming it. No value
     holds a newline or another control character: on an ``#SBATCH`` line it would start a directive of its
@@ -50,9 +58,8 @@ def render(template: str, values: dict[str, Any], source: str = "template") -> s
         raise UsageError(f"{source}: unknown placeholder {{{{{unknown[0]}}}}}; the harness fills in "
                          f"{', '.join(sorted(values))}")
     for name, value in values.items():
-        if name not in _LINES and _CONTROL.search(str(value)):
-            raise UsageError(f"{_FROM.get(name, name)}: {str(value)[:200]!r} holds a newline or another control "
-                             "character, which would start another line of the sbatch script; choose another")
+        if name not in _LINES:
+            _one_line(_FROM.get(name, name), str(value))
     return _PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), template)
 
 
@@ -78,7 +85,7 @@ def sbatch_options(slurm: dict[str, Any]) -> str:
         lines.append(f"#SBATCH --gpus-per-task={int(slurm['gpus_per_task'])}")
     lines += [f"#SBATCH {extra}" for extra in slurm.get("extra", [])]
     for line in lines:
-        if any(ord(ch) < 32 or ord(ch) == 127 for ch in line):
+        if _CONTROL.search(line):
             raise ValueError(f"an sbatch option holds a control character: {line!r}")
     return "\n".join(lines)
 
@@ -99,9 +106,7 @@ def check_results(results: Path) -> Path:
     """The results folder of a submission, resolved; one whose path holds a newline or another control
     character is refused before anything is written there (its log folder goes on an ``#SBATCH`` line)."""
     results = Path(results).resolve()
-    if _CONTROL.search(str(results)):
-        raise UsageError(f"--results: {str(results)[:200]!r} holds a newline or another control character, which "
-                         "would start another line of the sbatch script; choose another")
+    _one_line("--results", str(results))
     return results
 
 
