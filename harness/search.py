@@ -3,7 +3,8 @@
 - ``random: {n, seed, space}`` draws ``n`` configurations (Bergstra & Bengio 2012, "Random Search
   for Hyper-Parameter Optimization"): each key of ``space`` is a trial setting (like a grid axis)
   with a distribution: ``{uniform: [lo, hi]}``, ``{loguniform: [lo, hi]}``, ``{int: [lo, hi]}``
-  (inclusive), ``{logint: [lo, hi]}``, ``{choice: [a, b, ...]}`` or a bare list (a choice). The
+  (inclusive), ``{logint: [lo, hi]}``, ``{log1m: [lo, hi]}`` (1 − value log-uniform: a momentum or a
+  beta close to 1, as Choi et al. 2019 search them), ``{choice: [a, b, ...]}`` or a bare list (a choice). The
   draws come from ``numpy.random.default_rng(seed)`` in the order the space lists its keys, so the
   same suite gives the same samples on every machine. Floats are kept to 4 significant digits.
 - ``halving: {method, eta, min_epochs, metric}`` trains in rungs (Jamieson & Talwalkar 2016;
@@ -36,7 +37,7 @@ from harness.errors import ConfigError
 from harness.layout import checkpoint_path
 from harness.spec import FINAL_STATUSES, Record, TrialSpec
 
-DISTRIBUTIONS = ("uniform", "loguniform", "int", "logint", "choice")
+DISTRIBUTIONS = ("uniform", "loguniform", "log1m", "int", "logint", "choice")
 METHODS = ("halving", "hyperband")
 SELECTION_METRICS = {"val_acc": "max", "val_loss": "min", "train_acc": "max", "train_loss": "min"}
 
@@ -77,14 +78,41 @@ def parse_space(space: Any, path: str = "random.space") -> dict[str, dict[str, A
             raise ConfigError(f"{where}.{dist}", f"low must be below high, got [{low}, {high}]")
         if dist.startswith("log") and low <= 0:
             raise ConfigError(f"{where}.{dist}", f"a log scale needs low > 0, got {low}")
+        if dist == "log1m" and high >= 1:
+            raise ConfigError(f"{where}.{dist}", f"1 - value on a log scale needs high < 1, got {high}")
         if dist in ("int", "logint") and not (float(low).is_integer() and float(high).is_integer()):
             raise ConfigError(f"{where}.{dist}", f"bounds of an integer range must be whole numbers, got [{low}, {high}]")
         out[str(key)] = {"dist": dist, "low": low, "high": high}
     return out
 
 
+def staged(info: dict[str, Any] | None) -> bool:
+    """Whether a suite's search plans its trials from the records of earlier ones (successive
+    halving's rungs, a tuned study's final trials), rather than all at once."""
+    return bool(info and (info.get("halving") or info.get("tune")))
+
+
 def _short(x: float) -> float:
     return float(f"{x:.4g}")
+
+
+def _value(d: dict[str, Any], u: float) -> Any:
+    """The value at ``u`` in [0, 1) of one distribution: its quantile, so that uniform and quasi-random
+    points in the unit cube map the same way."""
+    dist = d["dist"]
+    if dist == "choice":
+        return d["values"][min(int(u * len(d["values"])), len(d["values"]) - 1)]
+    low, high = d["low"], d["high"]
+    if dist == "uniform":
+        return _short(low + u * (high - low))
+    if dist == "loguniform":
+        return _short(math.exp(math.log(low) + u * (math.log(high) - math.log(low))))
+    if dist == "log1m":  # 1 - x log-uniform on [1 - high, 1 - low]
+        return _short(1 - math.exp(math.log(1 - high) + u * (math.log(1 - low) - math.log(1 - high))))
+    if dist == "int":
+        return min(int(low) + int(u * (high - low + 1)), int(high))
+    value = math.exp(math.log(low) + u * (math.log(high + 1) - math.log(low)))  # logint
+    return min(int(value), int(high))
 
 
 def draw(space: dict[str, dict[str, Any]], n: int, seed: int | list[int]) -> list[dict[str, Any]]:
@@ -94,20 +122,35 @@ def draw(space: dict[str, dict[str, Any]], n: int, seed: int | list[int]) -> lis
     for _ in range(n):
         row = {}
         for key, d in space.items():
-            dist = d["dist"]
-            if dist == "choice":
+            if d["dist"] == "choice":  # the integer draw keeps every earlier search's samples as they were
                 row[key] = d["values"][int(rng.integers(len(d["values"])))]
-            elif dist == "uniform":
-                row[key] = _short(rng.uniform(d["low"], d["high"]))
-            elif dist == "loguniform":
-                row[key] = _short(math.exp(rng.uniform(math.log(d["low"]), math.log(d["high"]))))
-            elif dist == "int":
+            elif d["dist"] == "int":
                 row[key] = int(rng.integers(int(d["low"]), int(d["high"]) + 1))
-            else:  # logint
-                value = math.exp(rng.uniform(math.log(d["low"]), math.log(d["high"] + 1)))
-                row[key] = min(int(value), int(d["high"]))
+            else:
+                row[key] = _value(d, rng.uniform())
         rows.append(row)
     return rows
+
+
+SAMPLERS = ("halton", "sobol")
+
+
+def quasi_draw(space: dict[str, dict[str, Any]], n: int, sampler: str, seed: int) -> list[dict[str, Any]]:
+    """``n`` configurations from a scrambled low-discrepancy sequence (``scipy.stats.qmc``): Halton
+    (Halton 1960, as AlgoPerf's external-tuning ruleset draws its trials) or Sobol (Sobol 1967; best at
+    a power-of-two ``n``). They cover the space more evenly than independent draws of the same
+    count, and the same ``seed`` gives the same points on every machine."""
+    if not space:
+        return [{}]
+    import warnings
+
+    from scipy.stats import qmc
+
+    engine = (qmc.Halton if sampler == "halton" else qmc.Sobol)(d=len(space), scramble=True, seed=seed)
+    with warnings.catch_warnings():  # Sobol's balance warning for n not a power of two: documented instead
+        warnings.simplefilter("ignore", UserWarning)
+        points = engine.random(n)
+    return [{key: _value(d, float(u)) for (key, d), u in zip(space.items(), row)} for row in points]
 
 
 @dataclass(frozen=True)
@@ -153,6 +196,28 @@ def hyperband_brackets(max_epochs: int, min_epochs: int, eta: int) -> list[Brack
     return out
 
 
+def plan_brackets(halving: dict[str, Any], space: dict[str, dict[str, Any]] | None, n: int | None, seed: int,
+                  fixed: list[dict[str, Any]], expand: Callable[[list[dict[str, Any]], int | None], list[list[str]]]
+                  ) -> list[dict[str, Any]]:
+    """The brackets of a suite's ``halving``, their configurations made by ``expand(combos, stop_after)``
+    (the suite's trials of those combinations, with every seed; the ids of each configuration)."""
+    top, low, eta = halving["max_epochs"], halving["min_epochs"], halving["eta"]
+    if halving["method"] == "halving":  # one bracket over the suite's draws (or its grid)
+        plan = [halving_bracket(n or 1, top, low, eta)]
+        draws = lambda b: draw(space, n, seed) if space else [{}]  # noqa: E731
+    else:  # every bracket, each with n_s fresh draws at each grid point, ranked together
+        plan = hyperband_brackets(top, low, eta)
+        draws = lambda b: draw(space, b.keep[0], [seed, b.s])  # noqa: E731
+    out = []
+    for b in plan:
+        configs = expand([{**f, **r} for f in fixed for r in draws(b)], b.rungs[0] if b.rungs[0] < top else None)
+        # what each rung keeps, of the configurations there are: exclude rules and duplicate
+        # draws can leave fewer than drawn, a grid multiplies them
+        out.append({"s": b.s, "rungs": list(b.rungs), "configs": configs,
+                    "keep": list(keep_counts(len(configs), eta, len(b.rungs)))})
+    return out
+
+
 def at_rung(spec: TrialSpec, epochs: int) -> TrialSpec:
     """The same run (config and seed) cut at ``epochs``; the whole run when that is its budget."""
     config = spec.config
@@ -182,12 +247,25 @@ class Progress:
     trials: list[TrialSpec]  # every trial of every rung reached so far: what the report covers
 
 
-def progress(search: dict[str, Any], trials: dict[str, TrialSpec], record: Callable[[str], Record | None],
-             given_up: set[str] = frozenset()) -> Progress:
-    """The next trials of every bracket, from the records so far (``record(trial_id)``). A rung is
-    complete when each of its trials has a final record, or is in ``given_up`` (failed in this
-    run of the command: it ranks last rather than being retried in a loop)."""
-    metric, mode = search["metric"], SELECTION_METRICS[search["metric"]]
+@dataclass
+class BracketState:
+    """One bracket from its records: ``Progress``'s parts for it, and once its last rung is complete
+    (``done``), the trials of each configuration that trained it, by configuration index."""
+
+    todo: list[TrialSpec]
+    dropped: list[TrialSpec]
+    line: str
+    reached: list[TrialSpec]
+    done: bool
+    final: dict[int, list[TrialSpec]]
+
+
+def bracket_state(b: dict[str, Any], trials: dict[str, TrialSpec], record: Callable[[str], Record | None],
+                  metric: str, given_up: set[str] = frozenset()) -> BracketState:
+    """Rung after rung of one bracket (``{s, rungs, configs, keep}``, optionally ``name``) as far as its
+    records go: the first rung with trials to run is where it stands."""
+    mode = SELECTION_METRICS[metric]
+    name = b.get("name") or f"bracket s={b['s']}"
 
     def needs_run(t: TrialSpec) -> bool:
         if t.trial_id in given_up:
@@ -195,31 +273,52 @@ def progress(search: dict[str, Any], trials: dict[str, TrialSpec], record: Calla
         r = record(t.trial_id)
         return r is None or r.status not in FINAL_STATUSES
 
-    todo, dropped, lines, reached = [], [], [], []
-    for b in search["brackets"]:
-        groups = [[trials[t] for t in seeds] for seeds in b["configs"]]  # rung-0 trials of each configuration
-        alive = list(range(len(groups)))
-        for i, epochs in enumerate(b["rungs"]):
-            rung = {c: [at_rung(t, epochs) for t in groups[c]] for c in alive}
-            reached += [t for c in alive for t in rung[c]]
-            missing = [t for c in alive for t in rung[c] if needs_run(t)]
-            if missing:
-                todo += missing
-                lines.append(f"bracket s={b['s']}: rung {i} ({_n(len(alive), 'configuration')} x {epochs} "
-                             f"epochs): {_n(len(missing), 'trial')} to run")
-                break
-            if i + 1 == len(b["rungs"]):
-                lines.append(f"bracket s={b['s']}: done ({_n(len(alive), 'configuration')} trained {epochs} epochs)")
-                break
-            scores = {c: _score([record(t.trial_id) for t in rung[c]], metric, mode) for c in alive}
-            ranked = sorted(alive, key=lambda c: -scores[c])  # stable: ties keep the sampling order
-            keep = b["keep"][i + 1]
-            dropped += [t for c in ranked[keep:] for t in rung[c]]
-            alive = sorted(ranked[:keep])
-    return Progress(todo, dropped, lines, reached)
+    groups = [[trials[t] for t in seeds] for seeds in b["configs"]]  # rung-0 trials of each configuration
+    alive = list(range(len(groups)))
+    dropped, reached = [], []
+    for i, epochs in enumerate(b["rungs"]):
+        rung = {c: [at_rung(t, epochs) for t in groups[c]] for c in alive}
+        reached += [t for c in alive for t in rung[c]]
+        missing = [t for c in alive for t in rung[c] if needs_run(t)]
+        if missing:
+            line = (f"{name}: rung {i} ({plural(len(alive), 'configuration')} x {epochs} epochs): "
+                    f"{plural(len(missing), 'trial')} to run") if len(b["rungs"]) > 1 else \
+                f"{name}: {plural(len(missing), 'trial')} to run"
+            return BracketState(missing, dropped, line, reached, False, {})
+        if i + 1 == len(b["rungs"]):
+            return BracketState([], dropped, f"{name}: done ({plural(len(alive), 'configuration')} trained {epochs} "
+                                f"epochs)", reached, True, rung)
+        scores = {c: _score([record(t.trial_id) for t in rung[c]], metric, mode) for c in alive}
+        ranked = sorted(alive, key=lambda c: -scores[c])  # stable: ties keep the sampling order
+        keep = b["keep"][i + 1]
+        dropped += [t for c in ranked[keep:] for t in rung[c]]
+        alive = sorted(ranked[:keep])
+    raise ValueError(f"{name}: a bracket without rungs")
 
 
-def _n(count: int, noun: str) -> str:
+def best_config(final: dict[int, list[TrialSpec]], record: Callable[[str], Record | None],
+                metric: str) -> tuple[int, float] | None:
+    """(configuration index, mean metric over its seeds) of the best configuration of a finished
+    bracket by the validation ``metric``; ties go to the first drawn. None when none trained."""
+    mode = SELECTION_METRICS[metric]
+    scores = {c: _score([record(t.trial_id) for t in final[c]], metric, mode) for c in sorted(final)}
+    best = max(scores, key=lambda c: scores[c], default=None)  # max keeps the first of equal scores
+    if best is None or scores[best] == -math.inf:
+        return None
+    return best, scores[best] if mode == "max" else -scores[best]
+
+
+def progress(search: dict[str, Any], trials: dict[str, TrialSpec], record: Callable[[str], Record | None],
+             given_up: set[str] = frozenset()) -> Progress:
+    """The next trials of every bracket, from the records so far (``record(trial_id)``). A rung is
+    complete when each of its trials has a final record, or is in ``given_up`` (failed in this
+    run of the command: it ranks last rather than being retried in a loop)."""
+    states = [bracket_state(b, trials, record, search["metric"], given_up) for b in search["brackets"]]
+    return Progress([t for s in states for t in s.todo], [t for s in states for t in s.dropped],
+                    [s.line for s in states], [t for s in states for t in s.reached])
+
+
+def plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'s' * (count != 1)}"
 
 
