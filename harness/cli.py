@@ -241,6 +241,8 @@ def _describe(d: dict) -> str:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from harness.sweep import plan_summary
+
     if args.count:
         from harness.suite import count_trials
 
@@ -248,8 +250,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         _say(f"{args.suite}: {n} trials ({parts}), counted from its axes without building them")
         return EXIT_OK
     suite = _load(args)
-    _say(f"{suite.name}: {len(suite.trials)} trials = {len(suite.trials) // len(suite.seeds)} "
-         f"configurations x {len(suite.seeds)} seeds; axes: {', '.join(suite.axes) or '(none)'}")
+    _say(plan_summary(suite))
     width = {a: max(len(a), *(len(str(dict(t.axes)[a])) for t in suite.trials)) for a in suite.axes}
     _say("  ".join(["trial_id".ljust(12), *(a.ljust(width[a]) for a in suite.axes), "seed"]))
     for t in suite.trials:
@@ -297,19 +298,19 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
     suite = _load(args)
     results = check_results(suite_dir(args.results, suite.name))
-    suite, halving = due_for_submission(suite, results, _say)
+    suite, staged = due_for_submission(suite, results, _say)
     script, plan, tasks, chunking = prepare(suite, results, args.plugin) if suite.trials else ("", None, 0, "")
     if not tasks:
-        _say(f"nothing to submit: every trial of {suite.name} {'due now ' * halving}already has a record in {results}")
+        _say(f"nothing to submit: every trial of {suite.name} {'due now ' * staged}already has a record in {results}")
         return EXIT_OK
     if args.dry_run:
         _say(script)
         return EXIT_OK
     job = submit(script, results)
     _say(f"submitted {suite.name}: job {job}, {tasks} array tasks ({chunking}); plan {plan}")
-    if halving:
+    if staged:
         follow = submit(next_rung(suite, results, job, args.plugin), results, layout.NEXT_RUNG_SCRIPT)
-        _say(f"job {follow} submits the next rung when job {job} has ended")
+        _say(f"job {follow} submits the next {'stage' if suite.search.get('tune') else 'rung'} when job {job} has ended")
     _say(f"watch it: harness status {results}")
     return EXIT_OK
 

@@ -56,8 +56,10 @@ def _packages(modules: set[str]) -> dict[str, str]:
 
 def load_plugin(given: str) -> dict[str, Any]:
     """Import one plugin (a file path or a module name) once; returns its description."""
-    if given in LOADED:
-        return LOADED[given]
+    path = Path(given).expanduser().resolve() if given.endswith(".py") or "/" in given else None
+    key = str(path) if path is not None else given  # one file by two paths (relative, absolute) loads once
+    if key in LOADED:
+        return LOADED[key]
     # The harness registries must exist before a plugin decorates into them.
     import harness.components  # noqa: F401
     import harness.data  # noqa: F401
@@ -65,8 +67,7 @@ def load_plugin(given: str) -> dict[str, Any]:
 
     before = set(sys.modules)
     try:
-        if given.endswith(".py") or "/" in given:
-            path = Path(given).expanduser().resolve()
+        if path is not None:
             if not path.is_file():
                 raise UsageError(f"plugin {given}: no such file")
             name = f"harness_plugin_{hashlib.sha256(str(path).encode()).hexdigest()[:10]}_{path.stem}"
@@ -82,8 +83,8 @@ def load_plugin(given: str) -> dict[str, Any]:
         raise UsageError(f"plugin {given}: it called sys.exit({e.code!r}) while being imported") from None
     except Exception as e:  # noqa: BLE001 - any error in user code is reported as bad input
         raise UsageError(f"plugin {given}: {type(e).__name__}: {e}") from None
-    LOADED[given] = _describe(given, module, (set(sys.modules) - before) | _used(module))
-    return LOADED[given]
+    LOADED[key] = _describe(given, module, (set(sys.modules) - before) | _used(module))
+    return LOADED[key]
 
 
 def load_plugins(plugins: list[str] | None, entry_points: bool = True) -> list[dict[str, Any]]:

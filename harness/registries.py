@@ -31,6 +31,9 @@ class OptimizerCaps:
     train_eval: bool = False  # optimizer.train()/.eval() switch the weights (Schedule-Free)
     full_batch: bool = False  # one step per epoch over the whole training split
     has_momentum: bool = False
+    # the default search space of a tuned comparison (harness.tune), in a suite's syntax with the
+    # optimizer's own keys: {lr: {loguniform: [1.0e-4, 1.0e-1]}}; None: a suite must give one
+    space: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

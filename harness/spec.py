@@ -101,7 +101,7 @@ class TrialSpec:
         return run_id_of(self.config, self.seed)
 
     def label(self) -> str:
-        parts = [f"{k}={v}" for k, v in self.axes]
+        parts = [f"{k}={v}" for k, v in self.axes if v is not None]  # a setting another technique's space draws
         return " ".join(parts + [f"seed={self.seed}"])
 
     def to_dict(self) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import yaml
 import harness.components  # noqa: F401  (registers the built-in components, datasets and models)
 import harness.data  # noqa: F401
 import harness.models  # noqa: F401
-from harness import search
+from harness import search, tune
 from harness.errors import ConfigError
 from harness.layout import SUITE_NAME
 from harness.fused.plan import parse_fuse
@@ -44,6 +44,8 @@ SUITE_KEYS = {
     "grid": "axes to cross: a trial setting or dotted path (optimizer.lr) -> a list of values",
     "zip": "axes that vary together, one trial per position: equal-length lists",
     "random": "random search: {space: {dotted key: {uniform|loguniform|int: [low, high]} or [choices]}, n, seed}",
+    "tune": "a tuned comparison: {axis, trials, seeds, metric, sampler, seed, spaces, halving}: each value of "
+            "axis tuned with the same budget on validation, then re-run on the suite's seeds (harness.tune)",
     "halving": "successive halving or hyperband over the configurations: {method: halving|hyperband, eta, "
                "min_epochs, metric}",
     "exclude": "axis combinations to leave out: a list of {axis: value, ...} mappings",
@@ -105,6 +107,13 @@ def resolve_trial(raw: dict[str, Any], path: str) -> dict[str, Any]:
 def _set(d: dict[str, Any], dotted: str, value: Any, path: str) -> None:
     parts = dotted.split(".")
     for part in parts[:-1]:
+        if isinstance(d, list):  # `regularizers.0.p`: a key of a list's component (a tuned space's)
+            if not part.isdigit() or int(part) >= len(d):
+                raise ConfigError(path, f"cannot set {dotted}: {part} is not an index of {d!r}")
+            if isinstance(d[int(part)], str):
+                d[int(part)] = {"name": d[int(part)]}
+            d = d[int(part)]
+            continue
         if isinstance(d.get(part), str):  # `optimizer: adam` then `optimizer.lr: ...`
             d[part] = {"name": d[part]}
         if part not in d or d[part] is None:
@@ -239,14 +248,22 @@ def _build(raw: dict[str, Any], file: str, sha: str, overrides: tuple[str, ...],
     if both:
         raise ConfigError("zip", f"axis {sorted(both)[0]!r} is in both grid and zip")
     space, n_random, random_seed = _random(raw.get("random"), [*grid, *zipped])
-    axes = [*grid, *zipped, *(space or {})]
+    labels = {axis: _labels(axis, values) for axis, values in {**grid, **zipped}.items()}
+    max_epochs = resolve_trial(base, "base")["budget"]["epochs"]
+    tuned = None
+    if "tune" in raw:
+        if space is not None or "halving" in raw:
+            raise ConfigError("tune", "a tuned comparison draws each technique's configurations itself: remove "
+                                      "random: and halving: (tune.halving halves within its budget)")
+        tuned = tune.parse_tune(raw["tune"], {**grid, **zipped}, labels, seeds,
+                                (raw.get("report") or {}).get("metric", "test_acc"), max_epochs)
+    axes = [*grid, *zipped, *(space or {}), *(tune.keys(tuned) if tuned else [])]
     exclude = _exclude(raw.get("exclude"), axes)
     halving = None
     if "halving" in raw:
         for axis in axes:
             if axis == "budget" or axis.startswith("budget."):
                 raise ConfigError("halving", f"{axis} varies, but successive halving sets the budget itself")
-        max_epochs = resolve_trial(base, "base")["budget"]["epochs"]
         halving = search.parse_halving(raw["halving"], max_epochs, (raw.get("report") or {}).get("metric", "test_acc"))
         if halving["method"] == "hyperband" and space is None:
             raise ConfigError("halving.method", "hyperband draws fresh configurations for each bracket: "
@@ -258,62 +275,55 @@ def _build(raw: dict[str, Any], file: str, sha: str, overrides: tuple[str, ...],
         raise ConfigError("random.n", "missing: how many configurations to draw")
 
     zip_rows = [dict(zip(zipped, row)) for row in zip(*zipped.values())] or [{}]
-    _count_trials(grid, len(zip_rows), n_random, len(seeds), max_trials)  # before expanding them
+    _count_trials(grid, len(zip_rows), tuned["trials"] if tuned else n_random,
+                  len(tuned["seeds"]) + len(seeds) if tuned else len(seeds), max_trials)  # before expanding them
     fixed = [{**dict(zip(grid, grid_row)), **zip_row} for grid_row in itertools.product(*grid.values())
              for zip_row in zip_rows]
-    labels = {axis: _labels(axis, values) for axis, values in {**grid, **zipped}.items()}
     for axis, d in (space or {}).items():
         if d["dist"] == "choice":
             labels[axis] = _labels(axis, d["values"])
     sources = {**{a: ("grid", v) for a, v in grid.items()}, **{a: ("zip", v) for a, v in zipped.items()},
-               **{a: ("random", d.get("values")) for a, d in (space or {}).items()}}
+               **{a: ("random", d.get("values")) for a, d in (space or {}).items()},
+               **{a: ("tune", None) for a in (tune.keys(tuned) if tuned else [])}}
     trials: list[TrialSpec] = []
     seen: set[str] = set()
     considered = 0
 
-    def expand(rows: list[dict[str, Any]], stop_after: int | None) -> list[list[str]]:
-        """Trials of every fixed combination x drawn row, each with every seed; the trial ids of each
-        configuration. A configuration drawn twice (a discrete space) is kept once."""
+    def expand(combos: list[dict[str, Any]], stop_after: int | None, run_seeds: Any = seeds) -> list[list[str]]:
+        """Trials of every combination, each with every seed; the trial ids of each configuration. A
+        configuration drawn twice (a discrete space) is kept once."""
         nonlocal considered
         configs = []
-        for combo in ({**f, **r} for f in fixed for r in rows):
+        for combo in combos:
             considered += 1
             config = _apply(base, combo, sources, stop_after)
             if any(_matches(rule, combo, config) for rule in exclude):
                 continue
             key = canonical_json(config)
             if key in seen:
-                if space is None:
+                if space is None and tuned is None:
                     raise ConfigError("grid", "two grid points resolve to the same trial (a value listed twice?)")
                 continue
             seen.add(key)
-            axis_values = {a: _axis_label(labels, sources, a, combo[a]) for a in axes}
-            specs = [TrialSpec.make(name, config, seed, axis_values) for seed in seeds]
+            # a setting one technique's space draws and another's does not: none for the other
+            axis_values = {a: _axis_label(labels, sources, a, combo[a]) if a in combo else None for a in axes}
+            specs = [TrialSpec.make(name, config, seed, axis_values) for seed in run_seeds]
             trials.extend(specs)
             configs.append([t.trial_id for t in specs])
         return configs
 
     search_info: dict[str, Any] | None = None
-    if space is not None or halving is not None:
-        search_info = {"space": space, "n": n_random, "seed": random_seed, "halving": halving}
-    if halving is None:
-        expand(search.draw(space, n_random, random_seed) if space else [{}], None)
+    if tuned is not None:  # each technique's draws on each workload: a bracket of its own
+        label = lambda f, a: _axis_label(labels, sources, a, f[a])  # noqa: E731
+        search_info = tune.plan(tuned, fixed, label, expand, max_epochs)
+    elif halving is None:
+        expand([{**f, **r} for f in fixed for r in (search.draw(space, n_random, random_seed) if space else [{}])],
+               None)
+        search_info = None if space is None else {"space": space, "n": n_random, "seed": random_seed, "halving": None}
     else:
-        top, low, eta = halving["max_epochs"], halving["min_epochs"], halving["eta"]
-        if halving["method"] == "halving":  # one bracket over the suite's draws (or its grid)
-            brackets = [search.halving_bracket(n_random or 1, top, low, eta)]
-            draws = lambda b: search.draw(space, n_random, random_seed) if space else [{}]  # noqa: E731
-        else:  # every bracket, each with n_s fresh draws at each grid point, ranked together
-            brackets = search.hyperband_brackets(top, low, eta)
-            draws = lambda b: search.draw(space, b.keep[0], [random_seed, b.s])  # noqa: E731
-        search_info["brackets"] = []
-        for b in brackets:
-            configs = expand(draws(b), b.rungs[0] if b.rungs[0] < top else None)
-            # what each rung keeps, of the configurations there are: exclude rules and duplicate
-            # draws can leave fewer than drawn, a grid multiplies them
-            search_info["brackets"].append({"s": b.s, "rungs": list(b.rungs), "configs": configs,
-                                            "keep": list(search.keep_counts(len(configs), eta, len(b.rungs)))})
-        search_info["metric"] = halving["metric"]
+        search_info = {"space": space, "n": n_random, "seed": random_seed, "halving": halving,
+                       "brackets": search.plan_brackets(halving, space, n_random, random_seed, fixed, expand),
+                       "metric": halving["metric"]}
     if not trials:
         raise ConfigError("exclude", f"the exclude rules remove all {considered} combinations")
 
@@ -427,8 +437,8 @@ def _apply(base: dict[str, Any], combo: dict[str, Any], sources: dict[str, tuple
         for axis in sorted(combo, key=lambda a: -a.count(".")):
             if path == axis or path.startswith(axis + ".") or path.startswith(axis + "["):
                 section, values = sources[axis]
-                if section == "random":
-                    raise ConfigError(f"random.space.{axis}{path[len(axis):]}",
+                if section in ("random", "tune"):
+                    raise ConfigError(f"{section}.space{'s' * (section == 'tune')}.{axis}{path[len(axis):]}",
                                       f"{e.message} (drawn value {combo[axis]!r})") from None
                 i = _index(values, combo[axis])
                 raise ConfigError(f"{section}.{axis}[{i}]{path[len(axis):]}", e.message) from None

@@ -63,6 +63,21 @@ def preflight(suite: Suite) -> None:
                 raise ConfigError("dataset", str(e), suite.file) from None
 
 
+def plan_summary(suite: Suite) -> str:
+    """``harness plan``'s first line: how many trials, made how."""
+    axes = f"axes: {', '.join(suite.axes) or '(none)'}"
+    tuned = (suite.search or {}).get("tune")
+    if not tuned:
+        return (f"{suite.name}: {len(suite.trials)} trials = {len(suite.trials) // len(suite.seeds)} configurations "
+                f"x {len(suite.seeds)} seeds; {axes}")
+    brackets = suite.search["brackets"]
+    return (f"{suite.name}: {len(suite.trials)} tuning trials ({tuned['axis']}: {len(brackets)} technique x workload "
+            f"pairs, up to {tuned['trials']} {tuned['sampler']} configurations each x {len(tuned['seeds'])} tuning "
+            f"seed{'s' * (len(tuned['seeds']) > 1)}{', halving within the budget' if tuned['halving'] else ''}), then "
+            f"each pair's configuration selected on {tuned['metric']} x {len(suite.seeds)} final seeds: "
+            f"{len(brackets) * len(suite.seeds)} trials; {axes}")
+
+
 def gpu_slots(suite: Suite, pool: Pool) -> list[int | None]:
     """Each worker's GPU, after checking that this node can run what the trials ask for."""
     import torch
@@ -102,8 +117,8 @@ def run_suite(suite: Suite, results: Path, pool: Pool, say: Say = _quiet, warn: 
     found = scan(results)
     for path, why in found.corrupt.items():
         warn(f"harness: unreadable or edited record {path} ({why}); running that trial again")
-    if suite.search and suite.search.get("halving"):
-        trials = _run_halving(suite, results, pool, slots, say)
+    if search.staged(suite.search):
+        trials = _run_stages(suite, results, pool, slots, say)
     else:
         todo = [t for t in suite.trials if not found.done(t.trial_id)]
         done = len(suite.trials) - len(todo)
@@ -143,20 +158,27 @@ def _wait_for_others(todo: list[TrialSpec], results: Path, say: Say) -> None:
             wait_for_lock(results, t.trial_id)
 
 
+def where_it_stands(suite: Suite, results: Path, given_up: set[str] = frozenset()) -> search.Progress:
+    """Where a staged suite (successive halving, a tuned study) stands from its records, changing nothing."""
+    from harness import tune
+
+    step = tune.progress if suite.search.get("tune") else search.progress
+    return step(suite.search, {t.trial_id: t for t in suite.trials}, scan(results).records.get, given_up)
+
+
 def search_step(suite: Suite, results: Path, given_up: set[str] = frozenset()) -> search.Progress:
-    """Where a successive-halving suite stands from its records (``harness.search.progress``), with
-    the plan rewritten to hold every trial started so far and the checkpoints of runs no rung will
-    resume removed."""
-    found = scan(results)
-    step = search.progress(suite.search, {t.trial_id: t for t in suite.trials}, found.records.get, given_up)
+    """Where a staged suite stands (``where_it_stands``), with the plan rewritten to hold every trial
+    started so far and the checkpoints of runs no rung will resume removed."""
+    step = where_it_stands(suite, results, given_up)
     for path in search.checkpoints_to_drop(results, step.dropped):
         path.unlink(missing_ok=True)
     write_plan(results, suite.to_dict(), step.trials)  # what the report covers: every rung so far
     return step
 
 
-def _run_halving(suite: Suite, results: Path, pool: Pool, slots: list[int | None], say: Say) -> list[TrialSpec]:
-    """Rung after rung until every bracket is done; each rung is an ordinary sweep of the local pool."""
+def _run_stages(suite: Suite, results: Path, pool: Pool, slots: list[int | None], say: Say) -> list[TrialSpec]:
+    """Rung after rung (a tuned study: then its final trials) until every bracket is done; each stage
+    is an ordinary sweep of the local pool."""
     from harness.launch import run_local
 
     given_up: set[str] = set()  # trials that failed in this command: ranked last, not retried in a loop
@@ -167,7 +189,7 @@ def _run_halving(suite: Suite, results: Path, pool: Pool, slots: list[int | None
         if not step.todo:
             return step.trials
         say(pool.running(len(step.todo), suite))
-        run_local(step.todo, results, pool.workers, plugins=pool.plugins, slots=slots,
+        run_local(step.todo, results, pool.workers, plugins=pool.plugins, slots=slots, fuse=suite.execution["fuse"],
                   crash_limit=suite.execution["crashes"])
         found = scan(results)
         given_up.update(t.trial_id for t in step.todo if not found.done(t.trial_id))
@@ -180,7 +202,7 @@ def due_for_submission(suite: Suite, results: Path, say: Say = _quiet) -> tuple[
     preflight(suite)
     results.mkdir(parents=True, exist_ok=True)
     write_plan(results, suite.to_dict(), suite.trials)
-    halving = bool(suite.search and suite.search.get("halving"))
+    halving = search.staged(suite.search)
     if halving:
         step = search_step(suite, results)
         for line in step.lines:
@@ -197,7 +219,7 @@ def run_baseline(suite: Suite, results: Path, pool: Pool, command: str, say: Say
 
     statuses = run_suite(suite, results, pool, say, warn)
     # a search's records are its rungs' trials (each stopped at its rung's epochs) beside the suite's own
-    trials = search_step(suite, results).trials if suite.search and suite.search.get("halving") else suite.trials
+    trials = search_step(suite, results).trials if search.staged(suite.search) else suite.trials
     return write_provenance(results, suite, list(trials), dict(statuses), command), len(trials)
 
 

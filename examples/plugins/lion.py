@@ -61,7 +61,9 @@ class Lion(torch.optim.Optimizer):
         return loss
 
 
-@OPTIMIZERS.register("lion", has_momentum=True)
+# its default tuning space: Lion wants a 3-10x smaller learning rate than AdamW (Chen et al. 2023, §3.2)
+@OPTIMIZERS.register("lion", has_momentum=True,
+                     space={"lr": {"loguniform": [1e-5, 1e-2]}, "beta1": {"log1m": [0.5, 0.99]}})
 def lion(
     params: Iterable[Any], *, lr: LR = 1e-4, beta1: Beta = 0.9, beta2: Beta = 0.99, weight_decay: Decay = 0.0
 ) -> torch.optim.Optimizer:

@@ -9,6 +9,12 @@ epoch on the whole training split) and ``closure`` (the step re-evaluates the lo
 ``adam`` is bias-corrected Adam (Kingma & Ba 2015, Algorithm 1). Also the others torch ships: ``adamax``,
 ``adafactor`` (a relative step on a factored second moment), ``asgd`` (averaged SGD) and ``rprop``
 (sign-based per-weight step sizes).
+
+Each declares the default ``space`` a tuned comparison (``harness.tune``) searches when a suite gives
+none: the learning rate log-uniform over three to four decades around the usual values, momenta and
+betas as 1 − value on a log scale (``log1m``), and AdamW's decoupled decay log-uniform, as the search
+spaces of Choi et al. 2019 ("On Empirical Comparisons of Optimizers for Deep Learning", App. D) are
+built. They are a starting point for small workloads, not a tuned ruleset: a study states its own.
 """
 from __future__ import annotations
 
@@ -24,14 +30,19 @@ LR = Annotated[float, Range(gt=0)]
 Decay = Annotated[float, Range(ge=0)]
 Momentum = Annotated[float, Range(ge=0, lt=1)]
 
+_LR = lambda low, high: {"lr": {"loguniform": [low, high]}}  # noqa: E731
+SGD_SPACE = _LR(1e-3, 1.0)
+MOMENTUM_SPACE = {**SGD_SPACE, "momentum": {"log1m": [0.5, 0.999]}}
+ADAM_SPACE = {**_LR(1e-5, 1e-1), "beta1": {"log1m": [0.5, 0.99]}}
 
-@OPTIMIZERS.register("sgd")
+
+@OPTIMIZERS.register("sgd", space=SGD_SPACE)
 def sgd(params: Params, *, lr: LR = 0.01, weight_decay: Decay = 0.0) -> torch.optim.Optimizer:
     """Minibatch stochastic gradient descent, θ ← θ − η∇L (Robbins & Monro 1951)."""
     return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
 
 
-@OPTIMIZERS.register("momentum", has_momentum=True)
+@OPTIMIZERS.register("momentum", has_momentum=True, space=MOMENTUM_SPACE)
 def momentum(
     params: Params, *, lr: LR = 0.01, momentum: Momentum = 0.9, dampening: Annotated[float, Range(ge=0, le=1)] = 0.0,
     weight_decay: Decay = 0.0,
@@ -40,7 +51,7 @@ def momentum(
     return torch.optim.SGD(params, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay)
 
 
-@OPTIMIZERS.register("nesterov", has_momentum=True)
+@OPTIMIZERS.register("nesterov", has_momentum=True, space=MOMENTUM_SPACE)
 def nesterov(
     params: Params, *, lr: LR = 0.01, momentum: Annotated[float, Range(gt=0, lt=1)] = 0.9, weight_decay: Decay = 0.0
 ) -> torch.optim.Optimizer:
@@ -48,7 +59,7 @@ def nesterov(
     return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=True, weight_decay=weight_decay)
 
 
-@OPTIMIZERS.register("adam", has_momentum=True)
+@OPTIMIZERS.register("adam", has_momentum=True, space=ADAM_SPACE)
 def adam(
     params: Params, *, lr: LR = 1e-3, beta1: Annotated[float, Range(ge=0, lt=1)] = 0.9,
     beta2: Annotated[float, Range(ge=0, lt=1)] = 0.999, eps: Annotated[float, Range(gt=0)] = 1e-8,
@@ -62,13 +73,13 @@ Beta = Annotated[float, Range(ge=0, lt=1)]
 Eps = Annotated[float, Range(gt=0)]
 
 
-@OPTIMIZERS.register("gd", full_batch=True)
+@OPTIMIZERS.register("gd", full_batch=True, space=_LR(1e-2, 10.0))
 def gd(params: Params, *, lr: LR = 0.1, weight_decay: Decay = 0.0) -> torch.optim.Optimizer:
     """Full-batch gradient descent: one step per epoch on the whole training split."""
     return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
 
 
-@OPTIMIZERS.register("adagrad")
+@OPTIMIZERS.register("adagrad", space=_LR(1e-3, 1.0))
 def adagrad(
     params: Params, *, lr: LR = 0.01, eps: Eps = 1e-10, initial_accumulator_value: Decay = 0.0,
     weight_decay: Decay = 0.0,
@@ -78,7 +89,7 @@ def adagrad(
                                weight_decay=weight_decay)
 
 
-@OPTIMIZERS.register("rmsprop")
+@OPTIMIZERS.register("rmsprop", space={**_LR(1e-5, 1e-1), "alpha": {"log1m": [0.9, 0.999]}})
 def rmsprop(
     params: Params, *, lr: LR = 1e-3, alpha: Beta = 0.99, eps: Eps = 1e-8, momentum: Momentum = 0.0,
     centered: bool = False, weight_decay: Decay = 0.0,
@@ -88,7 +99,7 @@ def rmsprop(
                                weight_decay=weight_decay)
 
 
-@OPTIMIZERS.register("adadelta")
+@OPTIMIZERS.register("adadelta", space={**_LR(1e-2, 10.0), "rho": {"log1m": [0.8, 0.999]}})
 def adadelta(
     params: Params, *, lr: LR = 1.0, rho: Beta = 0.9, eps: Eps = 1e-6, weight_decay: Decay = 0.0
 ) -> torch.optim.Optimizer:
@@ -96,7 +107,7 @@ def adadelta(
     return torch.optim.Adadelta(params, lr=lr, rho=rho, eps=eps, weight_decay=weight_decay)
 
 
-@OPTIMIZERS.register("amsgrad", has_momentum=True)
+@OPTIMIZERS.register("amsgrad", has_momentum=True, space=ADAM_SPACE)
 def amsgrad(
     params: Params, *, lr: LR = 1e-3, beta1: Beta = 0.9, beta2: Beta = 0.999, eps: Eps = 1e-8,
     weight_decay: Decay = 0.0,
@@ -105,7 +116,8 @@ def amsgrad(
     return torch.optim.Adam(params, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay, amsgrad=True)
 
 
-@OPTIMIZERS.register("adamw", has_momentum=True)
+@OPTIMIZERS.register("adamw", has_momentum=True,
+                     space={**ADAM_SPACE, "weight_decay": {"loguniform": [1e-4, 1.0]}})
 def adamw(
     params: Params, *, lr: LR = 1e-3, beta1: Beta = 0.9, beta2: Beta = 0.999, eps: Eps = 1e-8,
     weight_decay: Decay = 0.01,
@@ -114,7 +126,7 @@ def adamw(
     return torch.optim.AdamW(params, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay)
 
 
-@OPTIMIZERS.register("nadam", has_momentum=True)
+@OPTIMIZERS.register("nadam", has_momentum=True, space=ADAM_SPACE)
 def nadam(
     params: Params, *, lr: LR = 2e-3, beta1: Beta = 0.9, beta2: Beta = 0.999, eps: Eps = 1e-8,
     weight_decay: Decay = 0.0,
@@ -123,7 +135,7 @@ def nadam(
     return torch.optim.NAdam(params, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay)
 
 
-@OPTIMIZERS.register("radam", has_momentum=True)
+@OPTIMIZERS.register("radam", has_momentum=True, space=ADAM_SPACE)
 def radam(
     params: Params, *, lr: LR = 1e-3, beta1: Beta = 0.9, beta2: Beta = 0.999, eps: Eps = 1e-8,
     weight_decay: Decay = 0.0,
@@ -132,7 +144,7 @@ def radam(
     return torch.optim.RAdam(params, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay)
 
 
-@OPTIMIZERS.register("adamax", has_momentum=True)
+@OPTIMIZERS.register("adamax", has_momentum=True, space=ADAM_SPACE)
 def adamax(
     params: Params, *, lr: LR = 2e-3, beta1: Beta = 0.9, beta2: Beta = 0.999, eps: Eps = 1e-8,
     weight_decay: Decay = 0.0,
@@ -141,7 +153,7 @@ def adamax(
     return torch.optim.Adamax(params, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay)
 
 
-@OPTIMIZERS.register("adafactor")
+@OPTIMIZERS.register("adafactor", space=_LR(1e-4, 1e-1))
 def adafactor(
     params: Params, *, lr: LR = 1e-2, beta2_decay: Annotated[float, Range(lt=0)] = -0.8, eps1: Eps | None = None,
     eps2: Eps = 1e-3, d: Annotated[float, Range(gt=0)] = 1.0, weight_decay: Decay = 0.0,
@@ -152,7 +164,7 @@ def adafactor(
                                  weight_decay=weight_decay)
 
 
-@OPTIMIZERS.register("asgd")
+@OPTIMIZERS.register("asgd", space=_LR(1e-3, 1.0))
 def asgd(
     params: Params, *, lr: LR = 1e-2, lambd: Decay = 1e-4, alpha: Annotated[float, Range(ge=0)] = 0.75,
     t0: Annotated[float, Range(ge=0)] = 1e6, weight_decay: Decay = 0.0,
@@ -163,7 +175,7 @@ def asgd(
     return torch.optim.ASGD(params, lr=lr, lambd=lambd, alpha=alpha, t0=t0, weight_decay=weight_decay)
 
 
-@OPTIMIZERS.register("rprop")
+@OPTIMIZERS.register("rprop", space=_LR(1e-4, 1e-1))
 def rprop(
     params: Params, *, lr: LR = 1e-2, eta_minus: Annotated[float, Range(gt=0, lt=1)] = 0.5,
     eta_plus: Annotated[float, Range(gt=1)] = 1.2, step_min: Decay = 1e-6, step_max: LR = 50.0,
