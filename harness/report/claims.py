@@ -192,6 +192,9 @@ def verify(targets: list[str], results_root: str) -> list[Checked]:
     from harness.layout import suite_dir
     from harness.store import read_plan, scan
     from harness.suite import load_suite
+    from harness.search import staged
+    from harness.sweep import where_it_stands
+    from harness.tune import final_only
 
     out = []
     for target in targets:
@@ -200,7 +203,8 @@ def verify(targets: list[str], results_root: str) -> list[Checked]:
             suite = load_suite(str(path))
             plan_suite, suite_file = suite.to_dict(), str(path)
             results = suite_dir(results_root, suite.name)
-            specs = list(suite.trials)
+            # a staged suite's trials so far (a tuned study's final ones among them), from its records
+            specs = list(where_it_stands(suite, results).trials if staged(suite.search) else suite.trials)
         else:
             plan = read_plan(path)
             if plan is None:
@@ -212,7 +216,9 @@ def verify(targets: list[str], results_root: str) -> list[Checked]:
         # plan order (workloads in the suite's order), each labelled with its trial's axes, not the record's own
         records = [dataclasses.replace(found.records[t.trial_id], axes=dict(t.axes)) for t in specs
                    if t.trial_id in found.records]
-        checked = check(plan_suite, records, results, suite_file or plan_suite.get("file", ""), len(specs))
+        records = final_only(plan_suite, records)  # a tuned study's claims are of its final trials
+        checked = check(plan_suite, records, results, suite_file or plan_suite.get("file", ""),
+                        len(final_only(plan_suite, specs)))
         checked.left_out = {str(p): why for p, why in found.corrupt.items()}
         out.append(checked)
     return out

@@ -28,6 +28,7 @@ matplotlib.use("Agg")  # files only; no display on a cluster node
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
@@ -238,6 +239,30 @@ def profiles(profile: pd.DataFrame, title: str, path: Path, colours: dict[str, t
     ax.set_ylabel("fraction of workloads")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8, loc="lower right")
+    return _save(fig, path)
+
+
+def tuning_curves(frame: pd.DataFrame, metric: str, path: Path, colours: dict[str, tuple] | None = None) -> Path | None:
+    """``frame``: a row per technique, workload and k (``mean``, its band ``low``-``high``), from ``report.tuned.curves``;
+    a panel per workload."""
+    if frame.empty:
+        return None
+    workloads = list(dict.fromkeys(frame["workload"]))[:MAX_PANELS]
+    colours = _colours(colours, list(dict.fromkeys(frame["technique"].astype(str))))
+    fig, axes = plt.subplots(1, len(workloads), figsize=(4.2 * len(workloads), 3.2), squeeze=False)
+    for ax, where in zip(axes[0], workloads):
+        part = frame[frame["workload"] == where]
+        for technique in _in_order(colours, part["technique"].astype(str)):
+            line = part[part["technique"].astype(str) == technique]
+            colour = colours[technique]
+            ax.plot(line["k"], line["mean"], color=colour, label=technique, lw=1.4)
+            ax.fill_between(line["k"], line["low"], line["high"], color=colour, alpha=0.15, lw=0)
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+        ax.set_xlabel("tuning trials k")
+        ax.set_title(where, fontsize=9)
+    axes[0][0].set_ylabel(f"expected best {metric}")
+    axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8)
     return _save(fig, path)
 
 

@@ -49,6 +49,8 @@ def _columns(runs: pd.DataFrame, axis: str, others: list[str]) -> pd.Series:
     """A table column per workload (dataset/model) × the other varying axes; the workload part is
     left out when the compared axis is the model or dataset itself."""
     parts = [] if axis.startswith(("model", "dataset")) else [runs["workload"].astype(str)]
+    if parts:  # a dataset or model axis the workload already names, one value to one workload, adds nothing
+        others = [a for a in others if a.split(".")[0] not in WORKLOAD_KEYS or not _named_by_workload(runs, a)]
     parts += [f"{a}=" + runs[a].astype(str) for a in others]
     if not parts:
         return pd.Series(["all"] * len(runs), index=runs.index)
@@ -56,6 +58,11 @@ def _columns(runs: pd.DataFrame, axis: str, others: list[str]) -> pd.Series:
     for p in parts[1:]:
         label = label + ", " + p
     return label
+
+
+def _named_by_workload(runs: pd.DataFrame, axis: str) -> bool:
+    pairs = runs[[axis, "workload"]].astype(str).drop_duplicates()
+    return pairs[axis].is_unique and pairs["workload"].is_unique
 
 
 def _numeric(values: pd.Series) -> bool:
@@ -77,12 +84,17 @@ def write_report(results: Path, compare_axes: list[str] | None = None, metric: s
     c = collected if collected is not None else collect(results)
     settings = c.suite.get("report", {})
     metric = metric or settings.get("metric") or "test_acc"
+    tuned = (c.suite.get("search") or {}).get("tune")
+    if tuned:  # the comparisons are of the final trials; the tuning trials give the tuning section
+        from harness.report import tuned as tuned_report
+
+        everything, (c, c_tune) = c, tuned_report.split(c)
     axes = list(c.axes)
     searched = set(((c.suite.get("search") or {}).get("space") or {}))
     # a search's drawn values are one per configuration: the search section ranks them, and the
     # comparison tables compare its grid axes (none without a grid: a table of single cells says nothing)
-    chosen = (compare_axes or settings.get("compare") or [a for a in axes if a not in searched]
-              or ([] if searched else ["workload"]))
+    chosen = (compare_axes or settings.get("compare") or ([tuned["axis"]] if tuned else [])
+              or [a for a in axes if a not in searched] or ([] if searched else ["workload"]))
     chosen = [chosen] if isinstance(chosen, str) else list(chosen)
     by = list(by or [])
     base = _baseline(c, baseline) if c.records else None
@@ -106,7 +118,8 @@ def write_report(results: Path, compare_axes: list[str] | None = None, metric: s
     if c.runs.empty:
         sections.append(Section("No records yet", ["Run the suite to produce records."]))
     with Drawing(default_jobs() if jobs is None else jobs) as draw:
-        sections += search_sections(c, metric, out, csv, draw)
+        sections += (tuned_report.sections(c_tune, c.suite["search"], results, out, csv, draw, colours.get(tuned["axis"]))
+                     if tuned else search_sections(c, metric, out, csv, draw))
         if full.runs.empty and not c.runs.empty:
             sections.append(Section("No full-budget records yet", ["Every record so far is a rung cut short at "
                                                                    "budget.stop_after: nothing to compare yet."]))
@@ -123,11 +136,11 @@ def write_report(results: Path, compare_axes: list[str] | None = None, metric: s
         sections += [claims] if claims is not None else []
         diagnostics = diagnostics_section(c, csv)
         sections += [diagnostics] if diagnostics is not None else []
-        sections.append(_problems(c))
-        sections.append(_environment(c))
+        sections.append(_problems(everything if tuned else c))
+        sections.append(_environment(everything if tuned else c))
         for s in sections:
             s.resolve()
-    intro = _intro(c, metric)
+    intro = _intro(everything if tuned else c, metric)
     stamp = f"Written {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC from {results}."
     files: list[Path] = []
     if "md" in formats:
