@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -32,6 +33,22 @@ def write_suite(folder: Path, text: str, name: str = "suite.yaml") -> Path:
     path = folder / name
     path.write_text(textwrap.dedent(text))
     return path
+
+
+def plugin_args(path: Path) -> list:
+    """The ``--plugin FILE`` a shipped suite's header tells a user to give (it names a plugin's components)."""
+    header = "".join(line for line in path.read_text().splitlines(keepends=True) if line.startswith("#"))
+    return [arg for p in dict.fromkeys(re.findall(r"--plugin (\S+)", header)) for arg in ("--plugin", REPO / p)]
+
+
+def load_shipped(path: Path):
+    """A shipped suite, loaded as its header's command line loads it (its plugins first)."""
+    from harness.plugins import load_plugin
+    from harness.suite import load_suite
+
+    for plugin in plugin_args(path)[1::2]:
+        load_plugin(str(plugin))
+    return load_suite(str(path))
 
 
 def harness_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:

@@ -16,10 +16,9 @@ from pathlib import Path
 
 import fakedata
 import pytest
-from conftest import REPO
+from conftest import REPO, load_shipped, plugin_args
 
 from harness.cli import main
-from harness.suite import load_suite
 
 SUITES = sorted((REPO / "suites").glob("*.yaml")) + sorted((REPO / "suites" / "repro").glob("*.yaml"))
 EXIT_OK, EXIT_TRIALS = 0, 1
@@ -47,7 +46,9 @@ def harness(capsys):
 
 def _smallest(path: Path) -> list[str]:
     """Overrides that run the suite at the smallest budget its commands still take every path of."""
-    suite = load_suite(str(path))
+    suite = load_shipped(path)
+    if suite.search and suite.search.get("tune"):  # two configurations per technique: a selection to make
+        return ["seeds=1", "budget.epochs=1", "tune.trials=2"]
     if suite.search and suite.search.get("halving"):
         return ["budget.epochs=3"]  # hyperband's brackets over 1 and 3 epochs, a promotion included
     dataset = suite.trials[0].config["dataset"]["name"]
@@ -66,11 +67,11 @@ def _ok(result, *codes: int) -> str:
 def test_every_shipped_suite_plans_and_renders_its_array_job(path, data_root, harness, tmp_path):
     """``plan`` and ``submit --dry-run``, fused or not, on the suite as shipped: the chunk estimate counts
     the model's FLOPs whatever its normalization (BatchNorm crashed it) and never stops a submission."""
-    name = load_suite(str(path)).name
+    name, plugins = load_shipped(path).name, plugin_args(path)
     for fuse in ([], ["--fuse", "auto"]):
-        planned = _ok(harness("plan", path, *fuse))
+        planned = _ok(harness("plan", path, *fuse, *plugins))
         assert planned.startswith(f"{name}: ") and "trial_id" in planned
-        script = _ok(harness("submit", path, "--dry-run", "--results", tmp_path, *fuse))
+        script = _ok(harness("submit", path, "--dry-run", "--results", tmp_path, *fuse, *plugins))
         assert re.search(r"^#SBATCH --array=\S+", script, re.M), script
         assert f"-m harness worker {tmp_path.resolve() / name / 'plans'}" in script
         assert "--chunk " in script and "{{" not in script
@@ -78,8 +79,8 @@ def test_every_shipped_suite_plans_and_renders_its_array_job(path, data_root, ha
 
 @pytest.mark.parametrize("path", SUITES, ids=lambda p: str(p.relative_to(REPO / "suites")))
 def test_every_shipped_suite_runs_fused_reports_verifies_and_compares(path, data_root, harness, tmp_path):
-    suite = load_suite(str(path))
-    small = _smallest(path)
+    suite, plugins = load_shipped(path), plugin_args(path)
+    small = [*_smallest(path), *plugins]
     results, folder = tmp_path / "r", tmp_path / "r" / suite.name
     # exit 1 where a trial of the suite diverges by design (a far too high learning rate) or was not promoted
     _ok(harness("run", path, *small, "--results", results, "--fuse", "auto", "--no-report"), EXIT_OK, EXIT_TRIALS)
@@ -87,7 +88,7 @@ def test_every_shipped_suite_runs_fused_reports_verifies_and_compares(path, data
     for kind in ("report.md", "report.html", "report.tex"):
         assert kind in reported and (folder / "report" / kind).stat().st_size > 0
     if suite.claims:
-        said = _ok(harness("verify", folder), EXIT_OK, EXIT_TRIALS)  # one seed: inconclusive, never a traceback
+        said = _ok(harness("verify", folder, *plugins), EXIT_OK, EXIT_TRIALS)  # one seed: inconclusive, never a traceback
         assert said.startswith(f"{suite.name}  (") and all(c["id"] in said for c in suite.claims)
     # the same records as a baseline (nothing to train again), then a technique swapped in against it
     _ok(harness("baseline", path, *small, "--results", results, "--fuse", "auto"), EXIT_OK, EXIT_TRIALS)

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from conftest import REPO, harness_cli, write_suite
+from conftest import REPO, harness_cli, load_shipped, write_suite
 from harness.cli import main
 from harness.errors import ConfigError
 from harness.spec import TrialSpec, trial_id_of
@@ -163,7 +163,7 @@ def test_config_error_message_format():
 
 @pytest.mark.parametrize("path", sorted((REPO / "suites").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_suite_loads_and_documents_itself(path):
-    suite = load_suite(path)
+    suite = load_shipped(path)
     assert suite.trials and suite.description
     assert path.read_text().startswith("#") or path.stem in ("smoke", "mnist-optimizers")
 
