@@ -48,7 +48,7 @@ def _smallest(path: Path) -> list[str]:
     """Overrides that run the suite at the smallest budget its commands still take every path of."""
     suite = load_shipped(path)
     if suite.search and suite.search.get("tune"):  # two configurations per technique: a selection to make
-        return ["seeds=1", "budget.epochs=1", "tune.trials=2"]
+        return ["seeds=1", "budget.epochs=1", "tune.trials=2", "tune.seeds=[1000]"]
     if suite.search and suite.search.get("halving"):
         return ["budget.epochs=3"]  # hyperband's brackets over 1 and 3 epochs, a promotion included
     dataset = suite.trials[0].config["dataset"]["name"]

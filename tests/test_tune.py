@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pytest
 from conftest import harness_cli, write_suite
+from slurm_cluster import job_active, slurm_cluster, wait_until  # noqa: F401
 
 from harness import search, tune
 from harness.errors import ConfigError
@@ -166,3 +167,24 @@ def test_final_only_keeps_the_final_seeds_of_a_tuned_study():
     items = [type("R", (), {"seed": s})() for s in (0, 1000, 1)]
     assert [x.seed for x in tune.final_only(suite, items)] == [0, 1]
     assert tune.final_only({}, items) == items
+
+
+def test_on_slurm_the_final_trials_are_submitted_by_a_job_after_the_tuning_array(slurm_cluster, tmp_path):
+    text = TUNED.replace("[sgd, adam]", "[sgd]").replace("seeds: 2", "seeds: 1") + "slurm: {chunk: 3}\n"
+    file = write_suite(tmp_path, text)
+    r = harness_cli("submit", file, "--results", tmp_path / "res", env=slurm_cluster)
+    assert r.returncode == 0 and "sgd: 3 trials to run" in r.stdout and "submits the next stage" in r.stdout, r.stdout
+    results = tmp_path / "res" / "tuned"
+    wait_until(lambda: any(x.seed == 0 for x in scan(results).records.values()), timeout=240, interval=1,
+               what="the final trial's record")
+    listed = (results / "slurm" / "jobs.txt").read_text().split()
+    wait_until(lambda: not any(job_active(slurm_cluster, j) for j in listed), timeout=60, what="the last follow-up")
+    listed = (results / "slurm" / "jobs.txt").read_text().split()
+    # the tuning array, its follow-up, the final trials' array and its follow-up, which found nothing to submit
+    assert len(listed) == 4, listed
+    records = list(scan(results).records.values())
+    best = max((x for x in records if x.seed == 1000), key=lambda x: x.final["val_acc"])
+    final = [x for x in records if x.seed == 0]
+    assert len(records) == 4 and len(final) == 1 and final[0].config["optimizer"] == best.config["optimizer"]
+    logs = sorted((results / "slurm" / "logs").glob("next-rung-*.out"))
+    assert len(logs) == 2 and "nothing to submit" in logs[-1].read_text()
