@@ -44,6 +44,8 @@ def packages_of(modules: set[str]) -> dict[str, str]:
     optimizer class named by import path, so a record names the code it ran, not only the plugin file's
     hash. The harness and the standard library are left out."""
     tops = {m.split(".")[0] for m in modules} - set(sys.stdlib_module_names) - {"harness"}
+    if not tops:  # a built-in optimizer's record: no scan of every installed distribution
+        return {}
     owners = metadata.packages_distributions()
     out = {}
     for top in sorted(tops):
