@@ -160,3 +160,24 @@ def test_a_class_axis_is_labelled_by_class_and_listed(tmp_path):
     assert len(excluded.trials) == 1
     assert "  {class: module.Class, parameters}" in list(listing("optimizers"))
     assert json.dumps(loaded.trials[0].config)  # the resolved config is plain JSON (betas a list, not a tuple)
+
+
+def test_axes_and_overrides_refine_a_class_base(tmp_path):
+    suite = write_suite(tmp_path, """
+    name: by-class
+    base:
+      optimizer: {class: pytorch_optimizer.Lion}
+    random:
+      n: 2
+      space: {optimizer.lr: {loguniform: [1.0e-4, 1.0e-2]}}
+    zip:
+      optimizer.betas: [[0.9, 0.99], [0.95, 0.98]]
+    """)
+    loaded = load_suite(suite, ["base.optimizer.weight_decay=0.1"])
+    optimizers = [t.config["optimizer"] for t in loaded.trials]
+    assert {o["name"] for o in optimizers} == {"pytorch_optimizer.Lion"} and len(optimizers) == 4
+    assert {o["weight_decay"] for o in optimizers} == {0.1}
+    assert sorted({tuple(o["betas"]) for o in optimizers}) == [(0.9, 0.99), (0.95, 0.98)]
+    assert len({o["lr"] for o in optimizers}) == 2
+    with pytest.raises(ConfigError, match=r"zip\.optimizer\.betas\[1\]: expected \[float, float\]\|"):
+        load_suite(suite, ["zip={optimizer.betas: [[0.9, 0.99], [0.95]]}"])
