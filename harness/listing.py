@@ -43,6 +43,9 @@ def listing(kind: str | None = None) -> Iterator[str]:
             yield f"  {entry.name:<{width}}{entry.description}"
             for param in entry.params.values():
                 yield f"  {'':<{width + 2}}{param.describe()}"
+        if registry.paths_help:
+            yield "  {class: module.Class, parameters}"
+            yield from _wrap(registry.paths_help, width + 2)
 
 
 def _plural(kind: str) -> str:
@@ -85,6 +88,8 @@ def settings() -> Iterator[str]:
     for key, (registry, default) in COMPONENTS.items():
         yield f"  {key:<{width}}{_a(registry.kind)} (harness list {_plural(registry.kind)}), default {default}; " \
               "a name or {name: ..., parameters}"
+        if registry.paths_help:
+            yield from _wrap(f"or {{class: module.Class, parameters}}: {registry.paths_help}", width + 2)
     for key, registry in LISTS.items():
         yield f"  {key:<{width}}a list of {_plural(registry.kind)} (harness list {_plural(registry.kind)}), default none"
     for key, builder in SECTION_BUILDERS.items():

@@ -25,7 +25,7 @@ def _describe(given: str, module: Any, imported: set[str]) -> dict[str, Any]:
     source = getattr(module, "__file__", None)
     sha = hashlib.sha256(Path(source).read_bytes()).hexdigest() if source and Path(source).exists() else None
     return {"plugin": given, "module": module.__name__, "source": source, "sha256": sha,
-            "version": getattr(module, "__version__", None), "packages": _packages(imported)}
+            "version": getattr(module, "__version__", None), "packages": packages_of(imported)}
 
 
 def _used(module: Any) -> set[str]:
@@ -38,11 +38,14 @@ def _used(module: Any) -> set[str]:
     return out
 
 
-def _packages(modules: set[str]) -> dict[str, str]:
-    """The installed distributions (and their versions) of the top-level modules a plugin's import brought in:
-    a wrapped optimizer's package (``adan-pytorch 0.1.0``), so a record names the code it ran, not only the
-    plugin file's hash. The harness and the standard library are left out."""
+def packages_of(modules: set[str]) -> dict[str, str]:
+    """The installed distributions (and their versions) of the top-level modules of ``modules``: those a
+    plugin's import brought in, a wrapped optimizer's package (``adan-pytorch 0.1.0``), or the package of an
+    optimizer class named by import path, so a record names the code it ran, not only the plugin file's
+    hash. The harness and the standard library are left out."""
     tops = {m.split(".")[0] for m in modules} - set(sys.stdlib_module_names) - {"harness"}
+    if not tops:  # a built-in optimizer's record: no scan of every installed distribution
+        return {}
     owners = metadata.packages_distributions()
     out = {}
     for top in sorted(tops):

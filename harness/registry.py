@@ -109,12 +109,20 @@ def _type_name(tp: Any) -> str:
         base, *extras = typing.get_args(tp)
         bounds = [str(e) for e in extras if isinstance(e, Range)]
         return _type_name(base) + (f" ({', '.join(bounds)})" if bounds else "")
+    if origin is tuple and len(_fixed(tp)) > 1:
+        return f"[{', '.join(_type_name(a) for a in _fixed(tp))}]"
     if origin in (list, tuple):
         args = [a for a in typing.get_args(tp) if a is not Ellipsis]
         return f"list[{_type_name(args[0])}]" if args else "list"
     if tp is type(None):
         return "null"
     return getattr(tp, "__name__", str(tp))
+
+
+def _fixed(tp: Any) -> tuple[Any, ...]:
+    """The item types of a fixed-length tuple type (``tuple[float, float]``); () for any other."""
+    args = typing.get_args(tp)
+    return () if typing.get_origin(tp) is not tuple or Ellipsis in args else args
 
 
 def params_of(builder: Callable[..., Any]) -> dict[str, Param]:
@@ -172,6 +180,11 @@ def check_value(tp: Any, value: Any, path: str) -> Any:
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(path, f"expected a list, got {value!r}")
+        fixed = _fixed(tp)
+        if len(fixed) > 1:  # betas=(0.9, 0.999): a YAML list of exactly that many
+            if len(value) != len(fixed):
+                raise ConfigError(path, f"expected a list of {len(fixed)} ({_type_name(tp)}), got {value!r}")
+            return [check_value(t, v, f"{path}[{i}]") for i, (t, v) in enumerate(zip(fixed, value))]
         args = [a for a in typing.get_args(tp) if a is not Ellipsis]
         item = args[0] if args else Any
         return [check_value(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
@@ -253,6 +266,15 @@ class Registry:
         self.kind = kind
         self.caps_type = caps
         self._entries: dict[str, Entry] = {}
+        self._from_path: Callable[[str, str], Entry] | None = None
+        self._imported: dict[str, Entry] = {}  # import path -> its entry, made once per process
+        self.paths_help: str | None = None  # what `harness list` says of {class: module.Class}, where taken
+
+    def import_paths(self, make: Callable[[str, str], Entry], help: str) -> None:
+        """Let a dotted name (``module.Class``, or ``{class: module.Class}`` in a suite) stand for the entry
+        ``make(path, key_path)`` builds from that import path: another package's component taken as it is,
+        with no plugin. Registered names never hold a dot, so the two cannot collide."""
+        self._from_path, self.paths_help = make, help
 
     def register(self, name: str, compatible: Compatible | None = None,
                  **caps: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -267,6 +289,8 @@ class Registry:
             typed = None
 
         def decorate(builder: Callable[..., Any]) -> Callable[..., Any]:
+            if self._from_path is not None and "." in name:
+                raise ValueError(f"{self.kind} {name!r}: a name with a dot is an import path here; use another name")
             if name in self._entries:
                 raise ValueError(f"{self.kind} {name!r} is already registered")
             doc = inspect.getdoc(builder) or ""
@@ -287,18 +311,21 @@ class Registry:
         return iter(self._entries[n] for n in self.names())
 
     def get(self, name: str, path: str | None = None) -> Entry:
-        try:
+        if name in self._entries:
             return self._entries[name]
-        except KeyError:
-            raise ConfigError(
-                path or self.kind,
-                f"unknown {self.kind} {name!r}; {near_miss(str(name), self.names())}",
-            ) from None
+        if self._from_path is not None and isinstance(name, str) and "." in name:
+            if name not in self._imported:  # failures are not kept: each names its own key path
+                self._imported[name] = self._from_path(name, path or self.kind)
+            return self._imported[name]
+        raise ConfigError(path or self.kind, f"unknown {self.kind} {name!r}; {near_miss(str(name), self.names())}")
 
     def resolve(self, value: Any, path: str) -> dict[str, Any]:
-        """Normalize ``name`` or ``{name: ..., **params}`` into a dict with every parameter."""
+        """Normalize ``name`` or ``{name: ..., **params}`` (or ``{class: module.Class, **params}`` where
+        import paths are taken) into a dict with every parameter; an import path is stored as the name."""
         if isinstance(value, str):
             value = {"name": value}
+        if isinstance(value, dict) and "class" in value and self._from_path is not None:
+            value = self._class_as_name(value, path)
         if not isinstance(value, dict):
             raise ConfigError(path, f"expected a {self.kind} name or a mapping with 'name', got {value!r}")
         if "name" not in value:
@@ -308,6 +335,15 @@ class Registry:
         entry = self.get(value["name"], f"{path}.name")
         params = {k: v for k, v in value.items() if k != "name"}
         return {"name": entry.name, **resolve_params(entry.params, params, path, f"{self.kind} {entry.name!r}")}
+
+    def _class_as_name(self, value: dict[str, Any], path: str) -> dict[str, Any]:
+        if "name" in value:
+            raise ConfigError(path, f"give 'name' (a registered {self.kind}) or 'class' (an import path), not both")
+        given = value["class"]
+        if not isinstance(given, str) or "." not in given.strip("."):
+            raise ConfigError(f"{path}.class", f"expected an import path like module.Class, got {given!r}")
+        self.get(given, f"{path}.class")  # an import error names the class key, not name
+        return {"name": given, **{k: v for k, v in value.items() if k != "class"}}
 
     def build(self, config: dict[str, Any], *context: Any) -> Any:
         params = {k: v for k, v in config.items() if k != "name"}

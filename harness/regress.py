@@ -38,7 +38,7 @@ from harness.layout import PROVENANCE_FILE
 from harness.report.aggregate import workload
 from harness.report.stats import difference
 from harness.report.tables import lower_is_better, markdown
-from harness.spec import COMPLETED, WORKLOAD_KEYS, Record, canonical_json, identity
+from harness.spec import COMPLETED, WORKLOAD_KEYS, Record, canonical_json, component_name, identity
 from harness.store import atomic_write, scan
 
 BETTER, SAME, WORSE, INCONCLUSIVE = "better", "no difference", "worse", "inconclusive"
@@ -164,10 +164,11 @@ def infer_technique(candidate: list[Record], baseline: list[Record]) -> list[str
 def _label(value: Any, other: Any) -> str:
     """A component's name, with the parameters that differ from the other side's when the names agree."""
     if isinstance(value, dict) and "name" in value:
+        name = component_name(value) or str(value["name"])  # a class by its name, not its import path
         if isinstance(other, dict) and other.get("name") == value["name"]:
             params = [f"{k}={v}" for k, v in sorted(value.items()) if k != "name" and other.get(k) != v]
-            return f"{value['name']}({', '.join(params)})" if params else value["name"]
-        return str(value["name"])
+            return f"{name}({', '.join(params)})" if params else name
+        return name
     if isinstance(value, list):  # each component against the other side's of the same name (their parameters)
         others = [o for o in other if isinstance(o, dict)] if isinstance(other, list) else []
         twin = lambda v: next((o for o in others if isinstance(v, dict) and o.get("name") == v.get("name")), None)  # noqa: E731

@@ -29,7 +29,7 @@ from harness.settings import (
     COMPONENTS, LISTS, SCALARS, SECTIONS, TRIAL_KEYS, check_slurm, execution_params, report_params, slurm_params,
 )
 from harness.suitefile import check_integers, read_yaml
-from harness.spec import TrialSpec, canonical_json, get_dotted, value_matches  # noqa: F401  (suite helpers)
+from harness.spec import TrialSpec, canonical_json, component_name, get_dotted, value_matches  # noqa: F401
 from harness.tracking import tracker_missing
 
 # Every top-level key a suite accepts, and what `harness list settings` says of it (sections with keyword
@@ -66,7 +66,7 @@ def resolve_trial(raw: dict[str, Any], path: str) -> dict[str, Any]:
     config: dict[str, Any] = {}
     for key, (registry, default) in COMPONENTS.items():
         value = raw.get(key, default)
-        if isinstance(value, dict) and "name" not in value:  # `model: {width: 32}`: the default model
+        if isinstance(value, dict) and "name" not in value and "class" not in value:  # `model: {width: 32}`
             value = {"name": default, **value}
         config[key] = registry.resolve(value, f"{path}.{key}")
     for key, registry in LISTS.items():
@@ -460,32 +460,24 @@ def _labels(axis: str, values: list[Any]) -> list[Any]:
     if len(unique) < len(values):  # zip axes repeat values: name each distinct value once
         names = _labels(axis, unique)
         return [names[unique.index(v)] for v in values]
-    if all(isinstance(v, list) and all(_name_of(c) for c in v) for v in values):  # lists of components
+    if all(isinstance(v, list) and all(component_name(c) for c in v) for v in values):  # lists of components
         flat = iter(_labels(axis, [c for v in values for c in v]))
         out = ["+".join(str(next(flat)) for _ in v) or "none" for v in values]
         return out if len(set(out)) == len(out) else [str(v) for v in values]
-    if not all(isinstance(v, (str, dict)) and _name_of(v) for v in values):
+    if not all(isinstance(v, (str, dict)) and component_name(v) for v in values):
         return [v if isinstance(v, (int, float, str, bool)) or v is None else str(v) for v in values]
-    names = [_name_of(v) for v in values]
+    names = [component_name(v) for v in values]
     labels = []
     for v, name in zip(values, names):
         if names.count(name) == 1:
             labels.append(name)
             continue
         params = v if isinstance(v, dict) else {}
-        shown = ",".join(f"{k}={params[k]}" for k in sorted(params) if k != "name")
+        shown = ",".join(f"{k}={params[k]}" for k in sorted(params) if k not in ("name", "class"))
         labels.append(f"{name}({shown})" if shown else name)
     if len(set(labels)) != len(labels):
         return [str(v) for v in values]
     return labels
-
-
-def _name_of(v: Any) -> str | None:
-    if isinstance(v, str):
-        return v
-    if isinstance(v, dict) and isinstance(v.get("name"), str):
-        return v["name"]
-    return None
 
 
 def _exclude(rules: Any, axes: list[str]) -> list[dict[str, Any]]:

@@ -7,14 +7,13 @@ import copy
 import warnings
 from pathlib import Path
 
+from hand_loops import schedule_free_by_hand
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.data import make_loader
 from harness.engine import run_trial
-from harness.engine.build import build
 from harness.engine.step import Step
 from harness.plugins import load_plugin
 from harness.registries import OPTIMIZERS, REGULARIZERS
@@ -23,7 +22,6 @@ from harness.suite import resolve_trial
 from harness.technique import RegContext
 
 PLUGINS = Path(__file__).resolve().parents[1] / "examples" / "plugins"
-CPU = torch.device("cpu")
 
 # AdaHessian and Sophia-H need backward(create_graph=True), which torch warns about every time
 warnings.filterwarnings("ignore", message="Using backward\\(\\) with create_graph=True")
@@ -56,43 +54,16 @@ def test_each_third_party_optimizer_trains_on_digits(optimizer):
     assert record.history[-1]["train_loss"] < record.history[0]["train_loss"]
 
 
-def _hand_schedule_free(config: dict, seed: int, call_eval: bool) -> list[tuple[float, float]]:
-    """Schedule-Free as its README says to use it: optimizer.train() where model.train() is
-    called, optimizer.eval() where model.eval() is; the model, data and order the trial has."""
-    t = build(config, seed, CPU)
-    model, opt = t.model, t.optimizer
-    order = torch.Generator().manual_seed(seed)
-    train = make_loader(t.data, "train", config["batch_size"], generator=order, mode=t.pipeline, device=CPU)
-    val = make_loader(t.data, "val", 1000, mode=t.pipeline, device=CPU)
-    out = []
-    for _ in range(config["budget"]["epochs"]):
-        model.train()
-        opt.train()
-        for x, y in train:
-            loss = F.cross_entropy(model(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        model.eval()
-        if call_eval:
-            opt.eval()
-        with torch.no_grad():
-            xv, yv = next(iter(val))
-            logits = model(xv)
-            out.append((F.cross_entropy(logits, yv).item(), (logits.argmax(1) == yv).float().mean().item()))
-    return out
-
-
 def test_schedule_free_records_equal_the_loop_its_authors_document():
     spec = _spec({"name": "adamw_schedulefree", "lr": 0.02})
     record = run_trial(spec)
     assert record.status == COMPLETED, record.reason
     losses = [h["val_loss"] for h in record.history]
-    by_hand = _hand_schedule_free(spec.config, spec.seed, call_eval=True)
+    by_hand = schedule_free_by_hand(spec.config, spec.seed, call_eval=True)
     assert losses == pytest.approx([v for v, _ in by_hand], rel=1e-6)
     assert [h["val_acc"] for h in record.history] == pytest.approx([a for _, a in by_hand], abs=1e-6)
     # evaluated at the training point y instead, as a loop unaware of train/eval would
-    at_y = _hand_schedule_free(spec.config, spec.seed, call_eval=False)
+    at_y = schedule_free_by_hand(spec.config, spec.seed, call_eval=False)
     assert [v for v, _ in at_y] != pytest.approx(losses, rel=1e-4)
 
 
@@ -178,7 +149,7 @@ def test_an_optimizer_that_contradicts_what_it_declared_is_handled_or_named_in_o
     spec = _spec({"name": "sf_undeclared", "lr": 0.02})
     record = run_trial(spec)
     assert record.status == COMPLETED, record.reason
-    by_hand = _hand_schedule_free(spec.config, spec.seed, call_eval=True)  # at its eval point, as documented
+    by_hand = schedule_free_by_hand(spec.config, spec.seed, call_eval=True)  # at its eval point, as documented
     assert [h["val_loss"] for h in record.history] == pytest.approx([v for v, _ in by_hand], rel=1e-6)
     assert any("has train() and eval() but was registered without train_eval=True" in w
                for w in record.diagnostics["warnings"])

@@ -9,7 +9,7 @@ from harness.registries import (
     SCHEDULES,
 )
 from harness.components import (  # noqa: F401
-    activations, ema, inits, lookahead, losses, norms, optimizers, regularizers, sam, schedules, swa,
+    activations, ema, inits, lookahead, losses, norms, optimizer_classes, optimizers, regularizers, sam, schedules, swa,
 )
 
 __all__ = ["ACTIVATIONS", "INITS", "LOSSES", "NORMS", "OPTIMIZERS", "REGULARIZERS", "SCHEDULES"]

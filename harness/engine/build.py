@@ -18,6 +18,7 @@ from torch import nn
 
 from harness.components.schedules import Schedule, ScheduleContext
 from harness.components.inits import InitContext
+from harness.components.optimizer_classes import has_train_eval
 from harness.data import DataSplits, Rng, Shard, load, place
 from harness.data.loader import count_batches
 from harness.models import ModelContext
@@ -118,7 +119,7 @@ def build(config: dict[str, Any], seed: int, device: torch.device, shard: Shard 
     for technique in techniques:
         optimizer, caps = technique.wrap_optimizer(optimizer, caps)
     warnings = []
-    if not caps.train_eval and callable(getattr(optimizer, "train", None)) and callable(getattr(optimizer, "eval", None)):
+    if not caps.train_eval and has_train_eval(optimizer):
         # its weights at evaluation are not its training weights (Schedule-Free): evaluated as its authors say
         caps = dataclasses.replace(caps, train_eval=True)
         warnings.append(f"optimizer {config['optimizer']['name']!r} has train() and eval() but was registered without "

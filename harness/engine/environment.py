@@ -13,7 +13,8 @@ from typing import Any
 
 import torch
 
-from harness.plugins import LOADED
+from harness.plugins import LOADED, packages_of
+from harness.registries import OPTIMIZERS
 
 # Which SLURM job (and array task, and how many times requeued) a record was made in.
 _SLURM_VARS = (("job_id", "SLURM_JOB_ID"), ("array_job_id", "SLURM_ARRAY_JOB_ID"),
@@ -44,9 +45,12 @@ def git_state() -> dict[str, Any]:
     return {"sha": sha.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
 
 
-def environment(device: torch.device) -> dict[str, Any]:
+def environment(device: torch.device, config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Where a record is made; with the trial's ``config``, the versions name the package of an optimizer
+    it names by import path too (``schedulefree: 1.4.1`` for ``{class: schedulefree.AdamWScheduleFree}``)."""
+    code = {OPTIMIZERS.get(config["optimizer"]["name"]).builder.__module__} if config else set()
     info: dict[str, Any] = {
-        "versions": {p: _version(p) for p in _PACKAGES},
+        "versions": {**{p: _version(p) for p in _PACKAGES}, **packages_of(code)},
         "python": sys.version.split()[0],
         "git": git_state(),
         "hostname": socket.gethostname(),

@@ -183,7 +183,7 @@ def _prepare(config: dict[str, Any], seed: int, record: Record, accelerator: Acc
              extra: list[Callback], checkpointing: Checkpointing | None) -> tuple[Run, Hooks, Step, _Loaders]:
     """Build the trial, wrap it for Accelerate, and line up its callbacks."""
     device = accelerator.device
-    record.environment = environment(device)
+    record.environment = environment(device, config)
     # denormals flushed and freed memory kept for the next step (harness.engine.runtime)
     record.environment.update(tune_cpu() if device.type == "cpu" else {"flush_denormal": False})
     shard = Shard(accelerator.process_index, accelerator.num_processes)

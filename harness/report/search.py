@@ -29,7 +29,7 @@ from harness.report import plots
 from harness.report.aggregate import Collected
 from harness.report.sections import Drawing, Section
 from harness.report.tables import Cell, Table, lower_is_better
-from harness.spec import COMPLETED, STOPPED
+from harness.spec import COMPLETED, STOPPED, component_name
 
 TOP = 10
 LOG = ("loguniform", "logint")
@@ -120,9 +120,7 @@ def _epochs(n: int) -> str:
 
 def _choice_label(value: Any) -> str:
     """How a record's axes label a choice (suite.py ``_labels``): a name for a component's mapping."""
-    if isinstance(value, dict) and "name" in value:
-        return str(value["name"])
-    return str(value)
+    return component_name(value) or str(value)
 
 
 def _searched(d: dict[str, Any]) -> str:
