@@ -265,6 +265,7 @@ class Verdict:
     p_holm: float
     verdict: str
     why: str
+    look: str = ""  # a sequential suite's: the look it was reached at and the seeds it took (harness.sequential)
 
 
 def _touched(axis: str, keys: list[str]) -> bool:
@@ -343,8 +344,10 @@ def _excluded(expect: str, low: float, high: float, margin: float) -> bool:
             "not_greater": low > margin, "equal": low > margin or high < -margin}[expect]
 
 
-def verdicts(records: list[Record], claims: list[dict[str, Any]], axes: list[str]) -> list[Verdict]:
-    """Every claim on every workload its treatment and control share; Holm across all of them."""
+def verdicts(records: list[Record], claims: list[dict[str, Any]], axes: list[str], alpha: float = ALPHA
+             ) -> list[Verdict]:
+    """Every claim on every workload its treatment and control share, judged at the one-sided level
+    ``alpha`` (intervals at 1 − 2·alpha; a look of a sequential design passes its share of the level)."""
     from scipy import stats as sps
 
     from harness.report.stats import holm, t_parts
@@ -379,15 +382,20 @@ def verdicts(records: list[Record], claims: list[dict[str, Any]], axes: list[str
                                    why="fewer than 2 seeds on a side"))
                 continue
             effect, se, df, test = t_parts(a, b, claim["value"])
-            half = float(sps.t.ppf(0.5 + CONFIDENCE / 2, df)) * se if se > 0 else 0.0
+            half = float(sps.t.ppf(1 - alpha, df)) * se if se > 0 else 0.0
             p = _p(claim["expect"], effect, se, df, claim["margin"])
             out.append(Verdict(**base, workload=label, effect=effect, ci_low=effect - half, ci_high=effect + half,
                                n=len(a), n_against=n_b, test=test, p=p, p_holm=math.nan, verdict="", why=""))
-    _judge(out)
+    _judge(out, alpha)
     return out
 
 
-def _judge(rows: list[Verdict]) -> None:
+def interval_name(alpha: float) -> str:
+    """``95%`` for the usual level; a look's smaller share of it gives a wider interval, named as such."""
+    return f"{100 * (1 - 2 * alpha):.4g}%"
+
+
+def _judge(rows: list[Verdict], alpha: float = ALPHA) -> None:
     """Verdicts of the tested rows. A claim is one hypothesis: on every workload (an intersection-union
     test, Berger 1982: its p-value is the largest of its workloads', with no adjustment across them), or on
     the mean over its workloads (one row). Holm's step-down runs across the suite's claims only, so that a
@@ -400,19 +408,20 @@ def _judge(rows: list[Verdict]) -> None:
     complete = [c for c in claims if of[c] and all(not v.verdict for v in of[c])]
     worst = {c: max(v.p for v in of[c]) for c in complete}
     adjusted = dict(zip(complete, holm([worst[c] for c in complete])))
+    interval = interval_name(alpha)
     for c in claims:
         tested = [v for v in of[c] if not v.verdict]
         for v in tested:
             v.p_holm = adjusted.get(c, math.nan)
-            if c in adjusted and adjusted[c] < ALPHA:
+            if c in adjusted and adjusted[c] < alpha:
                 v.verdict, v.why = HOLDS, ""
             elif _excluded(v.expect, v.ci_low, v.ci_high, v.margin):
-                v.verdict, v.why = FAILS, "the 95% interval excludes the claimed effect"
-            elif v.p >= ALPHA:
-                v.verdict, v.why = INCONCLUSIVE, "the 95% interval straddles the margin"
+                v.verdict, v.why = FAILS, f"the {interval} interval excludes the claimed effect"
+            elif v.p >= alpha:
+                v.verdict, v.why = INCONCLUSIVE, f"the {interval} interval straddles the margin"
             elif c not in adjusted:
                 v.verdict, v.why = INCONCLUSIVE, "holds here, but another of its workloads has fewer than 2 seeds a side"
-            elif worst[c] >= ALPHA:
+            elif worst[c] >= alpha:
                 v.verdict, v.why = INCONCLUSIVE, (f"holds here, not on every one of its {len(of[c])} workloads "
                                                    "(a claim is judged on each)")
             else:

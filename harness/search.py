@@ -88,8 +88,9 @@ def parse_space(space: Any, path: str = "random.space") -> dict[str, dict[str, A
 
 def staged(info: dict[str, Any] | None) -> bool:
     """Whether a suite's search plans its trials from the records of earlier ones (successive
-    halving's rungs, a tuned study's final trials), rather than all at once."""
-    return bool(info and (info.get("halving") or info.get("tune")))
+    halving's rungs, a tuned study's final trials, a sequential suite's further seeds), rather than
+    all at once."""
+    return bool(info and (info.get("halving") or info.get("tune") or info.get("sequential")))
 
 
 def _short(x: float) -> float:

@@ -21,6 +21,7 @@ import harness.components  # noqa: F401  (registers the built-in components, dat
 import harness.data  # noqa: F401
 import harness.models  # noqa: F401
 from harness import search, tune
+from harness import sequential as seq
 from harness.errors import ConfigError
 from harness.layout import SUITE_NAME
 from harness.fused.plan import parse_fuse
@@ -37,7 +38,8 @@ from harness.tracking import tracker_missing
 SUITE_KEYS = {
     "name": "the suite's name: its results folder and SLURM job name (at most 100 letters, digits, _ . -)",
     "description": "free text, shown in the report",
-    "seeds": "a count (seeds 0..N-1) or a list of seeds; every configuration runs once per seed",
+    "seeds": "a count (seeds 0..N-1) or a list of seeds; every configuration runs once per seed; or {min, max, "
+             "step, spending}: seeds added until the claims are decided (harness.sequential)",
     "budget": "shorthand for base.budget (see the trial setting budget)",
     "trackers": "shorthand for base.trackers",
     "base": "the trial settings every trial shares (the trial settings below)",
@@ -193,7 +195,8 @@ def count_trials(file: str | Path, overrides: list[str] | None = None) -> tuple[
     try:
         grid, zipped = _axes(raw, "grid"), _axes(raw, "zip")
         space, n_random, _ = _random(raw.get("random"), [*grid, *zipped])
-        seeds = len(_seeds(raw.get("seeds", 1)))
+        given = raw.get("seeds", 1)
+        seeds = seq.parse_seeds(given, MAX_TRIALS)["max"] if isinstance(given, dict) else len(_seeds(given))
     except ConfigError as e:
         raise e.in_file(file) from None
     zip_rows = len(next(iter(zipped.values()))) if zipped else 1
@@ -224,7 +227,8 @@ def _build(raw: dict[str, Any], file: str, sha: str, overrides: tuple[str, ...],
         raise ConfigError("name", f"use at most 100 letters, digits, '_', '.', '-', starting with a letter or digit "
                                   f"(it names a folder and a SLURM job), got {name[:120]!r}")
     description = check_value(str, raw.get("description", ""), "description")
-    seeds = _seeds(raw.get("seeds", 1))
+    sequential = (seq.parse_seeds(raw["seeds"], MAX_TRIALS) if isinstance(raw.get("seeds"), dict) else None)
+    seeds = tuple(range(sequential["min"])) if sequential else _seeds(raw.get("seeds", 1))
 
     base = raw.get("base") or {}
     if not isinstance(base, dict):
@@ -317,9 +321,11 @@ def _build(raw: dict[str, Any], file: str, sha: str, overrides: tuple[str, ...],
         label = lambda f, a: _axis_label(labels, sources, a, f[a])  # noqa: E731
         search_info = tune.plan(tuned, fixed, label, expand, max_epochs)
     elif halving is None:
-        expand([{**f, **r} for f in fixed for r in (search.draw(space, n_random, random_seed) if space else [{}])],
-               None)
+        configs = expand([{**f, **r} for f in fixed for r in (search.draw(space, n_random, random_seed) if space
+                                                               else [{}])], None)
         search_info = None if space is None else {"space": space, "n": n_random, "seed": random_seed, "halving": None}
+        if sequential:  # more seeds for the configurations of claims still open (harness.sequential)
+            search_info = {**(search_info or {}), "sequential": {**sequential, "configs": configs}}
     else:
         search_info = {"space": space, "n": n_random, "seed": random_seed, "halving": halving,
                        "brackets": search.plan_brackets(halving, space, n_random, random_seed, fixed, expand),
@@ -345,6 +351,9 @@ def _build(raw: dict[str, Any], file: str, sha: str, overrides: tuple[str, ...],
     if report["baseline"] is not None:  # checked now, not after every trial ran
         baseline_row(report["baseline"], axes, [(t.config, dict(t.axes)) for t in trials])
     claims = parse_claims(raw.get("claims"), axes, [t.config for t in trials])
+    if sequential and (not claims or tuned or halving):
+        raise ConfigError("seeds", "seeds: {min, max} adds seeds until the suite's claims are decided: "
+                                   + ("it states none" if not claims else "not with tune: or halving:"))
     return Suite(name, description, file, seeds, tuple(axes), tuple(trials), report, sha, overrides, slurm,
                  search_info, raw, execution, claims)
 

@@ -66,7 +66,13 @@ def preflight(suite: Suite) -> None:
 def plan_summary(suite: Suite) -> str:
     """``harness plan``'s first line: how many trials, made how."""
     axes = f"axes: {', '.join(suite.axes) or '(none)'}"
-    tuned = (suite.search or {}).get("tune")
+    tuned, seq = (suite.search or {}).get("tune"), (suite.search or {}).get("sequential")
+    if seq:
+        from harness.sequential import looks
+
+        return (f"{suite.name}: {len(suite.trials)} trials = {len(seq['configs'])} configurations x {seq['min']} "
+                f"seeds at the first look; then seeds up to {seq['max']} for the configurations of claims still open "
+                f"(looks at {', '.join(map(str, looks(seq)))} seeds, {seq['spending']} spending); {axes}")
     if not tuned:
         return (f"{suite.name}: {len(suite.trials)} trials = {len(suite.trials) // len(suite.seeds)} configurations "
                 f"x {len(suite.seeds)} seeds; {axes}")
@@ -160,10 +166,13 @@ def _wait_for_others(todo: list[TrialSpec], results: Path, say: Say) -> None:
 
 def where_it_stands(suite: Suite, results: Path, given_up: set[str] = frozenset()) -> search.Progress:
     """Where a staged suite (successive halving, a tuned study) stands from its records, changing nothing."""
-    from harness import tune
+    from harness import sequential, tune
 
+    trials, record = {t.trial_id: t for t in suite.trials}, scan(results).records.get
+    if suite.search.get("sequential"):
+        return sequential.progress(suite.to_dict(), trials, record, given_up)
     step = tune.progress if suite.search.get("tune") else search.progress
-    return step(suite.search, {t.trial_id: t for t in suite.trials}, scan(results).records.get, given_up)
+    return step(suite.search, trials, record, given_up)
 
 
 def search_step(suite: Suite, results: Path, given_up: set[str] = frozenset()) -> search.Progress:

@@ -44,7 +44,12 @@ def check(suite: dict[str, Any], records: list[Record], results: Path, suite_fil
           planned: int | None = None) -> Checked:
     """The verdicts of ``suite``'s claims (a suite's ``to_dict``, as a plan keeps it) on ``records``."""
     claims = suite.get("claims") or []
-    rows = cl.verdicts(records, claims, list(suite.get("axes") or []))
+    if (suite.get("search") or {}).get("sequential"):  # judged look by look, as the rounds were run
+        from harness.sequential import verdicts
+
+        rows = verdicts(suite, records)
+    else:
+        rows = cl.verdicts(records, claims, list(suite.get("axes") or []))
     devices = sorted({str(r.environment["device"]) + (f" ({r.environment['device_name']})"
                                                         if r.environment.get("device_name") else "")
                       for r in records if r.environment.get("device")})
@@ -61,13 +66,23 @@ def _n(v: cl.Verdict) -> str:
     return f"{v.n}" + (f" vs {v.n_against}" if v.n_against else "")
 
 
+SEQUENTIAL_NOTE = (
+    "A suite with `seeds: {min, max, step}` is judged after each round of seeds, and only the claims still open "
+    "get more (harness.sequential). Its level is spent over the planned looks with an O'Brien-Fleming-shaped "
+    "spending function (Lan & DeMets 1983; or Pocock's): each look tests at its increment of it, Holm across the "
+    "claims still open, with intervals at 1 - 2 x that increment (so wider than 95%), and the increments sum to "
+    "0.025, which bounds the chance of any false verdict over all looks. [look k of K: n seeds, level] names the "
+    "look a verdict was reached at and the seeds it took.")
+
+
 def verdict_table(checked: Checked, title: str = "claims") -> Table:
     """A row per claim and workload: the claim in symbols, the effect with its 95% interval, n, the test,
     the Holm-adjusted p-value and the verdict (with why, when it is not ``holds``)."""
     by_id = {c["id"]: c for c in checked.claims}
     rows = []
     for v in checked.rows:
-        verdict = v.verdict + (f" ({v.why})" if v.why and v.verdict != cl.HOLDS else "")
+        verdict = v.verdict + (f" ({v.why})" if v.why and v.verdict != cl.HOLDS else "") + \
+            (f" [{v.look}]" if v.look else "")
         rows.append([Cell(v.claim), Cell(cl.expectation(by_id[v.claim])), Cell(v.workload),
                      Cell(cl.describe_effect(v)), Cell(_n(v)), Cell(v.test or "-"), Cell(_p(v)),
                      Cell(verdict, bold=v.verdict == cl.FAILS)])
@@ -75,6 +90,8 @@ def verdict_table(checked: Checked, title: str = "claims") -> Table:
              "n: seeds of each side; p: one-sided, for the claimed direction beyond the margin, Holm-adjusted over "
              "the suite's claims. holds: p < 0.025 (one-sided; for a lone claim, the 95% interval lies beyond the margin); "
              "fails: the interval excludes the claimed effect."]
+    if any(v.look for v in checked.rows):
+        notes.append(SEQUENTIAL_NOTE)
     return Table(title, ["claim", "expects", "workload", "effect [95% CI]", "n", "test", "p (Holm)", "verdict"],
                  rows, notes)
 
@@ -99,7 +116,7 @@ def terminal_lines(checked: Checked) -> list[str]:
     for v in checked.rows:
         why = f"  ({v.why})" if v.why and v.verdict != cl.HOLDS else ""
         lines.append(f"  {v.verdict:<12} {v.claim:<{width}}  {v.workload}  {cl.describe_effect(v)}  n={_n(v)}  "
-                     f"p={_p(v)}{why}")
+                     f"p={_p(v)}{why}" + (f"  [{v.look}]" if v.look else ""))
     return lines
 
 
@@ -159,7 +176,7 @@ def page(checked: list[Checked], command: str) -> str:
              "p-values are Holm-adjusted across the suite's claims. **holds**: adjusted p < 0.025 (one-sided, so "
              "that for a lone claim every 95% interval lies wholly beyond the margin); **fails**: an interval "
              "excludes the claimed effect; **inconclusive**: neither, each row saying why; **not run**: no records "
-             "here (the data is not on this machine).", "",
+             "here (the data is not on this machine).", "", SEQUENTIAL_NOTE, "",
              "| suite | claims | verdicts | records | device | train + eval time |", "|---|---|---|---|---|---|"]
     for c in checked:
         verdicts = ", ".join(f"{n} {v}" for v, n in Counter(c.overall.values()).most_common())
