@@ -176,3 +176,26 @@ def test_the_step_loss_smoothing_has_no_jump_where_a_window_fills():
     assert (drops > 0).all() and (np.diff(drops) <= 1e-12).all()  # falling, each step by less than the last
     assert a[0] == 10.0 and abs(a[-1] - 1.0) < 0.02
     assert series[data["trial_id"] == "b"].to_numpy()[0] == 1.0  # trials do not leak into each other
+
+
+def test_a_comparison_with_many_columns_shows_its_workloads_as_row_groups():
+    """Nine columns, each repeating its workload, were unreadable (issue 28): past COMPACT_COLUMNS the
+    workloads become row groups and each column is one value of the other axes."""
+    from harness.report.tables import COMPACT_COLUMNS, compare
+
+    rows = []
+    for w in ("digits/mlp", "mnist/mlp"):
+        for reg in ("none", "dropout", "l2", "cutout"):
+            for opt, base in (("sgd", 0.8), ("adam", 0.9)):
+                for seed in range(3):
+                    rows.append({"optimizer": opt, "column": f"{w}, regularizers={reg}", "_group": w,
+                                 "_sub": f"regularizers={reg}", "status": "completed", "seed": seed,
+                                 "test_acc": base + 0.01 * seed})
+    frame = pd.DataFrame(rows)
+    t = compare(frame, "optimizer", "test_acc").table
+    assert 2 * 4 > COMPACT_COLUMNS and t.header[:3] == ["workload", "optimizer", "regularizers=none"]
+    assert len(t.header) == 2 + 4 + 1 and len(t.rows) == 4  # 2 workloads x 2 optimizers, 4 columns
+    assert [r[0].text for r in t.rows] == ["digits/mlp", "", "mnist/mlp", ""]
+    assert all(r[1].text in ("sgd", "adam") for r in t.rows) and t.rows[1][2].bold  # adam best beyond its interval
+    few = compare(frame[frame["_sub"].isin(["regularizers=none", "regularizers=l2"])], "optimizer", "test_acc").table
+    assert few.header[0] == "optimizer" and len(few.rows) == 2  # 4 columns: the usual layout

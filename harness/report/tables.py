@@ -206,7 +206,34 @@ def compare(runs: pd.DataFrame, compare_axis: str, metric: str, *, baseline: str
                      f"{1 - confidence:.2g} after Holm correction over the {tested} tested comparisons "
                      f"(paired t where the seeds match, Welch t otherwise).")
     header = [compare_axis, *columns, *(["mean rank"] if len(columns) > 1 else [])]
-    return Comparison(Table(title or f"{metric} by {compare_axis}", header, table_rows, notes), summary_df, diff_df)
+    table = Table(title or f"{metric} by {compare_axis}", header, table_rows, notes)
+    groups = dict(zip(runs["column"], runs["_group"])) if "_group" in runs else {}
+    if len(columns) > COMPACT_COLUMNS and 1 < len(set(groups.values())) < len(columns):
+        table = _compact(table, compare_axis, columns, groups, dict(zip(runs["column"], runs["_sub"])))
+    return Comparison(table, summary_df, diff_df)
+
+
+COMPACT_COLUMNS = 6  # more columns than this, over several workloads: the workloads become row groups
+
+
+def _compact(t: Table, axis: str, columns: list[str], group: dict[str, str], sub: dict[str, str]) -> Table:
+    """``t`` with its workloads as row groups: a row per workload and value of ``axis``, a column per value
+    of the other axes (each column's header no longer repeats its workload); the mean rank stays one per
+    value of ``axis``, in the first group's rows."""
+    groups, subs = list(dict.fromkeys(group[c] for c in columns)), list(dict.fromkeys(sub[c] for c in columns))
+    where = {(group[c], sub[c]): i + 1 for i, c in enumerate(columns)}  # the cell's index in a row of t
+    ranked = len(t.header) == len(columns) + 2
+    rows = []
+    for g in groups:
+        for j, row in enumerate(t.rows):
+            cells = [Cell(g if j == 0 else ""), row[0]]
+            cells += [row[where[(g, s)]] if (g, s) in where else Cell("") for s in subs]
+            if ranked:
+                cells.append(row[-1] if g == groups[0] else Cell(""))
+            rows.append(cells)
+    header = ["workload", axis, *subs, *(["mean rank (all)"] if ranked else [])]
+    return Table(t.title, header, rows, t.notes + ["Workloads as row groups (more columns than "
+                                                   f"{COMPACT_COLUMNS}); bold and italics within each column."])
 
 
 def _leaders(cells: list[tuple[str, dict[str, Any]]], lower: bool) -> tuple[str | None, set[str]]:

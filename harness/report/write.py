@@ -45,6 +45,17 @@ def _baseline(c: Collected, given: str | None) -> tuple[str, str] | None:
                         "--baseline" if given is not None else "report.baseline")
 
 
+def _grouped(runs: pd.DataFrame, axis: str, others: list[str]) -> pd.DataFrame:
+    """``runs`` with its table ``column`` (``_columns``), and that column's workload part (``_group``) and
+    the rest (``_sub``), for a table that shows workloads as row groups."""
+    column = _columns(runs, axis, others)
+    if axis.startswith(("model", "dataset")) or not others:
+        return runs.assign(column=column)
+    rest = _columns(runs.assign(workload=""), "model", [a for a in others if a.split(".")[0] not in WORKLOAD_KEYS
+                                                         or not _named_by_workload(runs, a)])
+    return runs.assign(column=column, _group=runs["workload"].astype(str), _sub=rest)
+
+
 def _columns(runs: pd.DataFrame, axis: str, others: list[str]) -> pd.Series:
     """A table column per workload (dataset/model) × the other varying axes; the workload part is
     left out when the compared axis is the model or dataset itself."""
@@ -202,7 +213,7 @@ def _intro(c: Collected, metric: str) -> list[str]:
 def _axis_sections(c: Collected, axis: str, others: list[str], by: list[str], metric: str, baseline: str | None,
                    bootstrap: bool, confidence: float, out: Path, csv: dict[str, pd.DataFrame],
                    draw: Drawing, colours: dict[str, tuple] | None = None) -> list[Section]:
-    runs = c.runs.assign(column=_columns(c.runs, axis, others))
+    runs = _grouped(c.runs, axis, others)
     if baseline is not None and baseline not in set(runs[axis].astype(str)):
         raise UsageError(f"--baseline: {axis} has no value {baseline!r}; it has "
                          f"{', '.join(dict.fromkeys(runs[axis].astype(str)))}")
