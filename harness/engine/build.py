@@ -60,10 +60,13 @@ _NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
 
 def param_groups(model: nn.Module, decay_biases: bool, decay_norm: bool) -> list[dict[str, Any]]:
     """Parameters in one group, or two where biases and/or normalization parameters skip weight decay."""
-    decay, exempt = [], []
+    decay, exempt, seen = [], [], set()
     for module in model.modules():
         is_norm = isinstance(module, _NORM_LAYERS)
         for name, p in module.named_parameters(recurse=False):
+            if id(p) in seen:  # a tied weight (a language model's embedding and head) is one parameter
+                continue
+            seen.add(id(p))
             skip = (is_norm and not decay_norm) or (name == "bias" and not decay_biases)
             (exempt if skip else decay).append(p)
     return [{"params": decay}] + ([{"params": exempt, "weight_decay": 0.0}] if exempt else [])
@@ -104,7 +107,8 @@ def build(config: dict[str, Any], seed: int, device: torch.device, shard: Shard 
     for technique in techniques:
         technique.modify_model(model)  # before init, so the init sees the final layers
     sample = stored.inputs("train", config["batch_size"])  # on the CPU, like the model at init
-    INITS.build(config["init"], model, InitContext(config["model"].get("activation"), sample))
+    if not MODELS.get(config["model"]["name"]).caps.self_init:
+        INITS.build(config["init"], model, InitContext(config["model"].get("activation"), sample))
     after_init = getattr(model, "after_init", None)
     if after_init is not None:
         after_init()  # e.g. zero-init of each residual block's last norm scale

@@ -138,7 +138,7 @@ def _evaluate(model: nn.Module, loader: Loader, keep_probs: bool) -> tuple[float
         out = model(xb)
         loss_sum = loss_sum + F.cross_entropy(out.float(), yb, reduction="sum")  # stays on the device
         correct = correct + (out.argmax(1) == yb).sum()
-        n += len(yb)
+        n += yb.numel()  # a sequence's targets each count (a language model's next tokens): per token
         if keep_probs:
             kept.append(out.float().softmax(1))
     n = max(n, 1)
