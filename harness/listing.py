@@ -71,7 +71,8 @@ def _section(key: str, builder: Callable, width: int) -> Iterator[str]:
 
 def settings() -> Iterator[str]:
     """Every suite key and every trial setting: what it is, its parameters with types, bounds and defaults."""
-    from harness.settings import COMPONENTS, LISTS, SCALARS, SECTION_BUILDERS, SUITE_SECTION_BUILDERS, _scalars
+    from harness.settings import (COMPONENTS, LISTS, SCALARS, SECTION_BUILDERS, SUITE_SECTION_BUILDERS, _param_groups,
+                                  _scalars)
     from harness.suite import SUITE_KEYS
 
     width = 2 + max(len(k) for k in [*SUITE_KEYS, *COMPONENTS, *LISTS, *SECTION_BUILDERS])
@@ -94,6 +95,7 @@ def settings() -> Iterator[str]:
         yield f"  {key:<{width}}a list of {_plural(registry.kind)} (harness list {_plural(registry.kind)}), default none"
     for key, builder in SECTION_BUILDERS.items():
         yield from _section(key, builder, width)
+    yield from _section("param_groups", _param_groups, width)
     yield "  plain values"
     yield from _wrap(inspect.getdoc(_scalars) or "", width + 2)
     for param in SCALARS.values():

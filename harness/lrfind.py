@@ -21,7 +21,7 @@ import torch
 
 from harness.data import Rng, make_loader
 from harness.engine.build import build, seed_everything
-from harness.engine.step import Step
+from harness.engine.step import Step, set_lr
 from harness.errors import UsageError
 from harness.registries import OPTIMIZERS
 from harness.store.records import save_figure
@@ -60,12 +60,12 @@ def range_test(config: dict[str, Any], seed: int, start: float = 1e-6, end: floa
     lrs, losses, smoothed, avg, best = [], [], [], 0.0, math.inf
     t.model.train()
     step = Step(t.model, t.optimizer, t.caps, t.loss)
+    ratios = [g["lr"] / t.optimizer.param_groups[0]["lr"] for g in t.optimizer.param_groups]
     stopped = False
     while len(lrs) < steps and not stopped:
         for x, y in loader:
             lr = start * factor ** len(lrs)
-            for group in t.optimizer.param_groups:
-                group["lr"] = lr
+            set_lr(t.optimizer, ratios, lr)  # groups keep their lr ratios (lr_scale, Muon's and AdamW's lrs)
             if t.transform is not None:
                 x, y = t.transform(x, y, rng)
             value = step(x, y).item()

@@ -99,18 +99,21 @@ class Outcome:
 
 def run_one(optimizer: str, problem: Problem, lr: float, seed: int = 0) -> tuple[float, int | None, list]:
     """(gap, first step below tolerance, trajectory) of one optimizer at one learning rate."""
-    theta = torch.tensor(problem.start, dtype=torch.float64, requires_grad=True)
-    opt = OPTIMIZERS.build(OPTIMIZERS.resolve({"name": optimizer, "lr": lr}, "optimizer"), [theta])
-    noise = torch.Generator().manual_seed(seed)
     caps = OPTIMIZERS.get(optimizer).caps
+    # an optimizer of matrices (Muon, whose own rule gives it hidden matrices only) gets θ as a 1x2 matrix:
+    # orthogonalizing a rank-1 update normalizes it, so Muon runs as normalized steepest descent with momentum
+    start = torch.tensor([problem.start] if caps.rules else problem.start, dtype=torch.float64)
+    param = start.requires_grad_(True)
+    opt = OPTIMIZERS.build(OPTIMIZERS.resolve({"name": optimizer, "lr": lr}, "optimizer"), [param])
+    noise = torch.Generator().manual_seed(seed)
     path, gaps, first = [tuple(problem.start)], [], None
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
-        loss = problem.f(theta)
+        loss = problem.f(param.view(2))
         loss.backward()
         if problem.noise:
-            theta.grad.add_(torch.randn(2, generator=noise, dtype=theta.dtype) * problem.noise)
+            param.grad.add_(torch.randn(2, generator=noise, dtype=param.dtype).view_as(param) * problem.noise)
         return loss
 
     for step in range(problem.steps):
@@ -126,10 +129,10 @@ def run_one(optimizer: str, problem: Problem, lr: float, seed: int = 0) -> tuple
         gaps.append(gap)
         if first is None and gap < problem.tolerance:
             first = step
-        t = theta.detach()
+        t = param.detach().view(2)
         path.append((t[0].item(), t[1].item()))
     with torch.no_grad():
-        gaps.append(float(problem.f(theta)) - problem.f_min)
+        gaps.append(float(problem.f(param.view(2))) - problem.f_min)
     if not math.isfinite(gaps[-1]):
         return math.inf, None, path
     if first is None and gaps[-1] < problem.tolerance:

@@ -34,6 +34,9 @@ class OptimizerCaps:
     # the default search space of a tuned comparison (harness.tune), in a suite's syntax with the
     # optimizer's own keys: {lr: {loguniform: [1.0e-4, 1.0e-1]}}; None: a suite must give one
     space: dict[str, Any] | None = None
+    # the optimizer's own parameter-group rules (harness.param_rules), applied after a suite's, from its
+    # resolved config: which parameters it steps itself, and which optimizer steps the others (Muon)
+    rules: Callable[[dict[str, Any]], list[dict[str, Any]]] | None = None
 
 
 @dataclass(frozen=True)

@@ -83,12 +83,24 @@ def _diagnostics(*, layers: bool = True, probe: Annotated[int, Range(gt=0)] = 25
     probe batch of `probe` training samples (harness/engine/diagnostics.py); recorded, not acted on."""
 
 
+def _param_groups(*, kind: str | list[str] | None = None, name: str | None = None,
+                  ndim: Annotated[int, Range(ge=0)] | None = None, weight_decay: Annotated[float, Range(ge=0)] | None = None,
+                  lr_scale: Annotated[float, Range(gt=0)] = 1.0, optimizer: str | dict | None = None):
+    """Parameter-group rules, default none: an ordered list; each parameter falls under the first rule that
+    matches it on all the rule gives: its kind (embedding, head (the last Linear layer), norm, bias, hidden
+    (other weights of 2+ dims), other), a glob on its qualified name (fc.*), its ndim. A rule sets the weight
+    decay of its parameters (null: the optimizer's and the decay setting's), a multiplier of their learning
+    rate that every schedule scales from, and/or another optimizer for them; the trial's optimizer steps the
+    others (Muon's own rule gives it the hidden matrices and AdamW the rest). harness/param_rules.py."""
+
+
 # Each section's builder: its signature is what validation checks, its docstring what `harness list settings` says.
 SECTION_BUILDERS = {"budget": _budget, "divergence": _divergence, "warmup": _warmup, "decay": _decay, "clip": _clip,
                     "ensemble": _ensemble, "loader": _loader, "resources": _resources, "diagnostics": _diagnostics}
 SECTIONS = {key: params_of(builder) for key, builder in SECTION_BUILDERS.items()}
 SCALARS = params_of(_scalars)
-TRIAL_KEYS = [*COMPONENTS, *LISTS, *SECTIONS, *SCALARS]
+RULE_PARAMS = params_of(_param_groups)  # each rule of the list `param_groups` (harness.param_rules)
+TRIAL_KEYS = [*COMPONENTS, *LISTS, *SECTIONS, *SCALARS, "param_groups"]
 
 
 def _report(*, compare: str | list[str] | None = None, metric: str = "test_acc",

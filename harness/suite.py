@@ -24,6 +24,7 @@ from harness import search, tune
 from harness import sequential as seq
 from harness.errors import ConfigError
 from harness.layout import SUITE_NAME
+from harness.param_rules import resolve_rules
 from harness.fused.plan import parse_fuse
 from harness.registry import check_keys, check_value, near_miss, resolve_params
 from harness.settings import (
@@ -95,6 +96,9 @@ def resolve_trial(raw: dict[str, Any], path: str) -> dict[str, Any]:
     if config["ensemble"]["members"] > 1 and any(r["name"] == "early_stopping" for r in config["regularizers"]):
         raise ConfigError(f"{path}.ensemble", "early_stopping would stop members at different epochs; "
                                               "an ensemble's members train for the same budget")
+    rules = resolve_rules(raw.get("param_groups"), path, config)
+    if rules:  # absent when unused: the resolved config (and trial id) of a suite without it is unchanged
+        config["param_groups"] = rules
     for key in (*COMPONENTS, *LISTS):  # each entry's compatible(config), once every setting is resolved
         entries = config[key] if key in LISTS else [config[key]]
         registry = LISTS[key] if key in LISTS else COMPONENTS[key][0]

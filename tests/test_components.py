@@ -21,7 +21,7 @@ def _ctx(norm="none", hidden=()):
 @pytest.mark.parametrize("name", OPTIMIZERS.names())
 def test_every_optimizer_reduces_a_quadratic(name):
     torch.manual_seed(0)
-    w = nn.Parameter(torch.randn(10))
+    w = nn.Parameter(torch.randn(5, 2) if name == "muon" else torch.randn(10))  # Muon's builder takes matrices only
     # AdaDelta's steps start near sqrt(eps) and grow: it needs a large multiplier to move in 300 steps.
     lr = {"adadelta": 10.0, "lbfgs": 1.0}.get(name, 0.05)
     opt = OPTIMIZERS.build(OPTIMIZERS.resolve({"name": name, "lr": lr}, "o"), [w])

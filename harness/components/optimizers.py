@@ -8,7 +8,9 @@ epoch on the whole training split) and ``closure`` (the step re-evaluates the lo
 ``nesterov`` evaluates the gradient at the look-ahead point (Nesterov 1983; Sutskever et al. 2013);
 ``adam`` is bias-corrected Adam (Kingma & Ba 2015, Algorithm 1). Also the others torch ships: ``adamax``,
 ``adafactor`` (a relative step on a factored second moment), ``asgd`` (averaged SGD) and ``rprop``
-(sign-based per-weight step sizes).
+(sign-based per-weight step sizes). ``muon`` (Jordan et al. 2024; Liu et al. 2025) orthogonalizes the
+momentum of each hidden weight matrix and leaves the other parameters to AdamW, by its own
+parameter-group rule (``harness.param_rules``).
 
 Each declares the default ``space`` a tuned comparison (``harness.tune``) searches when a suite gives
 none: the learning rate log-uniform over three to four decades around the usual values, momenta and
@@ -22,6 +24,7 @@ from typing import Annotated, Any, Iterable, Literal
 
 import torch
 
+from harness.param_rules import rule
 from harness.registries import OPTIMIZERS
 from harness.registry import Range
 
@@ -203,3 +206,31 @@ def lbfgs_minibatch(
     """L-BFGS stepping on each mini-batch (its curvature pairs then mix batches): what the cs231n notes warn
     does not transfer to the mini-batch setting; for comparing with full-batch lbfgs."""
     return lbfgs(params, lr=lr, max_iter=max_iter, history_size=history_size, line_search=line_search)
+
+
+def _muon_rules(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """Muon's own rule (Jordan et al. 2024): it steps the hidden 2-D weight matrices; AdamW, with the adam_*
+    settings, steps the embeddings, the output layer, norms, biases and conv kernels (torch.optim.Muon takes
+    2-D tensors only; Jordan's CIFAR-10 runs flatten kernels to 2-D, which this does not do)."""
+    adamw = {"name": "adamw", "lr": spec["adam_lr"], "beta1": spec["adam_beta1"], "beta2": spec["adam_beta2"],
+             "weight_decay": spec["adam_weight_decay"]}
+    return [rule("muon", kind="hidden", ndim=2), rule("muon", optimizer=adamw)]
+
+
+@OPTIMIZERS.register("muon", has_momentum=True, rules=_muon_rules,
+                     space={**_LR(2e-3, 0.2), "momentum": {"log1m": [0.8, 0.99]},
+                            "adam_lr": {"loguniform": [1e-5, 1e-2]}})
+def muon(
+    params: Params, *, lr: LR = 0.02, momentum: Momentum = 0.95, nesterov: bool = True, weight_decay: Decay = 0.01,
+    ns_steps: Annotated[int, Range(gt=0, lt=100)] = 5,
+    adjust_lr: Literal["original", "match_rms_adamw", "spectral_unclamped"] = "original",
+    adam_lr: LR = 3e-4, adam_beta1: Beta = 0.9, adam_beta2: Beta = 0.95, adam_weight_decay: Decay = 0.01,
+) -> torch.optim.Optimizer:
+    """Muon (Jordan et al. 2024) for hidden matrices, AdamW for the other parameters: B <- mu*B + (1-mu)*g, the
+    Nesterov mix or B, orthogonalized by 5 quintic Newton-Schulz steps, theta <- theta(1 - lr*wd) - lr'*O."""
+    # lr 0.02, momentum 0.95, Nesterov, wd 0.01 and the AdamW side's 3e-4, betas (0.9, 0.95), wd 0.01 are Jordan's
+    # reference example (KellerJordan/Muon, MuonWithAuxAdam); torch's own defaults (lr 1e-3, wd 0.1) are the
+    # Moonlight setting (Liu et al. 2025), meant with adjust_lr=match_rms_adamw and AdamW's lr. lr' is lr scaled
+    # by adjust_lr: "original" sqrt(max(1, fan_out/fan_in)) as Jordan's. The adam_* keys are read by _muon_rules.
+    return torch.optim.Muon(params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
+                            ns_steps=ns_steps, adjust_lr_fn=adjust_lr)

@@ -21,6 +21,7 @@ from harness.components.inits import InitContext
 from harness.components.optimizer_classes import has_train_eval
 from harness.data import DataSplits, Rng, Shard, load, place
 from harness.data.loader import count_batches
+from harness.engine.groups import build_optimizer, param_groups  # noqa: F401  (param_groups: the engine's API)
 from harness.models import ModelContext
 from harness.registries import INITS, LOSSES, MODELS, NORMS, OPTIMIZERS, REGULARIZERS, SCHEDULES, OptimizerCaps
 from harness.technique import Batch, LossFn, RegContext, Technique
@@ -53,23 +54,7 @@ class Trial:
     steps_per_epoch: int
     batch_size: int  # the whole training split for full-batch optimizers
     warnings: list[str] = field(default_factory=list)  # for the record: what the build found and handled
-
-
-_NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
-
-
-def param_groups(model: nn.Module, decay_biases: bool, decay_norm: bool) -> list[dict[str, Any]]:
-    """Parameters in one group, or two where biases and/or normalization parameters skip weight decay."""
-    decay, exempt, seen = [], [], set()
-    for module in model.modules():
-        is_norm = isinstance(module, _NORM_LAYERS)
-        for name, p in module.named_parameters(recurse=False):
-            if id(p) in seen:  # a tied weight (a language model's embedding and head) is one parameter
-                continue
-            seen.add(id(p))
-            skip = (is_norm and not decay_norm) or (name == "bias" and not decay_biases)
-            (exempt if skip else decay).append(p)
-    return [{"params": decay}] + ([{"params": exempt, "weight_decay": 0.0}] if exempt else [])
+    groups: list[dict[str, Any]] = field(default_factory=list)  # for the record: each parameter's rule, if any
 
 
 def _warmed(schedule: Schedule, warmup_steps: float) -> Callable[[int], float]:
@@ -114,12 +99,8 @@ def build(config: dict[str, Any], seed: int, device: torch.device, shard: Shard 
         after_init()  # e.g. zero-init of each residual block's last norm scale
     model.to(device)
 
-    entry = OPTIMIZERS.get(config["optimizer"]["name"])
-    if "weight_decay" in entry.params:
-        params: Any = param_groups(model, config["decay"]["biases"], config["decay"]["norm"])
-    else:
-        params = model.parameters()  # L-BFGS takes a single group and has no decay
-    optimizer, caps = OPTIMIZERS.build(config["optimizer"], params), entry.caps
+    optimizer, groups = build_optimizer(model, config)
+    caps = OPTIMIZERS.get(config["optimizer"]["name"]).caps
     for technique in techniques:
         optimizer, caps = technique.wrap_optimizer(optimizer, caps)
     warnings = []
@@ -146,5 +127,5 @@ def build(config: dict[str, Any], seed: int, device: torch.device, shard: Shard 
         schedule=_warmed(schedule, config["warmup"]["epochs"] * steps_per_epoch), observe=schedule.observe,
         schedule_state=schedule.state, loss_fn=loss_fn, loss=loss, transform=_chain(techniques),
         techniques=techniques, data=data, pipeline=pipeline, pipeline_reason=reason, total_steps=total,
-        steps_per_epoch=steps_per_epoch, batch_size=batch_size, warnings=warnings,
+        steps_per_epoch=steps_per_epoch, batch_size=batch_size, warnings=warnings, groups=groups,
     )

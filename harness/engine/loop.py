@@ -190,6 +190,8 @@ def _prepare(config: dict[str, Any], seed: int, record: Record, accelerator: Acc
     t = build(config, seed, device, shard)
     for warning in t.warnings:  # what the build handled for it (an optimizer's undeclared train()/eval())
         record.diagnostics.setdefault("warnings", []).append(warning)
+    if t.groups:  # which parameter-group rule each parameter fell under
+        record.diagnostics["param_groups"] = t.groups
     record.dataset = {**t.data.meta, "pipeline": t.pipeline, "stored_mib": round(t.data.nbytes / 2**20, 3)}
     if t.pipeline_reason:
         record.dataset["pipeline_reason"] = t.pipeline_reason

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 from harness.errors import ConfigError
 from harness.fused.optim import FAMILIES
+from harness.registries import OPTIMIZERS
 from harness.spec import canonical_json
 
 if TYPE_CHECKING:
@@ -55,6 +56,10 @@ def parse_fuse(value: Any, where: str = "execution.fuse") -> Fuse:
 def why_not(config: dict[str, Any]) -> str | None:
     """Why a trial of this resolved config cannot train in a pack; None when it can."""
     optimizer = config["optimizer"]["name"]
+    if config.get("param_groups"):
+        return "its parameter-group rules (param_groups) give parameters their own decay, lr or optimizer"
+    if OPTIMIZERS.get(optimizer).caps.rules is not None:
+        return f"optimizer {optimizer!r} splits the parameters between optimizers by its own rule"
     if optimizer not in FAMILIES:
         return f"optimizer {optimizer!r} has no fused form (fused: {', '.join(sorted(FAMILIES))})"
     if config["ensemble"]["members"] > 1:
