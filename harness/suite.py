@@ -20,8 +20,7 @@ import yaml
 import harness.components  # noqa: F401  (registers the built-in components, datasets and models)
 import harness.data  # noqa: F401
 import harness.models  # noqa: F401
-from harness import search, tune
-from harness import sequential as seq
+from harness import search, sequential as seq, tune
 from harness.errors import ConfigError
 from harness.layout import SUITE_NAME
 from harness.param_rules import resolve_rules
