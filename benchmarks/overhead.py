@@ -10,6 +10,7 @@ diagnostics cost per step.
 
     python benchmarks/overhead.py                            # digits, offline
     python benchmarks/overhead.py --dataset mnist --data-root DIR   # DIR holds MNIST/raw
+    python benchmarks/overhead.py --model transformer        # the byte-level LM on the stdlib's source
 """
 from __future__ import annotations
 
@@ -28,7 +29,28 @@ from harness.spec import TrialSpec
 from harness.suite import resolve_trial
 
 
-def hand_loop(data, width: int, depth: int, batch_size: int, lr: float, epochs: int, seed: int, device) -> float:
+def _mlp(data, width: int, depth: int) -> nn.Module:
+    layers: list[nn.Module] = [nn.Flatten()]
+    fan_in = data.train[0][0].numel()
+    for _ in range(depth):
+        layers += [nn.Linear(fan_in, width), nn.ReLU()]
+        fan_in = width
+    model = nn.Sequential(*layers, nn.Linear(fan_in, data.num_classes))
+    for m in model.modules():  # the same init as the harness trial (kaiming_normal, zero bias)
+        if isinstance(m, nn.Linear):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            nn.init.zeros_(m.bias)
+    return model
+
+
+def _transformer(data, width: int, depth: int) -> nn.Module:
+    from harness.models.transformer import Transformer
+
+    return Transformer(data.num_classes, data.in_shape[0], width, depth, 4, 0.0, 0.0, True, True, 0.0)
+
+
+def hand_loop(data, width: int, depth: int, batch_size: int, lr: float, epochs: int, seed: int, device,
+              make=_mlp) -> float:
     """The loop a researcher would write by hand; returns seconds per optimizer step.
 
     Like the harness (and any real training script) it evaluates on the validation and test sets
@@ -36,16 +58,7 @@ def hand_loop(data, width: int, depth: int, batch_size: int, lr: float, epochs: 
     on both sides, which matters for a dataset of 9 steps per epoch."""
     torch.manual_seed(seed)
     x, y = data.inputs("train").to(device), data.train[1].to(device)  # normalized once, as by hand
-    layers: list[nn.Module] = [nn.Flatten()]
-    fan_in = x[0].numel()
-    for _ in range(depth):
-        layers += [nn.Linear(fan_in, width), nn.ReLU()]
-        fan_in = width
-    model = nn.Sequential(*layers, nn.Linear(fan_in, data.num_classes)).to(device)
-    for m in model.modules():  # the same init as the harness trial (kaiming_normal, zero bias)
-        if isinstance(m, nn.Linear):
-            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-            nn.init.zeros_(m.bias)
+    model = make(data, width, depth).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     g = torch.Generator().manual_seed(seed)
     steps, elapsed = 0, 0.0
@@ -75,6 +88,8 @@ def _sync(device) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", default="digits", choices=["digits", "mnist"])
+    p.add_argument("--model", default="mlp", choices=["mlp", "transformer"],
+                   help="transformer: the text dataset (context 64, 400 kB of the stdlib), 4 heads")
     p.add_argument("--data-root")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--width", type=int, default=256)
@@ -85,9 +100,11 @@ def main() -> None:
     if args.data_root:
         os.environ["HARNESS_DATA_ROOT"] = args.data_root
 
+    lm = args.model == "transformer"
     raw = {
-        "dataset": {"name": args.dataset},
-        "model": {"name": "mlp", "depth": args.depth, "width": args.width, "activation": "relu"},
+        "dataset": {"name": "text", "max_bytes": 400_000} if lm else {"name": args.dataset},
+        "model": ({"name": "transformer", "depth": args.depth, "width": args.width, "heads": 4} if lm else
+                  {"name": "mlp", "depth": args.depth, "width": args.width, "activation": "relu"}),
         "init": "kaiming_normal", "norm": "none", "schedule": "constant",
         "optimizer": {"name": "momentum", "lr": 0.01, "momentum": 0.9},
         "batch_size": args.batch_size,
@@ -103,7 +120,8 @@ def main() -> None:
     data = data_cpu.to(device)
 
     # Warm-up both paths (allocator, kernels, imports), then alternate.
-    hand_loop(data, args.width, args.depth, args.batch_size, 0.01, 1, 0, device)
+    make = _transformer if lm else _mlp
+    hand_loop(data, args.width, args.depth, args.batch_size, 0.01, 1, 0, device, make)
     run_trial(TrialSpec.make("overhead", {**spec.config, "budget": {"epochs": 1, "max_steps": None}}, 0))
     hand, harness, plain = [], [], []
     no_layers = {**spec.config, "diagnostics": {**spec.config["diagnostics"], "layers": False}}
@@ -115,7 +133,8 @@ def main() -> None:
 
     for r in range(args.repeats):
         # Rotate which goes first, so drift in machine speed does not favour one side.
-        runs = [lambda: hand.append(hand_loop(data, args.width, args.depth, args.batch_size, 0.01, epochs, r, device)),
+        runs = [lambda: hand.append(hand_loop(data, args.width, args.depth, args.batch_size, 0.01, epochs, r, device,
+                                              make)),
                 lambda: harness.append(measure_harness(spec.config, r)),
                 lambda: plain.append(measure_harness(no_layers, r))]
         for i in range(3):
@@ -123,7 +142,7 @@ def main() -> None:
     ratios = sorted(a / b for a, b in zip(hand, harness))
     plain_ratios = sorted(a / b for a, b in zip(hand, plain))
     h, m = statistics.median(hand), statistics.median(harness)
-    print(f"device={device} dataset={args.dataset} batch={args.batch_size} mlp {args.depth}x{args.width} "
+    print(f"device={device} dataset={raw['dataset']['name']} batch={args.batch_size} {args.model} {args.depth}x{args.width} "
           f"threads={torch.get_num_threads()} steps/measurement={epochs * steps_per_epoch} repeats={args.repeats}")
     print(f"hand loop   : {1000 * h:.4f} ms/step  (runs: {', '.join(f'{1000 * t:.4f}' for t in hand)})")
     print(f"harness     : {1000 * m:.4f} ms/step  (runs: {', '.join(f'{1000 * t:.4f}' for t in harness)})")
