@@ -53,7 +53,8 @@ def _smallest(path: Path) -> list[str]:
         return ["budget.epochs=3"]  # hyperband's brackets over 1 and 3 epochs, a promotion included
     dataset = suite.trials[0].config["dataset"]["name"]
     extra = {"mnist": ["base.dataset.train_subset=600", "base.dataset.val_size=100"],
-             "cifar10": ["base.dataset.val_size=60", "base.dataset.checksum=false"]}  # files made here
+             "cifar10": ["base.dataset.val_size=60", "base.dataset.checksum=false"],  # files made here
+             "text": ["base.dataset.max_bytes=40000"]}
     return ["seeds=1", "budget.epochs=1", *extra.get(dataset, [])]
 
 
