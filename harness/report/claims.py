@@ -86,7 +86,8 @@ def verdict_table(checked: Checked, title: str = "claims") -> Table:
         rows.append([Cell(v.claim), Cell(cl.expectation(by_id[v.claim])), Cell(v.workload),
                      Cell(cl.describe_effect(v)), Cell(_n(v)), Cell(v.test or "-"), Cell(_p(v)),
                      Cell(verdict, bold=v.verdict == cl.FAILS)])
-    notes = ["effect: the treatment's mean minus the control's (or minus the stated value), with its 95% interval; "
+    notes = ["effect: the treatment's mean minus the control's (times the claim's scale where it states one, or "
+             "minus the stated value), with its 95% interval; "
              "n: seeds of each side; p: one-sided, for the claimed direction beyond the margin, Holm-adjusted over "
              "the suite's claims. holds: p < 0.025 (one-sided; for a lone claim, the 95% interval lies beyond the margin); "
              "fails: the interval excludes the claimed effect."]
@@ -169,7 +170,8 @@ def page(checked: list[Checked], command: str) -> str:
              f"**{sum(len(c.claims) for c in checked)} claims: " +
              ", ".join(f"{n} {v}" for v, n in totals.most_common()) + ".**", "",
              "How a claim is judged: the treatment is compared with the control on every workload they share (the "
-             "values of the suite's other axes), seed by seed: the effect is the difference of means with its 95% "
+             "values of the suite's other axes), seed by seed: the effect is the difference of means (the treatment's minus scale x the control's, where "
+             "a claim is stated relative to its control) with its 95% "
              "interval (paired t when both sides have the same seeds, Welch's t otherwise), and a one-sided p-value "
              "for the claimed direction beyond the margin. A claim holds on every workload (an intersection-union "
              "test: its p-value is its workloads' largest) or, with `over: mean`, on their mean; the claims' "
