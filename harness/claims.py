@@ -163,7 +163,7 @@ def parse_claims(value: Any, axes: list[str], configs: list[dict[str, Any]]) -> 
             raise ConfigError(f"{at}.margin", "expected a finite number >= 0 (> 0 for equal: the equivalence band)"
                                               f", got {margin!r}")
         scale = check_value(float, raw.get("scale", 1.0), f"{at}.scale")
-        if scale <= 0 or ("scale" in raw and "against" not in raw):
+        if scale <= 0 or (scale != 1 and "against" not in raw):  # 1 is the default a plan stores with every claim
             raise ConfigError(f"{at}.scale", "a multiple of the control (against:) above 0; against a value: "
                                              f"write the value itself, got {raw['scale']!r}")
         over = check_value(str, raw.get("over", "every"), f"{at}.over")

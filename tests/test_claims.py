@@ -74,7 +74,16 @@ def test_claims_as_data_are_kept_in_the_plan(tmp_path):
     suite = load_suite(str(write_suite(tmp_path, BASE.replace("CLAIM", GOOD))))
     (claim,) = suite.to_dict()["claims"]
     assert claim["compare"] == {"norm": "batchnorm"} and claim["against"] == {"norm": "none"}
-    assert claim["margin"] == 0.0 and claim["value"] is None and claim["where"] == {}
+    assert claim["margin"] == 0.0 and claim["value"] is None and claim["where"] == {} and claim["scale"] == 1.0
+    # a plan's claims are read back through the same checks: the default scale a value claim keeps passes them
+    configs = [{"norm": {"name": n}} for n in ("batchnorm", "none")]
+    stored = parse_claims([{"id": "v", "compare": {"norm": "batchnorm"}, "value": 0.5, "metric": "test_acc",
+                            "expect": "greater"}], ["norm"], configs)
+    from harness.store.records import check_plan_claims
+
+    plan = {"axes": ["norm"], "claims": [dict(c) for c in stored]}
+    check_plan_claims(plan, configs)
+    assert plan["claims"] == stored
 
 
 # --- verdicts against their definitions, on records whose values are known ----------------------------
