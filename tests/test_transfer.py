@@ -1,5 +1,5 @@
 """Reproductions that transfer: every repro suite whose data is here, rerun at a CI budget on a second dataset its
-claims cover (digits <-> MNIST; the MLP suites of MNIST-1D on digits, MLP suites on MNIST-1D where the model fits),
+claims cover (digits <-> MNIST, the MNIST-1D MLP suites on digits, digits MLP suites on MNIST-1D where they fit),
 with the same claims. No claim that holds on the committed records (the suite's own dataset, at its budget) may
 fail on the other dataset, nor the reverse. A claim that fixes a threshold one dataset gave (the loss at lr 1e-5
 falls by "less than 1%") fails here; stated relative to its control (under a tenth of a good rate's drop) it
@@ -7,7 +7,7 @@ transfers. A fact that truly depends on the data names its dataset (``where: {da
 left out on the other."""
 import pytest
 import yaml
-from conftest import REPO, SHARED_MNIST, harness_cli
+from conftest import REPO, harness_cli
 
 from harness.claims import FAILS, HOLDS
 
