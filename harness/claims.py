@@ -12,6 +12,13 @@ A suite's ``claims:`` section lists facts the records should bear out::
         metric: test_acc
         expect: greater                 # less, equal (within margin), not_less, not_greater
         margin: 0.05                    # the smallest effect that counts, in the metric's units
+        scale: 1                        # optional: the effect is treatment − scale × control
+
+A fact stated relative to its control ("the loss falls by under a tenth of what a good learning rate
+gives") is ``scale: 0.1``: the effect is the treatment minus ``scale`` times the control, per seed
+d_s = a_s − scale·b_s under a paired t, with variance var(a)/n_a + scale²·var(b)/n_b under Welch's.
+So the threshold comes from the fact and the control's own value on the same data, not from a
+constant one dataset gave.
 
 The treatment and control are compared on every *workload* they share: each combination of the
 values of the suite's other axes (those no selector names), seed by seed. Per workload the effect is
@@ -60,7 +67,8 @@ from harness.errors import ConfigError
 from harness.spec import COMPLETED, DIVERGED, Record, get_dotted, value_matches
 
 EXPECT = ("greater", "less", "equal", "not_less", "not_greater")
-KEYS = ("id", "text", "source", "compare", "against", "value", "where", "metric", "expect", "margin", "target", "over")
+KEYS = ("id", "text", "source", "compare", "against", "value", "where", "metric", "expect", "margin", "target", "over",
+        "scale")
 OVER = ("every", "mean")  # a claim over several workloads: on every one of them, or on their mean
 ALPHA = 0.025  # one-sided: with one claim, "holds" is "the 95% interval lies wholly beyond the margin"
 CONFIDENCE = 0.95
@@ -154,6 +162,10 @@ def parse_claims(value: Any, axes: list[str], configs: list[dict[str, Any]]) -> 
         if margin < 0 or (expect == "equal" and margin == 0):
             raise ConfigError(f"{at}.margin", "expected a finite number >= 0 (> 0 for equal: the equivalence band)"
                                               f", got {margin!r}")
+        scale = check_value(float, raw.get("scale", 1.0), f"{at}.scale")
+        if scale <= 0 or (scale != 1 and "against" not in raw):  # 1 is the default a plan stores with every claim
+            raise ConfigError(f"{at}.scale", "a multiple of the control (against:) above 0; against a value: "
+                                             f"write the value itself, got {raw['scale']!r}")
         over = check_value(str, raw.get("over", "every"), f"{at}.over")
         if over not in OVER:
             raise ConfigError(f"{at}.over", f"expected every (on each workload) or mean (on the mean over "
@@ -161,7 +173,7 @@ def parse_claims(value: Any, axes: list[str], configs: list[dict[str, Any]]) -> 
         claim = {"id": cid, "text": check_value(str, raw.get("text", ""), f"{at}.text"),
                  "source": check_value(str, raw.get("source", ""), f"{at}.source"),
                  "metric": metric, "expect": expect, "margin": margin, "where": {}, "against": None, "value": None,
-                 "target": None, "over": over}
+                 "target": None, "over": over, "scale": scale}
         for key in ("compare", "against", "where"):
             if raw.get(key) is None:
                 continue
@@ -255,7 +267,7 @@ class Verdict:
     metric: str
     expect: str
     margin: float
-    effect: float  # treatment mean minus control mean (or minus value)
+    effect: float  # treatment mean minus scale x control mean (or minus value)
     ci_low: float
     ci_high: float
     n: int  # treatment seeds
@@ -376,12 +388,13 @@ def verdicts(records: list[Record], claims: list[dict[str, Any]], axes: list[str
             b = control[key] if control is not None else None
             n_b = len(b) if b is not None else 0
             if len(a) < 2 or (b is not None and n_b < 2):
-                mean = float(np.mean(list(a.values()))) - (float(np.mean(list(b.values()))) if b else claim["value"])
+                mean = float(np.mean(list(a.values()))) - (claim.get("scale", 1.0) * float(np.mean(list(b.values())))
+                                                           if b else claim["value"])
                 out.append(Verdict(**base, workload=label, effect=mean, ci_low=math.nan, ci_high=math.nan, n=len(a),
                                    n_against=n_b, test="", p=math.nan, p_holm=math.nan, verdict=INCONCLUSIVE,
                                    why="fewer than 2 seeds on a side"))
                 continue
-            effect, se, df, test = t_parts(a, b, claim["value"])
+            effect, se, df, test = t_parts(a, b, claim["value"], claim.get("scale", 1.0))
             half = float(sps.t.ppf(1 - alpha, df)) * se if se > 0 else 0.0
             p = _p(claim["expect"], effect, se, df, claim["margin"])
             out.append(Verdict(**base, workload=label, effect=effect, ci_low=effect - half, ci_high=effect + half,
@@ -448,9 +461,12 @@ def describe_effect(v: Verdict) -> str:
 
 
 def expectation(claim: dict[str, Any]) -> str:
-    """The claim in symbols: ``test_acc(norm=batchnorm) − test_acc(norm=none) > 0.05``."""
+    """The claim in symbols: ``test_acc(norm=batchnorm) − test_acc(norm=none) > 0.05``, or with a scale
+    ``loss_drop(optimizer.lr=1e-05) − 0.1 × loss_drop(optimizer.lr=0.1) < -0``."""
     sel = lambda s: ", ".join(f"{k}={_short(v)}" for k, v in s.items())  # noqa: E731
-    right = f"{claim['metric']}({sel(claim['against'])})" if claim["against"] is not None else f"{claim['value']:g}"
+    scale = claim.get("scale", 1.0)
+    right = (("" if scale == 1 else f"{scale:g} × ") + f"{claim['metric']}({sel(claim['against'])})"
+             if claim["against"] is not None else f"{claim['value']:g}")
     op = {"greater": ">", "less": "<", "equal": "≈", "not_less": "≥", "not_greater": "≤"}[claim["expect"]]
     bound = {"greater": f"{claim['margin']:g}", "less": f"-{claim['margin']:g}", "not_less": f"-{claim['margin']:g}",
              "not_greater": f"{claim['margin']:g}", "equal": f"0 ± {claim['margin']:g}"}[claim["expect"]]

@@ -58,6 +58,10 @@ GOOD = "{id: bn, compare: {norm: batchnorm}, against: {norm: none}, metric: test
     (GOOD + "\n  - " + GOOD, "claims[1].id: 'bn' is taken by an earlier claim"),
     ("{id: bn, compare: {norm: batchnorm}, metric: test_acc, expect: greater, value: .inf}",
      "claims[0].value: expected a finite number"),
+    ("{id: bn, compare: {norm: batchnorm}, against: {norm: none}, metric: test_acc, expect: less, scale: 0}",
+     "claims[0].scale: a multiple of the control (against:) above 0"),
+    ("{id: bn, compare: {norm: batchnorm}, value: 0.5, metric: test_acc, expect: less, scale: 0.1}",
+     "claims[0].scale: a multiple of the control (against:) above 0; against a value"),
 ])
 def test_a_malformed_claim_is_refused_at_load_time_with_its_key_path(tmp_path, cli, claim, needle):
     suite = write_suite(tmp_path, BASE.replace("CLAIM", claim))
@@ -70,7 +74,16 @@ def test_claims_as_data_are_kept_in_the_plan(tmp_path):
     suite = load_suite(str(write_suite(tmp_path, BASE.replace("CLAIM", GOOD))))
     (claim,) = suite.to_dict()["claims"]
     assert claim["compare"] == {"norm": "batchnorm"} and claim["against"] == {"norm": "none"}
-    assert claim["margin"] == 0.0 and claim["value"] is None and claim["where"] == {}
+    assert claim["margin"] == 0.0 and claim["value"] is None and claim["where"] == {} and claim["scale"] == 1.0
+    # a plan's claims are read back through the same checks: the default scale a value claim keeps passes them
+    configs = [{"norm": {"name": n}} for n in ("batchnorm", "none")]
+    stored = parse_claims([{"id": "v", "compare": {"norm": "batchnorm"}, "value": 0.5, "metric": "test_acc",
+                            "expect": "greater"}], ["norm"], configs)
+    from harness.store.records import check_plan_claims
+
+    plan = {"axes": ["norm"], "claims": [dict(c) for c in stored]}
+    check_plan_claims(plan, configs)
+    assert plan["claims"] == stored
 
 
 # --- verdicts against their definitions, on records whose values are known ----------------------------
@@ -110,6 +123,41 @@ def test_a_clear_effect_holds_with_the_paired_t_interval_of_its_definition():
     assert _one(_records({"batchnorm": bn, "none": none}), _claim(margin=0.2)).verdict == FAILS
     # and a reversed claim fails
     assert _one(_records({"batchnorm": bn, "none": none}), _claim(expect="less")).verdict == FAILS
+
+
+def test_a_scaled_claim_compares_the_treatment_with_a_multiple_of_the_control_as_computed_by_hand():
+    """scale: 0.1 is "the treatment's effect is under a tenth of the control's": d_s = a_s − 0.1·b_s, paired;
+    with other seeds, Welch's t on var(a)/n_a + 0.1²·var(b)/n_b with its Satterthwaite degrees of freedom."""
+    import math
+
+    from scipy import stats
+
+    low, good = [0.010, 0.030, 0.020, 0.025], [0.90, 0.80, 0.95, 0.85]
+    claim = _claim(expect="less", scale=0.1)
+    v = _one(_records({"batchnorm": low, "none": good}), claim)
+    d = [a - 0.1 * b for a, b in zip(low, good)]  # -0.08, -0.05, -0.075, -0.06
+    mean = sum(d) / 4
+    se = math.sqrt(sum((x - mean) ** 2 for x in d) / 3 / 4)
+    assert v.test == "paired t" and v.effect == pytest.approx(mean) and v.verdict == HOLDS
+    assert v.ci_high - v.effect == pytest.approx(stats.t.ppf(0.975, 3) * se)
+    assert v.p == pytest.approx(stats.t.cdf(mean / se, 3))
+    # unscaled, the same records are a plain difference; scaled by 1 the claim reads as it always did
+    assert _one(_records({"batchnorm": low, "none": good}), _claim(expect="less")).effect == pytest.approx(
+        sum(low) / 4 - sum(good) / 4)
+    # Welch: the control's variance enters times scale²
+    welch = _one(_records({"batchnorm": low, "none": good}, seeds={"batchnorm": [0, 1, 2, 3], "none": [4, 5, 6, 7]}),
+                 claim)
+    var = lambda x: sum((y - sum(x) / len(x)) ** 2 for y in x) / (len(x) - 1)  # noqa: E731
+    va, vb = var(low) / 4, 0.01 * var(good) / 4
+    df = (va + vb) ** 2 / (va**2 / 3 + vb**2 / 3)
+    assert welch.test == "Welch t" and welch.effect == pytest.approx(sum(low) / 4 - 0.1 * sum(good) / 4)
+    assert welch.ci_high - welch.effect == pytest.approx(stats.t.ppf(0.975, df) * math.sqrt(va + vb))
+    # a treatment that moves by a third of the control's does not move "under a tenth" of it: the claim fails
+    assert _one(_records({"batchnorm": [x / 3 for x in good], "none": good}), claim).verdict == FAILS
+    from harness.claims import expectation
+
+    assert expectation(claim[0]) == "test_acc(norm=batchnorm) − 0.1 × test_acc(norm=none) < -0"
+    assert expectation(_claim()[0]) == "test_acc(norm=batchnorm) − test_acc(norm=none) > 0"
 
 
 def test_other_seeds_use_welch_and_noise_is_inconclusive_not_a_verdict():

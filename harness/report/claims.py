@@ -34,6 +34,7 @@ class Checked:
     devices: list[str]
     train_s: float  # the records' training + evaluation seconds
     left_out: dict[str, str] = dataclasses.field(default_factory=dict)  # record file -> why (unreadable, edited)
+    datasets: list[str] = dataclasses.field(default_factory=list)  # the records' datasets
 
     @property
     def overall(self) -> dict[str, str]:
@@ -55,7 +56,8 @@ def check(suite: dict[str, Any], records: list[Record], results: Path, suite_fil
                       for r in records if r.environment.get("device")})
     seconds = sum((r.timing.get("train_s") or 0) + (r.timing.get("eval_s") or 0) for r in records)
     return Checked(suite.get("name", results.name), (suite.get("description") or "").strip(), suite_file, results,
-                   claims, rows, len(records), len(records) if planned is None else planned, devices, seconds)
+                   claims, rows, len(records), len(records) if planned is None else planned, devices, seconds,
+                   datasets=sorted({r.config["dataset"]["name"] for r in records}))
 
 
 def _p(v: cl.Verdict) -> str:
@@ -66,6 +68,13 @@ def _n(v: cl.Verdict) -> str:
     return f"{v.n}" + (f" vs {v.n_against}" if v.n_against else "")
 
 
+TRANSFER_NOTE = (
+    "Each claim is stated as its source states it: relative to a control where the fact is relative (`scale:`), "
+    "with thresholds from the source or the quantity's definition; a fact of one dataset names it (`where: "
+    "{dataset.name: ...}`). The records here are on the dataset of each suite's *data* column; "
+    "`tests/test_transfer.py` reruns every suite whose data is on this machine at a CI budget on a second dataset "
+    "(digits and MNIST for each other, MNIST-1D for the MLP suites of digits, digits for those of MNIST-1D; its "
+    "TRANSFERS table lists them) and fails when a claim that holds on one fails on the other.")
 SEQUENTIAL_NOTE = (
     "A suite with `seeds: {min, max, step}` is judged after each round of seeds, and only the claims still open "
     "get more (harness.sequential). Its level is spent over the planned looks with an O'Brien-Fleming-shaped "
@@ -86,7 +95,8 @@ def verdict_table(checked: Checked, title: str = "claims") -> Table:
         rows.append([Cell(v.claim), Cell(cl.expectation(by_id[v.claim])), Cell(v.workload),
                      Cell(cl.describe_effect(v)), Cell(_n(v)), Cell(v.test or "-"), Cell(_p(v)),
                      Cell(verdict, bold=v.verdict == cl.FAILS)])
-    notes = ["effect: the treatment's mean minus the control's (or minus the stated value), with its 95% interval; "
+    notes = ["effect: the treatment's mean minus the control's (times the claim's scale where it states one, or "
+             "minus the stated value), with its 95% interval; "
              "n: seeds of each side; p: one-sided, for the claimed direction beyond the margin, Holm-adjusted over "
              "the suite's claims. holds: p < 0.025 (one-sided; for a lone claim, the 95% interval lies beyond the margin); "
              "fails: the interval excludes the claimed effect."]
@@ -169,7 +179,8 @@ def page(checked: list[Checked], command: str) -> str:
              f"**{sum(len(c.claims) for c in checked)} claims: " +
              ", ".join(f"{n} {v}" for v, n in totals.most_common()) + ".**", "",
              "How a claim is judged: the treatment is compared with the control on every workload they share (the "
-             "values of the suite's other axes), seed by seed: the effect is the difference of means with its 95% "
+             "values of the suite's other axes), seed by seed: the effect is the difference of means (the treatment's minus scale x the control's, where "
+             "a claim is stated relative to its control) with its 95% "
              "interval (paired t when both sides have the same seeds, Welch's t otherwise), and a one-sided p-value "
              "for the claimed direction beyond the margin. A claim holds on every workload (an intersection-union "
              "test: its p-value is its workloads' largest) or, with `over: mean`, on their mean; the claims' "
@@ -177,11 +188,14 @@ def page(checked: list[Checked], command: str) -> str:
              "that for a lone claim every 95% interval lies wholly beyond the margin); **fails**: an interval "
              "excludes the claimed effect; **inconclusive**: neither, each row saying why; **not run**: no records "
              "here (the data is not on this machine).", "", SEQUENTIAL_NOTE, "",
-             "| suite | claims | verdicts | records | device | train + eval time |", "|---|---|---|---|---|---|"]
+             TRANSFER_NOTE, "",
+             "| suite | claims | verdicts | records | data | device | train + eval time |",
+             "|---|---|---|---|---|---|---|"]
     for c in checked:
         verdicts = ", ".join(f"{n} {v}" for v, n in Counter(c.overall.values()).most_common())
         lines.append(f"| [{c.name}](#{c.name}) | {len(c.claims)} | {verdicts} | {c.trials} of {c.planned} | "
-                     f"{', '.join(c.devices) or '-'} | {_time(c.train_s) if c.trials else '-'} |")
+                     f"{', '.join(c.datasets) or '-'} | {', '.join(c.devices) or '-'} | "
+                     f"{_time(c.train_s) if c.trials else '-'} |")
     for c in checked:
         lines += ["", f"## {c.name}", "", c.description, ""]
         run = f"harness run {c.suite_file} --results {c.results.parent}" if c.suite_file else "(the suite file)"

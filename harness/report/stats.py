@@ -93,22 +93,23 @@ def probability_of_improvement(a: Sequence[float], b: Sequence[float], higher_is
 
 
 def t_parts(candidate: dict[int, float], baseline: dict[int, float] | None,
-            value: float | None = None) -> tuple[float, float, float, str]:
-    """(difference of means, its standard error, degrees of freedom, test) of two groups given as
-    {seed: value} with at least 2 each: paired t when the seeds match, Welch otherwise; against a
-    constant ``value`` when ``baseline`` is None (one-sample t). A standard error of 0 means no spread."""
+            value: float | None = None, scale: float = 1.0) -> tuple[float, float, float, str]:
+    """(effect, its standard error, degrees of freedom, test) of two groups given as {seed: value} with at
+    least 2 each, the effect being the candidate's mean minus ``scale`` x the baseline's: paired t on
+    d_s = a_s - scale * b_s when the seeds match, Welch otherwise (variance var(a)/n_a + scale^2 var(b)/n_b);
+    against a constant ``value`` when ``baseline`` is None (one-sample t). A standard error of 0 means no spread."""
     a = np.asarray(list(candidate.values()), dtype=float)
     if baseline is None:
         return float(a.mean() - value), float(np.std(a, ddof=1) / math.sqrt(len(a))), len(a) - 1, "one-sample t"
     b = np.asarray(list(baseline.values()), dtype=float)
-    diff = float(a.mean() - b.mean())
+    diff = float(a.mean() - scale * b.mean())
     if set(candidate) == set(baseline):
-        d = np.array([candidate[s] - baseline[s] for s in sorted(candidate)])
+        d = np.array([candidate[s] - scale * baseline[s] for s in sorted(candidate)])
         return diff, float(np.std(d, ddof=1)) / math.sqrt(len(d)), len(d) - 1, "paired t"
-    va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
+    va, vb = np.var(a, ddof=1) / len(a), scale**2 * np.var(b, ddof=1) / len(b)
     se = math.sqrt(va + vb)
     df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)) if se > 0 else len(a) + len(b) - 2
-    return diff, se, float(df), "Welch t"  # Welch-Satterthwaite degrees of freedom
+    return diff, se, float(df), "Welch t"  # Welch-Satterthwaite degrees of freedom (of the scaled variances)
 
 
 def difference(candidate: dict[int, float], baseline: dict[int, float], confidence: float = 0.95,
