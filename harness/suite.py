@@ -190,9 +190,8 @@ def load_suite(file: str | Path, overrides: list[str] | None = None, max_trials:
 
 
 def count_trials(file: str | Path, overrides: list[str] | None = None) -> tuple[int, str]:
-    """How many trials the suite makes and the product that gives it (``2 grid x 1 zip x 1 random x 5 seeds``),
-    counted from its axes without building any trial (nor checking their settings): for a suite too large
-    to expand. Exclude rules and duplicates can only lower it; successive halving adds its rungs' trials."""
+    """How many trials the suite makes and the product that gives it (``2 grid x 1 zip x 1 random x 5 seeds``), from
+    its axes without building any trial: for a suite too large to expand. Exclusions lower it, halving's rungs add."""
     file = str(file)
     raw, _ = _read(file, overrides)
     try:
@@ -204,7 +203,8 @@ def count_trials(file: str | Path, overrides: list[str] | None = None) -> tuple[
         raise e.in_file(file) from None
     zip_rows = len(next(iter(zipped.values()))) if zipped else 1
     parts = [math.prod(len(v) for v in grid.values()), zip_rows, n_random or 1, seeds]
-    return math.prod(parts), " x ".join(f"{n} {what}" for n, what in zip(parts, ("grid", "zip", "random", "seeds")))
+    text = " x ".join(f"{n} {what}" for n, what in zip(parts, ("grid", "zip", "random", "seeds")))
+    return tune.count(raw["tune"], parts, text) if isinstance(raw.get("tune"), dict) else (math.prod(parts), text)
 
 
 def _read(file: str, overrides: list[str] | None) -> tuple[dict[str, Any], str]:

@@ -145,6 +145,16 @@ def _registered(axis: str, technique: Any) -> dict[str, Any] | None:
     return entry.caps.space if entry.caps is not None else None
 
 
+def count(raw: dict[str, Any], parts: list[int], text: str) -> tuple[int, str]:
+    """``plan --count`` of a tuned study from its raw section: each combination of the axes gets its budget
+    of configurations on the tuning seeds, then its selection on the final seeds (halving only lowers it)."""
+    trials = raw.get("trials", 16) if isinstance(raw.get("trials"), int) else 16
+    tuning = len(raw["seeds"]) if isinstance(raw.get("seeds"), list) else len(DEFAULT_TUNING_SEEDS)
+    combos, final = parts[0] * parts[1], parts[3]
+    return combos * (trials * tuning + final), (f"{text.rsplit(' x ', 2)[0]} x ({trials} configurations x {tuning} "
+                                                f"tuning seeds + {final} final seeds)")
+
+
 def keys(tune: dict[str, Any]) -> list[str]:
     """Every setting a technique's space draws, in order of first appearance: the suite's extra axes."""
     return list(dict.fromkeys(k for space in tune["spaces"].values() for k in space))

@@ -188,3 +188,11 @@ def test_on_slurm_the_final_trials_are_submitted_by_a_job_after_the_tuning_array
     assert len(records) == 4 and len(final) == 1 and final[0].config["optimizer"] == best.config["optimizer"]
     logs = sorted((results / "slurm" / "logs").glob("next-rung-*.out"))
     assert len(logs) == 2 and "nothing to submit" in logs[-1].read_text()
+
+
+def test_plan_count_counts_the_tuning_budget_and_the_final_seeds(tmp_path):
+    from harness.suite import count_trials
+
+    n, parts = count_trials(write_suite(tmp_path, TUNED))
+    assert n == 2 * (3 * 1 + 2) == len(_load(tmp_path).trials) + 2 * 2, parts  # tuning trials, then 2 x 2 final
+    assert "3 configurations x 1 tuning seeds + 2 final seeds" in parts
