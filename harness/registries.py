@@ -45,6 +45,7 @@ class ModelCaps:
     residual: bool = False  # residual branches that take ModelContext.drop_path
     images: bool = False  # needs (C, H, W) inputs
     min_size: int = 1  # smallest image side it takes
+    tokens: bool = False  # reads token ids (B, T) and gives per-position logits (B, vocabulary, T): a language model
     self_init: bool = False  # initializes its own weights (the transformer's N(0, 0.02)): the trial's init is not applied
     # the feature counts its normalization layers see, from the model's config (GroupNorm must divide them)
     norm_widths: Callable[[dict[str, Any]], list[int]] | None = None

@@ -27,6 +27,13 @@ def _count(model):
 def test_every_model_maps_images_to_logits_and_trains(name, shape):
     torch.manual_seed(0)
     config = {"name": name, **({"depth": 10, "widen": 1} if name == "wrn" else {})}
+    if MODELS.get(name).caps.tokens:  # a language model: token ids in, per-position logits out
+        model = _build(config, shape=(shape[-1],), norm="none")
+        out = model(torch.randint(0, 10, (4, shape[-1])))
+        assert out.shape == (4, 10, shape[-1])
+        out.logsumexp(1).mean().backward()
+        assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+        return
     if name == "cnn_3c3d" and shape[1] < 9:
         with pytest.raises(ValueError, match="at least 9x9"):
             _build(config, shape=shape)

@@ -106,7 +106,7 @@ def _tokens(config: dict) -> str | None:
     return None
 
 
-@MODELS.register("transformer", compatible=_tokens, residual=True, self_init=True)
+@MODELS.register("transformer", compatible=_tokens, residual=True, tokens=True, self_init=True)
 def transformer(
     ctx: ModelContext, *, width: Annotated[int, Range(gt=0)] = 128, depth: Annotated[int, Range(gt=0)] = 2,
     heads: Annotated[int, Range(gt=0)] = 4, layer_norm: Literal["pre_ln", "post_ln"] = "pre_ln",
