@@ -199,3 +199,35 @@ def test_metadata_and_pipeline_are_recorded_in_the_record(tmp_path):
     assert meta["name"] == "cifar10" and meta["shape"] == [3, 32, 32] and meta["storage"] == "uint8"
     assert meta["n_train"] == 160 and len(meta["mean"]) == 3 and len(meta["std"]) == 3
     assert meta["pipeline"] == "device" and meta["stored_mib"] > 0
+
+
+@pytest.mark.parametrize("preprocess", ["standardize", "minmax", "pca_whiten"])
+def test_normalizing_a_float_split_leaves_the_stored_data_as_it_was(preprocess):
+    """x.float() of float32 data is the data itself: the normalizer's in-place passes once rewrote the cached
+    MNIST-1D split, so that every later trial of a process trained on inputs normalized once more."""
+    from harness.data import load
+    from harness.suite import resolve_trial
+
+    data = load(resolve_trial({"dataset": {"name": "mnist1d", "preprocess": preprocess}}, "t")["dataset"])
+    stored = data.train[0].clone()
+    first = data.inputs("train")
+    again = data.inputs("train")
+    assert torch.equal(data.train[0], stored) and torch.equal(first, again)
+
+
+def test_a_trial_on_float_data_gives_the_same_record_after_another_trial_in_the_same_process():
+    """The pool's workers run trial after trial: the second must not see data the first changed."""
+    from harness.engine import run_trial
+    from harness.spec import TrialSpec
+    from harness.suite import resolve_trial
+
+    def spec(lr: float) -> TrialSpec:
+        config = resolve_trial({"dataset": {"name": "mnist1d", "num_samples": 1000, "val_size": 100},
+                                "model": {"name": "mlp", "depth": 1, "width": 32}, "optimizer": {"name": "sgd", "lr": lr},
+                                "budget": {"epochs": 2}, "diagnostics": {"layers": False}}, "t")
+        return TrialSpec.make("t", config, 0)
+
+    alone = run_trial(spec(0.1)).final
+    run_trial(spec(0.05))
+    after = run_trial(spec(0.1)).final
+    assert after["val_loss"] == alone["val_loss"] and after["train_loss"] == alone["train_loss"]
