@@ -83,12 +83,10 @@ def curves(c: Collected, info: dict[str, Any]) -> pd.DataFrame:
     metric = info["metric"]
     higher = SELECTION_METRICS[metric] == "max"
     scored = [(b, _scores(c, b, metric)) for b in info["brackets"]]
-    worst: dict[str, float] = {}
+    known: dict[str, list[float]] = {}
     for b, s in scored:
-        known = [v for v in s if v is not None]
-        if known:
-            pick = min(known) if higher else max(known)
-            worst[b["where"]] = min(worst.get(b["where"], pick), pick) if higher else max(worst.get(b["where"], pick), pick)
+        known.setdefault(b["where"], []).extend(v for v in s if v is not None)
+    worst = {where: min(v) if higher else max(v) for where, v in known.items() if v}
     rows = []
     for b, s in scored:
         if b["where"] not in worst:  # nothing on this workload has a score yet

@@ -48,21 +48,29 @@ def _baseline(c: Collected, given: str | None) -> tuple[str, str] | None:
 def _grouped(runs: pd.DataFrame, axis: str, others: list[str]) -> pd.DataFrame:
     """``runs`` with its table ``column`` (``_columns``), and that column's workload part (``_group``) and
     the rest (``_sub``), for a table that shows workloads as row groups."""
-    column = _columns(runs, axis, others)
-    if axis.startswith(("model", "dataset")) or not others:
-        return runs.assign(column=column)
-    rest = _columns(runs.assign(workload=""), "model", [a for a in others if a.split(".")[0] not in WORKLOAD_KEYS
-                                                         or not _named_by_workload(runs, a)])
-    return runs.assign(column=column, _group=runs["workload"].astype(str), _sub=rest)
+    group, rest = _column_parts(runs, axis, others)
+    if group is None or not rest:
+        return runs.assign(column=_join([group] if group is not None else rest, runs))
+    return runs.assign(column=_join([group, *rest], runs), _group=group, _sub=_join(rest, runs))
 
 
 def _columns(runs: pd.DataFrame, axis: str, others: list[str]) -> pd.Series:
     """A table column per workload (dataset/model) × the other varying axes; the workload part is
     left out when the compared axis is the model or dataset itself."""
-    parts = [] if axis.startswith(("model", "dataset")) else [runs["workload"].astype(str)]
-    if parts:  # a dataset or model axis the workload already names, one value to one workload, adds nothing
-        others = [a for a in others if a.split(".")[0] not in WORKLOAD_KEYS or not _named_by_workload(runs, a)]
-    parts += [f"{a}=" + runs[a].astype(str) for a in others]
+    group, rest = _column_parts(runs, axis, others)
+    return _join(([group] if group is not None else []) + rest, runs)
+
+
+def _column_parts(runs: pd.DataFrame, axis: str, others: list[str]) -> tuple[pd.Series | None, list[pd.Series]]:
+    """A column label's parts: the workload (None when the compared axis is the model or dataset), and
+    ``axis=value`` of each other axis, less a dataset or model axis the workload already names."""
+    if axis.startswith(("model", "dataset")):
+        return None, [f"{a}=" + runs[a].astype(str) for a in others]
+    others = [a for a in others if a.split(".")[0] not in WORKLOAD_KEYS or not _named_by_workload(runs, a)]
+    return runs["workload"].astype(str), [f"{a}=" + runs[a].astype(str) for a in others]
+
+
+def _join(parts: list[pd.Series], runs: pd.DataFrame) -> pd.Series:
     if not parts:
         return pd.Series(["all"] * len(runs), index=runs.index)
     label = parts[0]
