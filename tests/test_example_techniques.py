@@ -72,3 +72,10 @@ def test_both_examples_run_through_the_command_line_and_are_named_in_the_records
     assert len(records) == 2 and all(x.status == COMPLETED and x.final["test_acc"] > 0.5 for x in records)
     sources = {Path(p["source"]).name for p in records[0].environment["plugins"]}
     assert {"input_noise.py", "max_norm.py"} <= sources, sources
+
+
+def test_a_plugin_file_named_by_two_paths_loads_once(monkeypatch):
+    """The shipped-suite pass loads a suite's plugin by its absolute path, a user by a relative one: the second
+    must not import (and register) it again."""
+    monkeypatch.chdir(REPO)
+    assert load_plugin("examples/plugins/input_noise.py") is load_plugin(str(NOISE))

@@ -91,3 +91,11 @@ def test_a_few_hundred_steps_bring_validation_bits_per_byte_well_below_the_corpu
     assert record.dataset["unigram_bits_per_byte"] == pytest.approx(unigram)
     assert bits_per_byte(record.final["val_loss"]) < unigram - 1.0, (bits_per_byte(record.final["val_loss"]), unigram)
     assert record.final["val_acc"] > max(counts.values()) / len(train)  # better than always the commonest byte
+
+
+def test_a_tied_weight_is_one_parameter_of_the_optimizer():
+    from harness.engine.build import param_groups
+
+    model = Transformer(VOCAB, 16, 32, 2, 4, 0.0, 0.0, True, True, 0.0)
+    listed = [p for g in param_groups(model, decay_biases=True, decay_norm=True) for p in g["params"]]
+    assert len(listed) == len({id(p) for p in listed}) == len(list(model.parameters()))
