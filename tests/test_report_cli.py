@@ -134,3 +134,21 @@ def test_the_latex_report_compiles_with_a_real_engine(sweep, tmp_path):
                           cwd=tmp_path / "tex", capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-3000:]
     assert (tmp_path / "tex" / "paper.pdf").stat().st_size > 10_000
+
+
+def test_a_fused_suite_with_no_varying_axis_reports_its_fused_column(tmp_path):
+    """Seeds of one configuration packed together (repro-overfit-tiny under --fuse auto): the all-groups table
+    grouped the fused flags by no key at all and crashed the report."""
+    suite = write_suite(tmp_path, """
+        name: one-config
+        seeds: 3
+        budget: {epochs: 1}
+        base:
+          dataset: {name: digits, val_size: 200, train_subset: 300}
+          model: {name: mlp, depth: 1, width: 16}
+          batch_size: 64
+        """)
+    r = harness_cli("run", suite, "--results", tmp_path / "r", "--fuse", "auto")
+    assert r.returncode == 0, r.stdout + r.stderr
+    report = (tmp_path / "r" / "one-config" / "report" / "report.md").read_text()
+    assert "| fused |" in report and "3 of 3 |" in report

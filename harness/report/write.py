@@ -348,8 +348,8 @@ def _all_groups(c: Collected) -> Table:
             for i in range(len(base))]
     if "fused" in c.runs and c.runs["fused"].any():  # their times are shares of a pack's wall clock: say which
         labelled = c.runs.assign(**{a: c.runs[a].astype(str) for a in keys})
-        fused = {(k if isinstance(k, tuple) else (k,)): (int(g.sum()), len(g))
-                 for k, g in labelled.groupby(keys, sort=False, dropna=False)["fused"]}
+        groups = labelled.groupby(keys, sort=False, dropna=False)["fused"] if keys else [((), labelled["fused"])]
+        fused = {(k if isinstance(k, tuple) else (k,)): (int(g.sum()), len(g)) for k, g in groups}
         for row, group in zip(rows, base):
             n_fused, n = fused.get(tuple(str(group[a]) for a in keys), (0, 0))
             row.append(Cell(f"{n_fused} of {n}"))
