@@ -1,4 +1,5 @@
-"""The example plugins in examples/plugins: Lion against its update rule computed by hand, soft
+"""The example plugins in examples/plugins: Lion (the plugin and the built-in) against its update rule
+computed by hand and against each other, soft
 orthogonality against its definition and gradient, and both through the real command line, where
 the record must name each plugin with its source hash and version.
 
@@ -32,8 +33,11 @@ def plugins():
 
 # --- Lion ----------------------------------------------------------------------------------
 
-def _lion(params, **config):
-    return OPTIMIZERS.build(OPTIMIZERS.resolve({"name": "lion", **config}, "x"), params)
+LIONS = pytest.mark.parametrize("name", ["lion", "lion_example"])  # the built-in and the plugin
+
+
+def _lion(params, name="lion", **config):
+    return OPTIMIZERS.build(OPTIMIZERS.resolve({"name": name, **config}, "x"), params)
 
 
 # Chosen so that β1 vs β2 in the momentum update matters: at step 2 the second coordinate's
@@ -60,22 +64,25 @@ def _run(opt, w, grads):
         opt.step()
 
 
-def test_lion_schema_comes_from_its_signature():
-    entry = OPTIMIZERS.get("lion")
+@LIONS
+def test_lion_schema_comes_from_its_signature(name):
+    entry = OPTIMIZERS.get(name)
     assert entry.meta["has_momentum"] is True
-    assert OPTIMIZERS.resolve("lion", "o") == {"name": "lion", "lr": 1e-4, "beta1": 0.9, "beta2": 0.99,
-                                                "weight_decay": 0.0}
+    assert entry.meta["space"] == {"lr": {"loguniform": [1e-5, 1e-2]}, "beta1": {"log1m": [0.5, 0.99]}}
+    assert OPTIMIZERS.resolve(name, "o") == {"name": name, "lr": 1e-4, "beta1": 0.9, "beta2": 0.99,
+                                              "weight_decay": 0.0}
     with pytest.raises(ConfigError, match="beta2"):
-        OPTIMIZERS.resolve({"name": "lion", "beta2": 1.0}, "o")  # Range(ge=0, lt=1)
+        OPTIMIZERS.resolve({"name": name, "beta2": 1.0}, "o")  # Range(ge=0, lt=1)
     with pytest.raises(ConfigError, match="lr"):
-        OPTIMIZERS.resolve({"name": "lion", "lr": 0.0}, "o")
+        OPTIMIZERS.resolve({"name": name, "lr": 0.0}, "o")
 
 
-def test_lion_steps_match_the_update_rule_with_decoupled_decay_and_beta2_momentum():
+@LIONS
+def test_lion_steps_match_the_update_rule_with_decoupled_decay_and_beta2_momentum(name):
     theta0 = [0.5, -0.25, 1.5, 2.0]
     lr, wd = 0.1, 0.5
     w = torch.tensor(theta0, dtype=torch.float64, requires_grad=True)
-    opt = _lion([w], lr=lr, weight_decay=wd)  # betas at their defaults, 0.9 and 0.99
+    opt = _lion([w], name, lr=lr, weight_decay=wd)  # betas at their defaults, 0.9 and 0.99
     for n in (1, 2, 3):
         _run(opt, w, GRADS[n - 1:n])
         expect = _by_hand(theta0, GRADS[:n], lr, 0.9, 0.99, wd)
@@ -85,24 +92,26 @@ def test_lion_steps_match_the_update_rule_with_decoupled_decay_and_beta2_momentu
     assert not torch.allclose(w.detach(), torch.tensor(wrong, dtype=torch.float64))
 
 
-def test_lion_moves_every_coordinate_by_exactly_lr_without_decay():
+@LIONS
+def test_lion_moves_every_coordinate_by_exactly_lr_without_decay(name):
     lr = 2.0 ** -4  # dyadic, like θ, so θ − lr and its difference are exact in float64
     w = torch.tensor([0.5, -0.25, 1.5, 2.0], dtype=torch.float64, requires_grad=True)
-    opt = _lion([w], lr=lr)
+    opt = _lion([w], name, lr=lr)
     for g in GRADS:
         before = w.detach().clone()
         _run(opt, w, [g])
         assert torch.equal((w.detach() - before).abs(), torch.full_like(before, lr))
 
 
-def test_lion_resumes_from_its_state_dict():
+@LIONS
+def test_lion_resumes_from_its_state_dict(name):
     # The harness checkpoints the optimizer every epoch; the momentum must come back with it.
     w = torch.tensor([0.5, -0.25, 1.5, 2.0], dtype=torch.float64, requires_grad=True)
-    opt = _lion([w], lr=0.1, weight_decay=0.5)
+    opt = _lion([w], name, lr=0.1, weight_decay=0.5)
     _run(opt, w, GRADS[:1])
     saved, w2 = opt.state_dict(), w.detach().clone().requires_grad_()
     _run(opt, w, GRADS[1:])
-    resumed = _lion([w2], lr=0.1, weight_decay=0.5)
+    resumed = _lion([w2], name, lr=0.1, weight_decay=0.5)
     resumed.load_state_dict(saved)
     _run(resumed, w2, GRADS[1:])
     assert torch.equal(w.detach(), w2.detach())
@@ -169,6 +178,29 @@ def test_orthogonal_with_zero_strength_adds_no_penalty():
     assert parts.penalty is None
 
 
+def test_the_built_in_lion_follows_the_plugins_trajectory_on_a_real_model():
+    # Multi-tensor kernels, several parameter groups and skipped (gradless) tensors: the built-in must
+    # take the steps the one-tensor-at-a-time plugin takes, to rounding.
+    def train(name):
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3), nn.Linear(3, 3))
+        net[3].requires_grad_(False)
+        start = net[0].weight.detach().clone()
+        groups = [{"params": net[0].parameters()}, {"params": net[2].parameters(), "lr": 3e-3}]
+        opt = _lion(groups, name, lr=1e-2, weight_decay=0.3)
+        gen = torch.Generator().manual_seed(1)
+        for _ in range(40):
+            x, y = torch.randn(16, 6, generator=gen), torch.randint(0, 3, (16,), generator=gen)
+            opt.zero_grad()
+            nn.functional.cross_entropy(net(x), y).backward()
+            opt.step()
+        assert not torch.allclose(net[0].weight, start)  # it trained
+        return [p.detach().clone() for p in net.parameters()]
+
+    for a, b in zip(train("lion"), train("lion_example")):  # one sign flip would move a weight by 2·lr
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
 # --- both through the command line -----------------------------------------------------------
 
 SUITE = """
@@ -178,7 +210,7 @@ budget: {epochs: 2}
 base:
   dataset: {name: digits, val_size: 200, train_subset: 300}
   model: {name: mlp, depth: 1, width: 16}
-  optimizer: {name: lion, lr: 0.001}
+  optimizer: {name: lion_example, lr: 0.001}
   regularizers: [{name: orthogonal, strength: 0.001}]
   batch_size: 50
 """
@@ -192,7 +224,7 @@ def test_plugins_run_through_the_cli_and_are_named_in_the_record(tmp_path):
     assert not found.corrupt
     (record,) = found.records.values()
     assert record.status == COMPLETED, record.reason
-    assert record.config["optimizer"] == {"name": "lion", "lr": 0.001, "beta1": 0.9, "beta2": 0.99,
+    assert record.config["optimizer"] == {"name": "lion_example", "lr": 0.001, "beta1": 0.9, "beta2": 0.99,
                                           "weight_decay": 0.0}
     assert record.config["regularizers"] == [{"name": "orthogonal", "strength": 0.001}]
     loaded = {p["source"]: p for p in record.environment["plugins"]}

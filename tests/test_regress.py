@@ -170,13 +170,13 @@ def test_an_unchanged_technique_is_no_difference_and_one_seed_inconclusive(maint
 def test_compare_runs_only_the_new_technique_against_the_committed_baseline(tmp_path):
     assert check_provenance(COMMITTED)["suite"] == "regress"  # committed, unedited
     r = harness_cli("compare", REPO / "suites" / "regress.yaml", "--plugin", REPO / "examples" / "plugins" / "lion.py",
-                    "--technique", "optimizer={name: lion, lr: 1.0e-3}", "--results", tmp_path, "budget.epochs=8")
+                    "--technique", "optimizer={name: lion_example, lr: 1.0e-3}", "--results", tmp_path, "budget.epochs=8")
     assert r.returncode in (0, 1), r.stderr
     folder = next((tmp_path / "compare" / "regress").iterdir())
-    assert folder.name.startswith("optimizer=lion-")
+    assert folder.name.startswith("optimizer=lion_example-")
     assert len(list((folder / "trials").glob("*.json"))) == 5  # one per seed, not one per baseline optimizer
     rows = [line.split()[:4] for line in r.stdout.splitlines() if line.startswith("digits/mlp")]
-    assert sorted(row[2] for row in rows) == ["adam", "momentum", "sgd"] and {row[1] for row in rows} == {"lion"}
+    assert sorted(row[2] for row in rows) == ["adam", "momentum", "sgd"] and {row[1] for row in rows} == {"lion_example"}
     assert all(row[3] in ("better", "worse", "inconclusive", "no") for row in rows), rows
     assert (r.returncode == 1) == any(row[3] == "worse" for row in rows)
 

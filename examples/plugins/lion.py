@@ -1,4 +1,8 @@
-"""Lion, an example optimizer plugin: ``harness run SUITE --plugin examples/plugins/lion.py``.
+"""Lion as an example optimizer plugin: ``harness run SUITE --plugin examples/plugins/lion.py``, then
+``optimizer: {name: lion_example}``. The harness has Lion built in (``lion``, the same algorithm with
+multi-tensor kernels); this file shows what a plugin optimizer takes: a ``torch.optim.Optimizer``, a
+builder whose typed signature is the schema, capabilities and a default tuning space. It registers
+under its own name, since a name registers once.
 
 Lion (EvoLved Sign Momentum) follows Chen et al. 2023, "Symbolic Discovery of Optimization
 Algorithms", Algorithm 2. With gradient g, momentum m (zero at the start), learning rate η and
@@ -62,9 +66,9 @@ class Lion(torch.optim.Optimizer):
 
 
 # its default tuning space: Lion wants a 3-10x smaller learning rate than AdamW (Chen et al. 2023, §3.2)
-@OPTIMIZERS.register("lion", has_momentum=True,
+@OPTIMIZERS.register("lion_example", has_momentum=True,
                      space={"lr": {"loguniform": [1e-5, 1e-2]}, "beta1": {"log1m": [0.5, 0.99]}})
-def lion(
+def lion_example(
     params: Iterable[Any], *, lr: LR = 1e-4, beta1: Beta = 0.9, beta2: Beta = 0.99, weight_decay: Decay = 0.0
 ) -> torch.optim.Optimizer:
     """Lion (Chen et al. 2023): sign of interpolated momentum, decoupled weight decay θ ← θ(1 − ηλ)."""

@@ -8,7 +8,8 @@ epoch on the whole training split) and ``closure`` (the step re-evaluates the lo
 ``nesterov`` evaluates the gradient at the look-ahead point (Nesterov 1983; Sutskever et al. 2013);
 ``adam`` is bias-corrected Adam (Kingma & Ba 2015, Algorithm 1). Also the others torch ships: ``adamax``,
 ``adafactor`` (a relative step on a factored second moment), ``asgd`` (averaged SGD) and ``rprop``
-(sign-based per-weight step sizes). ``muon`` (Jordan et al. 2024; Liu et al. 2025) orthogonalizes the
+(sign-based per-weight step sizes). ``lion`` (Chen et al. 2023) steps by the sign of interpolated
+momentum (``harness.components.lion``). ``muon`` (Jordan et al. 2024; Liu et al. 2025) orthogonalizes the
 momentum of each hidden weight matrix and leaves the other parameters to AdamW, by its own
 parameter-group rule (``harness.param_rules``).
 
@@ -24,6 +25,7 @@ from typing import Annotated, Any, Iterable, Literal
 
 import torch
 
+from harness.components.lion import Lion
 from harness.param_rules import rule
 from harness.registries import OPTIMIZERS
 from harness.registry import Range
@@ -186,6 +188,15 @@ def rprop(
     """Rprop (Riedmiller & Braun 1993): per-weight step sizes from lr, ×η₊ while the gradient keeps its sign,
     ×η₋ (and no step) when it flips, θ ← θ − sign(g)·Δ; meant for full batches, its sign test is noisy on minibatches."""
     return torch.optim.Rprop(params, lr=lr, etas=(eta_minus, eta_plus), step_sizes=(step_min, step_max))
+
+
+# Lion wants a 3-10x smaller learning rate than AdamW (Chen et al. 2023, §3.2)
+@OPTIMIZERS.register("lion", has_momentum=True,
+                     space={**_LR(1e-5, 1e-2), "beta1": {"log1m": [0.5, 0.99]}})
+def lion(params: Params, *, lr: LR = 1e-4, beta1: Beta = 0.9, beta2: Beta = 0.99,
+         weight_decay: Decay = 0.0) -> torch.optim.Optimizer:
+    """Lion (Chen et al. 2023, Alg. 2): c = β1·m + (1 − β1)·g, θ ← θ(1 − ηλ) − η·sign(c), m ← β2·m + (1 − β2)·g."""
+    return Lion(params, lr=lr, betas=(beta1, beta2), weight_decay=weight_decay)
 
 
 @OPTIMIZERS.register("lbfgs", full_batch=True, needs_closure=True)
