@@ -47,15 +47,15 @@ def harness(capsys):
 def _smallest(path: Path) -> list[str]:
     """Overrides that run the suite at the smallest budget its commands still take every path of."""
     suite = load_shipped(path)
-    if suite.search and suite.search.get("tune"):  # two configurations per technique: a selection to make
-        return ["seeds=1", "budget.epochs=1", "tune.trials=2", "tune.seeds=[1000]"]
-    if suite.search and suite.search.get("halving"):
-        return ["budget.epochs=3"]  # hyperband's brackets over 1 and 3 epochs, a promotion included
     dataset = suite.trials[0].config["dataset"]["name"]
     extra = {"mnist": ["base.dataset.train_subset=600", "base.dataset.val_size=100"],
              "cifar10": ["base.dataset.val_size=60", "base.dataset.checksum=false"],  # files made here
-             "text": ["base.dataset.max_bytes=40000"]}
-    return ["seeds=1", "budget.epochs=1", *extra.get(dataset, [])]
+             "text": ["base.dataset.max_bytes=40000"]}.get(dataset, [])
+    if suite.search and suite.search.get("tune"):  # two configurations per technique: a selection to make
+        return ["seeds=1", "budget.epochs=1", "tune.trials=2", "tune.seeds=[1000]", *extra]
+    if suite.search and suite.search.get("halving"):
+        return ["budget.epochs=3"]  # hyperband's brackets over 1 and 3 epochs, a promotion included
+    return ["seeds=1", "budget.epochs=1", *extra]
 
 
 def _ok(result, *codes: int) -> str:
