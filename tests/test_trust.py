@@ -106,12 +106,29 @@ def test_a_baseline_without_its_provenance_is_refused_unless_asked_for(tmp_path,
         _refused(cli("regress", candidate, "--baseline", base), "provenance.json is not a provenance manifest")
 
 
-def test_more_workers_than_work_or_cores_starts_no_idle_process(tmp_path):
-    result = harness_cli("run", write_suite(tmp_path, TINY), "seeds=1", "--results", tmp_path / "r", "--workers", "64",
-                         "--no-report")
-    assert result.returncode == 0, result.stderr
-    assert "--workers 64 is more than this machine's" in result.stderr
-    assert "running 2 trials of tiny (2 workers)" in result.stdout + result.stderr
+def test_more_workers_than_work_or_cores_starts_no_idle_process(tmp_path, capsys, monkeypatch):
+    """--workers 64 for 2 trials starts 2 worker processes (each with the cores' share of threads), not 64:
+    the pool is checked before it spawns anything, so a missing cap fails here at once."""
+    from harness.cli import main
+    from harness.launch import local
+
+    pools, real_pool = [], local._run_pool
+
+    def pool(units, results, workers, progress, plugins, slots, crash_limit):
+        pools.append((len(units), workers, len(slots)))
+        assert workers <= len(units), f"{workers} worker processes for {len(units)} units of work"
+        return real_pool(units, results, workers, progress, plugins, slots, crash_limit)
+
+    monkeypatch.setattr(local, "_run_pool", pool)
+    code = main(["run", str(write_suite(tmp_path, TINY)), "seeds=1", "--results", str(tmp_path / "r"),
+                 "--workers", "64", "--no-report"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert pools == [(2, 2, 2)]  # two units of work, two processes, a slot each
+    assert "--workers 64 is more than this machine's" in out.err
+    assert "running 2 trials of tiny (2 workers)" in out.out + out.err
+    records = [json.loads(p.read_text()) for p in (tmp_path / "r" / "tiny" / "trials").glob("*.json")]
+    assert [r["status"] for r in records] == ["completed"] * 2
 
 
 def test_written_files_follow_the_umask(tmp_path):
