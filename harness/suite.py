@@ -51,7 +51,8 @@ SUITE_KEYS = {
             "axis tuned with the same budget on validation, then re-run on the suite's seeds (harness.tune)",
     "halving": "successive halving or hyperband over the configurations: {method: halving|hyperband, eta, "
                "min_epochs, metric}",
-    "exclude": "axis combinations to leave out: a list of {axis: value, ...} mappings",
+    "exclude": "axis combinations to leave out: a list of {axis: value, ...} mappings, each matched as a claim's "
+               "selectors are (harness.matching: a list setting is matched whole)",
     "report": "what the report compares (parameters below)",
     "slurm": "how harness submit asks SLURM for each array task (parameters below)",
     "execution": "how the trials run: fused packs, crash limit (parameters below)",
