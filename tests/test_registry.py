@@ -73,6 +73,8 @@ def test_every_component_has_a_description_and_resolves_with_defaults(registry):
 
 @pytest.mark.parametrize("registry", [ACTIVATIONS, LOSSES, OPTIMIZERS], ids=lambda r: r.kind)
 def test_every_cheap_component_builds_and_works_with_its_defaults(registry):
+    """Each with its capabilities read as the engine reads them; a plugin registered by an earlier test is
+    in the registry too and is held to the same."""
     import torch
 
     torch.manual_seed(0)
@@ -84,12 +86,14 @@ def test_every_cheap_component_builds_and_works_with_its_defaults(registry):
             # an optimizer with its own group rules (Muon) steps only the matrices it claims
             params = [layer.weight] if entry.caps.rules else list(layer.parameters())
             opt = registry.build(config, params)
+            if entry.caps.train_eval:
+                opt.train()  # Schedule-Free refuses to step in eval mode
             before = layer.weight.detach().clone()
 
             def closure():
                 opt.zero_grad()
                 loss = torch.nn.functional.cross_entropy(layer(x), y)
-                loss.backward()
+                loss.backward(create_graph=entry.caps.create_graph)  # Hessian-vector optimizers need the graph
                 return loss
 
             closure()
