@@ -12,7 +12,7 @@ A rule maps dotted setting names to wanted values; it matches when every key mat
   ``{name: adam, betas: [0.9, 0.99]}``; ``class`` is read as ``name`` (an import-path component is
   stored under its path as the name);
 - a list is first read as the value itself when the setting is a list (``regularizers: [dropout]``
-  matches exactly one regularizer, dropout; ``regularizers: []`` matches none; ``optimizer.betas:
+  matches exactly one regularizer, dropout; ``regularizers: []`` a trial with none; ``optimizer.betas:
   [0.9, 0.999]``): same length, item by item, in order;
 - otherwise a list is a set of alternatives, any of which may match (``optimizer.lr: [0.1, 0.01]``;
   for a list-valued setting the alternatives are lists: ``regularizers: [[dropout], []]``). A list
