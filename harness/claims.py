@@ -64,7 +64,8 @@ from typing import Any, Callable
 import numpy as np
 
 from harness.errors import ConfigError
-from harness.spec import COMPLETED, DIVERGED, Record, get_dotted, value_matches
+from harness.matching import selects
+from harness.spec import COMPLETED, DIVERGED, Record
 
 EXPECT = ("greater", "less", "equal", "not_less", "not_greater")
 KEYS = ("id", "text", "source", "compare", "against", "value", "where", "metric", "expect", "margin", "target", "over",
@@ -199,29 +200,6 @@ def parse_claims(value: Any, axes: list[str], configs: list[dict[str, Any]]) -> 
                                                  f"the varying axes are {', '.join(axes) or 'none'}")
         claims.append(claim)
     return claims
-
-
-def _matches(actual: Any, wanted: Any) -> bool:
-    """A resolved setting against a suite's way of writing it: a name for a component, a partial mapping of its
-    parameters, a list of either (``regularizers: [dropout]``), or a list of alternatives for a scalar."""
-    if isinstance(actual, list):
-        return isinstance(wanted, list) and len(actual) == len(wanted) and all(map(_matches, actual, wanted))
-    if isinstance(wanted, list):
-        return any(_matches(actual, w) for w in wanted)
-    if isinstance(actual, dict) and isinstance(wanted, dict):
-        return all(k in actual and _matches(actual[k], v) for k, v in wanted.items())
-    return value_matches(actual, wanted)
-
-
-def selects(selector: dict[str, Any], config: dict[str, Any]) -> bool:
-    for key, wanted in selector.items():
-        try:
-            actual = get_dotted(config, key)
-        except KeyError:
-            return False
-        if not _matches(actual, wanted):
-            return False
-    return True
 
 
 def baseline_row(baseline: Any, axes: list[str], rows: list[tuple[dict[str, Any], dict[str, Any]]],

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from harness.errors import ConfigError
+from harness.matching import selects
 from harness.spec import FINAL_STATUSES, Record, TrialSpec
 
 SPENDING = ("obrien_fleming", "pocock")
@@ -131,8 +132,6 @@ def walk(info: dict[str, Any], claims: list[dict[str, Any]], axes: list[str], tr
 
 def uses(claim: dict[str, Any], config: dict[str, Any]) -> bool:
     """Whether a claim compares the trials of ``config`` (its treatment or its control)."""
-    from harness.claims import selects
-
     sides = [claim["compare"]] + ([claim["against"]] if claim["against"] is not None else [])
     return any(selects({**claim["where"], **side}, config) for side in sides)
 

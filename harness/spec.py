@@ -251,17 +251,6 @@ def get_dotted(d: dict[str, Any], dotted: str) -> Any:
     return d
 
 
-def value_matches(actual: Any, wanted: Any) -> bool:
-    """A resolved config value against a suite's way of naming it (``relu`` for ``{name: relu}``; an import
-    path is stored as the name: ``{class: torch.optim.NAdam}`` for ``{name: torch.optim.NAdam, ...}``)."""
-    if isinstance(actual, dict) and "name" in actual:
-        if isinstance(wanted, str):
-            return actual["name"] == wanted
-        if isinstance(wanted, dict):
-            return all(actual.get("name" if k == "class" else k) == v for k, v in wanted.items())
-    return actual == wanted
-
-
 def component_name(value: Any) -> str | None:
     """How reports name a component: ``adam`` for ``adam`` or ``{name: adam, ...}``; a class named by import
     path by the class alone (``AdamWScheduleFree`` for ``{class: schedulefree.AdamWScheduleFree}`` or its

@@ -23,6 +23,7 @@ import harness.models  # noqa: F401
 from harness import search, sequential as seq, tune
 from harness.errors import ConfigError
 from harness.layout import SUITE_NAME
+from harness.matching import selects
 from harness.param_rules import resolve_rules
 from harness.fused.plan import parse_fuse
 from harness.registry import check_keys, check_value, near_miss, resolve_params
@@ -30,7 +31,7 @@ from harness.settings import (
     COMPONENTS, LISTS, SCALARS, SECTIONS, TRIAL_KEYS, check_slurm, execution_params, report_params, slurm_params,
 )
 from harness.suitefile import check_integers, read_yaml
-from harness.spec import TrialSpec, canonical_json, component_name, get_dotted, value_matches  # noqa: F401
+from harness.spec import TrialSpec, canonical_json, component_name
 from harness.tracking import tracker_missing
 
 # Every top-level key a suite accepts, and what `harness list settings` says of it (sections with keyword
@@ -50,7 +51,8 @@ SUITE_KEYS = {
             "axis tuned with the same budget on validation, then re-run on the suite's seeds (harness.tune)",
     "halving": "successive halving or hyperband over the configurations: {method: halving|hyperband, eta, "
                "min_epochs, metric}",
-    "exclude": "axis combinations to leave out: a list of {axis: value, ...} mappings",
+    "exclude": "axis combinations to leave out: a list of {axis: value, ...} mappings, each matched as a claim's "
+               "selectors are (harness.matching: a list setting is matched whole)",
     "report": "what the report compares (parameters below)",
     "slurm": "how harness submit asks SLURM for each array task (parameters below)",
     "execution": "how the trials run: fused packs, crash limit (parameters below)",
@@ -304,7 +306,7 @@ def _build(raw: dict[str, Any], file: str, sha: str, overrides: tuple[str, ...],
         for combo in combos:
             considered += 1
             config = _apply(base, combo, sources, stop_after)
-            if any(_matches(rule, combo, config) for rule in exclude):
+            if any(selects(rule, config) for rule in exclude):
                 continue
             key = canonical_json(config)
             if key in seen:
@@ -505,16 +507,3 @@ def _exclude(rules: Any, axes: list[str]) -> list[dict[str, Any]]:
             if top not in TRIAL_KEYS:
                 raise ConfigError(f"exclude[{i}].{key}", f"not a trial setting; {near_miss(top, TRIAL_KEYS)}")
     return rules
-
-
-def _matches(rule: dict[str, Any], combo: dict[str, Any], config: dict[str, Any]) -> bool:
-    """A rule matches when every key matches; a list of values matches any of them."""
-    for key, wanted in rule.items():
-        try:
-            actual = get_dotted(config, key)
-        except KeyError:
-            return False
-        options = wanted if isinstance(wanted, list) else [wanted]
-        if not any(value_matches(actual, w) for w in options):
-            return False
-    return True

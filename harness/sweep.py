@@ -360,7 +360,8 @@ def refine_search(results: Path, top: int, metric: str | None = None, widen: flo
     """The random search whose records are in ``results``, its ranges narrowed around its ``top``
     configurations by ``metric`` (default: the search's validation metric), ``n`` draws (default:
     as before) and a new draw seed."""
-    from harness.suite import get_dotted, value_matches
+    from harness.matching import matches
+    from harness.spec import get_dotted
 
     plan = read_plan(results)
     suite = plan[0] if plan else {}
@@ -379,7 +380,7 @@ def refine_search(results: Path, top: int, metric: str | None = None, widen: flo
         raise UsageError(f"{results}: no completed trial with {metric} to refine around")
     best = ranked[:top]
     values = {key: [get_dotted(c, key) for _, c, _ in best] for key in space}
-    new_space = search.refine(space, values, widen, value_matches)
+    new_space = search.refine(space, values, widen, matches)
     raw = copy.deepcopy(suite["raw"])
     raw["name"] = name or f"{suite['name']}-refined"
     raw["random"] = {**(raw.get("random") or {}), "space": search.space_yaml(new_space),

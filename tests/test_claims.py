@@ -209,6 +209,7 @@ def test_diverged_trials_count_for_the_diverged_metric_only():
 
 # --- real runs of the repro suites at a CI budget ------------------------------------------------------
 
+@pytest.mark.slow
 def test_the_robust_textbook_facts_hold_on_real_runs_and_a_reversed_claim_fails(tmp_path):
     """ln C at init (and L2 raising the first loss), overfitting 20 samples, and the collapse of a 10-layer
     tanh net's activations from a std-0.01 init, each from its repro suite at a small budget."""

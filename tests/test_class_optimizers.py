@@ -58,6 +58,7 @@ grid:
 """
 
 
+@pytest.mark.slow
 def test_a_class_optimizer_runs_through_the_cli_with_no_plugin_at_its_eval_point(tmp_path):
     r = harness_cli("run", write_suite(tmp_path, SUITE), "--results", tmp_path, "--no-report")
     assert r.returncode == 0, r.stderr[-3000:]
@@ -81,6 +82,7 @@ def test_a_class_optimizer_runs_through_the_cli_with_no_plugin_at_its_eval_point
     assert [v for v, _ in at_y] != pytest.approx([h["val_loss"] for h in record.history], rel=1e-3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer, expected", [
     ("{class: schedulefree.AdamWScheduleFree, betaz: [0.9, 0.99]}",
      "base.optimizer.betaz: unknown key of optimizer 'schedulefree.AdamWScheduleFree'; did you mean 'betas'?"),

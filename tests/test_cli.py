@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from conftest import REPO, TINY, harness_cli, write_suite
 
 
@@ -14,6 +15,7 @@ def _records(folder):
     return sorted((folder / "trials").glob("*.json"))
 
 
+@pytest.mark.slow
 def test_run_then_rerun_runs_nothing_new(tmp_path):
     suite = write_suite(tmp_path, TINY)
     res = tmp_path / "res"
@@ -37,6 +39,7 @@ def test_run_then_rerun_runs_nothing_new(tmp_path):
     assert status.returncode == 0 and "completed   4" in status.stdout
 
 
+@pytest.mark.slow
 def test_unreadable_record_is_run_again(tmp_path):
     suite = write_suite(tmp_path, TINY)
     res = tmp_path / "res"
@@ -61,6 +64,7 @@ def crash(ctx, *, width: int = 8):
 '''
 
 
+@pytest.mark.slow
 def test_a_crashing_worker_does_not_take_the_pool_down(tmp_path):
     plugin = tmp_path / "crash_plugin.py"
     plugin.write_text(CRASH_PLUGIN)
@@ -79,6 +83,7 @@ def test_a_crashing_worker_does_not_take_the_pool_down(tmp_path):
     assert "Trials that did not complete" in report and "worker process died" in report
 
 
+@pytest.mark.slow
 def test_diverged_trial_is_recorded_and_the_sweep_goes_on(tmp_path):
     suite = write_suite(tmp_path, TINY.replace("{name: adam, lr: 0.003}", "{name: sgd, lr: 1.0e+6}"))
     res = tmp_path / "res"
@@ -116,14 +121,17 @@ def _kill_midway(tmp_path, workers):
     assert not [p for p in (folder / "trials").iterdir() if not p.name.endswith(".json")]
 
 
+@pytest.mark.slow
 def test_sigkill_of_the_runner_then_rerun_finishes_exactly_the_missing_trials(tmp_path):
     _kill_midway(tmp_path, workers=1)
 
 
+@pytest.mark.slow
 def test_sigkill_of_a_pool_runner_leaves_no_orphans_and_resumes(tmp_path):
     _kill_midway(tmp_path, workers=2)
 
 
+@pytest.mark.slow
 def test_list_shows_components_with_parameters():
     r = harness_cli("list")
     assert r.returncode == 0
@@ -187,6 +195,7 @@ def _run_on_a_pty(tmp_path, columns):
     return shown.decode("utf-8", "replace")
 
 
+@pytest.mark.slow
 def test_a_pseudo_terminal_with_no_width_gets_a_line_per_trial(tmp_path):
     """It reported 0 columns, and nothing at all was printed for the whole sweep (no bar, no lines)."""
     narrow = _run_on_a_pty(tmp_path, 0)

@@ -46,6 +46,7 @@ def one_and_two(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_two_processes_give_the_one_process_training_loss(one_and_two):
     one, two = one_and_two[1], one_and_two[2]
     assert one.status == two.status == COMPLETED, (one.reason, two.reason)
@@ -67,6 +68,7 @@ def test_a_shard_seen_twice_would_be_caught(one_and_two, tmp_path):
     assert half.history[-1]["train_loss"] != pytest.approx(one_and_two[2].history[-1]["train_loss"], rel=1e-3)
 
 
+@pytest.mark.slow
 def test_a_multi_process_trial_that_raises_is_recorded_failed(tmp_path):
     # Every process raises at once (a bad learning rate: NaN at the first check) → one diverged
     # record from the main process; a crash of the launch itself → failed with its log.
@@ -77,6 +79,7 @@ def test_a_multi_process_trial_that_raises_is_recorded_failed(tmp_path):
     assert record.status == "diverged" and record.diverged_step is not None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("switch,expect", [
     ("base.precision=bf16", {"precision": "bf16"}),
     ("base.channels_last=true", {"channels_last": True}),
@@ -105,6 +108,7 @@ def test_bf16_changes_the_trial_and_fp32_keeps_old_ids(tmp_path):
     assert fp32.trial_id == trial_id_of({k: v for k, v in fp32.config.items() if k != "precision"}, fp32.seed)
 
 
+@pytest.mark.slow
 def test_compile_runs_on_cpu(tmp_path):
     r = harness_cli("run", write_suite(tmp_path, DDP), "--results", tmp_path, "--no-report", "budget.max_steps=3",
                     "base.compile=true")

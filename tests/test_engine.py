@@ -131,6 +131,7 @@ def test_plateau_schedule_reads_the_validation_metric_each_epoch():
     assert [h["lr"] for h in r.history] == pytest.approx([0.1, 0.05, 0.025])
 
 
+@pytest.mark.slow
 def test_ensemble_averages_member_probabilities():
     single = run_trial(_spec(seed=3))
     r = run_trial(_spec(seed=3, ensemble={"members": 3}))

@@ -53,6 +53,7 @@ def test_max_norm_projects_each_units_incoming_weights_onto_the_ball_after_every
     assert torch.allclose(model[1].weight.view(2, -1).norm(dim=1), torch.ones(2))
 
 
+@pytest.mark.slow
 def test_both_examples_run_through_the_command_line_and_are_named_in_the_records(tmp_path):
     suite = write_suite(tmp_path, """
         name: examples

@@ -216,6 +216,7 @@ base:
 """
 
 
+@pytest.mark.slow
 def test_plugins_run_through_the_cli_and_are_named_in_the_record(tmp_path):
     r = harness_cli("run", write_suite(tmp_path, SUITE), "--results", tmp_path, "--no-report",
                     "--plugin", LION, "--plugin", ORTHOGONAL)

@@ -89,6 +89,7 @@ def _check_against_unfused(models, shape, N=8, steps=3, tol=TOL):
 
 # --- mlp --------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("norm", ["none", "batchnorm", "layernorm", {"name": "groupnorm", "groups": 4}])
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
 def test_stacked_mlp_matches_each_unfused_mlp(norm, activation):
@@ -114,12 +115,14 @@ def test_batchnorm_momentum_none_is_a_cumulative_average_per_slice():
 
 # --- cnns -------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("norm", ["none", "batchnorm", "layernorm"])
 def test_stacked_cnn_2c2d_matches_each_unfused_cnn(norm):
     _check_against_unfused(_models("cnn_2c2d", (1, 28, 28), 2, norm=norm), (1, 28, 28), N=4, steps=2,
                            tol=CONV_TOL)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("norm", ["none", "batchnorm", {"name": "groupnorm", "groups": 8}])
 def test_stacked_cnn_3c3d_matches_each_unfused_cnn(norm):
     _check_against_unfused(_models("cnn_3c3d", (3, 32, 32), 2, norm=norm, activation="tanh"), (3, 32, 32), N=4,

@@ -63,6 +63,7 @@ grid:
 """
 
 
+@pytest.mark.slow
 def test_a_fused_sweep_gives_every_trial_the_record_of_its_run_alone(tmp_path):
     suite = load_suite(write_suite(tmp_path, EQUIVALENCE))
     assert len(suite.trials) == 16
@@ -107,6 +108,7 @@ def _same_as_alone(fused, spec, rel=1e-5):
     return alone
 
 
+@pytest.mark.slow
 def test_a_diverging_slice_is_recorded_at_its_step_and_the_others_train_on(tmp_path):
     specs = _specs(tmp_path, SMALL)
     records = run_pack(specs)
@@ -155,6 +157,7 @@ def test_a_failing_slice_is_recorded_failed_and_the_pack_goes_on(tmp_path, raisi
             _same_as_alone(r, spec)
 
 
+@pytest.mark.slow
 def test_a_pack_stopped_mid_epoch_resumes_to_the_uninterrupted_records(tmp_path):
     specs = _specs(tmp_path, SMALL, ["base.norm=batchnorm", "base.regularizers=[{name: dropout, p: 0.3}]"])
     whole = run_pack(specs)
@@ -176,6 +179,7 @@ def test_a_pack_stopped_mid_epoch_resumes_to_the_uninterrupted_records(tmp_path)
         assert b.steps == a.steps and b.diverged_step == a.diverged_step
 
 
+@pytest.mark.slow
 def test_a_pack_killed_with_sigkill_resumes_from_its_checkpoint(tmp_path):
     suite = write_suite(tmp_path, SMALL.replace("epochs: 3", "epochs: 6").replace("seeds: 1", "seeds: 2")
                         .replace("train_subset: 400", "train_subset: 1200").replace("1.0e+6", "0.1"))
@@ -258,6 +262,7 @@ def test_fuse_settings_are_checked_where_they_are_given(tmp_path):
     assert out.returncode == 2 and "--fuse: expected auto, off or a pack size >= 1, got 'lots'" in out.stderr
 
 
+@pytest.mark.slow
 def test_each_slice_runs_its_own_techniques_as_it_would_alone(tmp_path):
     """Weight averages (their BatchNorm statistics recomputed on the slice), batch transforms, penalties,
     early stopping and label smoothing, one per slice of one pack."""
@@ -283,6 +288,7 @@ def test_each_slice_runs_its_own_techniques_as_it_would_alone(tmp_path):
         assert record.diagnostics.get("early_stopping") == alone.diagnostics.get("early_stopping")
 
 
+@pytest.mark.slow
 def test_an_array_task_runs_its_chunk_as_a_pack_stops_on_usr1_and_resumes(tmp_path):
     """``harness worker`` (what a SLURM array task runs) with the suite's ``execution.fuse``: a chunk of 4
     is one pack; USR1 (the time limit is near) stops it at a step with every record ``interrupted`` and its
@@ -318,6 +324,7 @@ def test_an_array_task_runs_its_chunk_as_a_pack_stops_on_usr1_and_resumes(tmp_pa
     assert not any((results / "checkpoints").glob("pack-*.pt"))
 
 
+@pytest.mark.slow
 def test_a_residual_pack_gives_each_trial_the_record_of_its_run_alone(tmp_path):
     """ResNet-8 (BatchNorm, a projection shortcut per stage) and a pre-activation WRN as stacked models: the
     model's own forward over stacked layers in the grouped layout."""
@@ -329,6 +336,7 @@ def test_a_residual_pack_gives_each_trial_the_record_of_its_run_alone(tmp_path):
             _same_as_alone(record, spec, rel=1e-4)
 
 
+@pytest.mark.slow
 def test_a_pack_that_keeps_ending_its_process_trains_its_trials_alone(tmp_path):
     """After ``execution.crashes`` deaths of its process (here 1: a SIGKILL, as the OOM killer would), a
     pack's trials run alone, so that a crash is pinned on the trial that causes it."""

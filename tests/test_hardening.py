@@ -97,6 +97,7 @@ SHAPES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case, change, needle", SHAPES, ids=[s[0] for s in SHAPES])
 def test_a_record_of_the_wrong_shape_is_reported_by_path_and_key_and_left_out(tmp_path, reference, case, change,
                                                                               needle):
@@ -110,6 +111,7 @@ def test_a_record_of_the_wrong_shape_is_reported_by_path_and_key_and_left_out(tm
     assert victim.stem not in found.records and len(found.records) == 5
 
 
+@pytest.mark.slow
 def test_a_broken_results_folder_still_reports_and_a_run_replaces_the_bad_records(tmp_path, reference, cli):
     results = tmp_path / "six"
     shutil.copytree(reference, results)
@@ -255,6 +257,7 @@ def test_a_report_into_a_read_only_or_full_folder_is_one_line(tmp_path, referenc
     assert _finals(folder / "six") == _finals(reference)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 2])
 def test_a_disk_that_fills_mid_sweep_stops_it_and_a_rerun_after_freeing_it_completes(tmp_path, reference, tmpfs,
                                                                                     workers):

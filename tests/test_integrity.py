@@ -45,6 +45,7 @@ def _two_optimizers(results):
     return results / "trials" / f"{by['sgd', 0]}.json", results / "trials" / f"{by['adam', 0]}.json"
 
 
+@pytest.mark.slow
 def test_records_with_swapped_configs_are_reported_left_out_and_run_again(results):
     sgd, adam = _two_optimizers(results)
     a, b = json.loads(sgd.read_text()), json.loads(adam.read_text())
@@ -66,6 +67,7 @@ def test_records_with_swapped_configs_are_reported_left_out_and_run_again(result
     assert fixed.records[sgd.stem].config["optimizer"]["name"] == "sgd"
 
 
+@pytest.mark.slow
 def test_a_record_under_another_trials_name_is_run_again(results):
     """Each rerun printed 'running that trial again', then the other trial's record in 0.0 s, exit 1 forever."""
     sgd, adam = _two_optimizers(results)

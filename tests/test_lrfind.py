@@ -40,6 +40,7 @@ def test_a_trial_at_the_top_of_the_range_trains_and_ten_times_the_minimum_does_n
     assert acc(10 * found.minimum) < 0.5
 
 
+@pytest.mark.slow
 def test_the_command_writes_the_curve_and_refuses_what_it_cannot_do(tmp_path):
     suite = write_suite(tmp_path, """
 name: lrf

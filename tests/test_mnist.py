@@ -1,7 +1,10 @@
 """Acceptance on real data: suites/mnist-optimizers.yaml on the real MNIST files."""
 import json
 
+import pytest
 from conftest import REPO, harness_cli
+
+pytestmark = pytest.mark.slow  # a training on real MNIST to 97%
 
 
 def test_mnist_optimizers_suite_reaches_97_percent_with_adam(mnist_root, tmp_path):

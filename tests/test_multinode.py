@@ -24,6 +24,8 @@ from slurm_cluster import job_active, job_fields, make_slurm_cluster_fixture, sl
 from harness.spec import COMPLETED, Record
 from harness.store import scan
 
+pytestmark = pytest.mark.slow  # a two-node SLURM cluster in namespaces
+
 two_nodes = make_slurm_cluster_fixture("two_nodes", scope="module", nodes=2)
 
 # several seconds of training on 2 ranks here: long enough to cut it after its first checkpoint

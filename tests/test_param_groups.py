@@ -255,6 +255,7 @@ def test_rules_and_muon_keep_a_trial_out_of_packs_with_a_reason():
 MUON = ["seeds=1", "grid.optimizer=[muon, {name: adam, lr: 0.003}]", "grid.param_groups=[[], [{kind: head, lr_scale: 0.5}]]"]
 
 
+@pytest.mark.slow
 def test_a_muon_suite_runs_from_the_command_line_and_plan_says_why_it_is_not_fused(tmp_path):
     listed = harness_cli("list", "optimizers")
     assert listed.returncode == 0 and "  muon " in listed.stdout and "adam_lr" in listed.stdout

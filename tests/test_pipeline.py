@@ -134,6 +134,7 @@ def test_auto_falls_back_to_the_dataloader_when_the_data_does_not_fit(digits, mo
     assert place(digits, CPU, "device")[1] == "device"  # explicit choices are kept
 
 
+@pytest.mark.slow
 def test_pool_workers_can_run_dataloader_workers_of_their_own(tmp_path):
     from conftest import TINY, harness_cli
 

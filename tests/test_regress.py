@@ -148,6 +148,7 @@ def _candidate(tmp, suite, plugin, *overrides):
     return folder / "mine"
 
 
+@pytest.mark.slow
 def test_a_broken_technique_is_worse_and_exits_1(maintained):
     tmp, suite = maintained
     r = harness_cli("regress", _candidate(tmp, suite, "broken"), "--baseline", tmp / "baselines" / "mine",
@@ -158,6 +159,7 @@ def test_a_broken_technique_is_worse_and_exits_1(maintained):
     assert "| worse |" in md and "harness baseline" in md  # provenance of the baseline
 
 
+@pytest.mark.slow
 def test_an_unchanged_technique_is_no_difference_and_one_seed_inconclusive(maintained):
     tmp, suite = maintained
     r = harness_cli("regress", _candidate(tmp, suite, "good"), "--baseline", tmp / "baselines" / "mine")
@@ -167,6 +169,7 @@ def test_an_unchanged_technique_is_no_difference_and_one_seed_inconclusive(maint
     assert r.returncode == 0 and "inconclusive" in r.stdout and "too few seeds" in r.stdout, r.stdout + r.stderr
 
 
+@pytest.mark.slow
 def test_compare_runs_only_the_new_technique_against_the_committed_baseline(tmp_path):
     assert check_provenance(COMMITTED)["suite"] == "regress"  # committed, unedited
     r = harness_cli("compare", REPO / "suites" / "regress.yaml", "--plugin", REPO / "examples" / "plugins" / "lion.py",
@@ -224,6 +227,7 @@ def input_noise(ctx, *, std: float = 0.1):
 '''
 
 
+@pytest.mark.slow
 def test_regress_names_a_code_change_between_candidate_and_baseline(tmp_path):
     """Same-spec twins where the candidate's plugin had changed (its noise never added) came out 'better',
     exit 0, and regress.md did not say the code differed."""

@@ -33,6 +33,7 @@ def sweep(tmp_path_factory):
     return tmp / "res" / "rep"
 
 
+@pytest.mark.slow
 def test_every_format_with_baseline_tests_and_time_to_target(sweep):
     r = harness_cli("report", sweep, "--baseline", "optimizer=sgd", "--format", "md,html,latex,csv",
                     "--target", "0.5", "--bootstrap")
@@ -79,6 +80,7 @@ def test_figures_drawn_in_worker_processes_match_those_drawn_in_place(sweep, tmp
     assert pages[1] == pages[2]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     (["--baseline", "optimizer=nadam"], "--baseline: optimizer=nadam selects no row; the rows of optimizer are sgd, adam"),
     (["--baseline", "optimizer"], "--baseline: expected AXIS=VALUE"),
@@ -92,6 +94,7 @@ def test_bad_report_input_exits_2_with_one_line(sweep, args, message):
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_html_report_renders_in_chromium_with_its_tables_and_images(sweep, chromium, tmp_path):
     from PIL import Image
 
@@ -112,6 +115,7 @@ def test_html_report_renders_in_chromium_with_its_tables_and_images(sweep, chrom
     assert len({tuple(p) for p in pixels}) > 200  # plots in colour, not a single-colour page
 
 
+@pytest.mark.slow
 def test_the_latex_report_compiles_with_a_real_engine(sweep, tmp_path):
     """report.tex carried a raw ± and ▲/▼, which pdflatex refused. Skipped where no engine is installed
     (Debian: texlive-latex-base and texlive-latex-recommended)."""

@@ -209,6 +209,7 @@ def test_refine_narrows_the_space_around_the_best_configurations(tmp_path):
     assert bad.value.code == 2
 
 
+@pytest.mark.slow
 def test_halving_on_slurm_chains_one_array_per_rung(slurm_cluster, tmp_path):
     file = write_suite(tmp_path, HALVING)
     r = harness_cli("submit", file, "--results", tmp_path / "res", env=slurm_cluster)

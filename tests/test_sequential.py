@@ -88,6 +88,7 @@ def _sequential_verdict(study: dict[int, tuple[float, float]], info: dict) -> tu
     return cl.overall(rows)["c"], sequential.looks(info)[look]
 
 
+@pytest.mark.slow
 def test_under_a_true_null_repeated_looks_hold_no_more_often_than_the_level_and_uncorrected_peeking_does():
     """2,000 simulated sequential studies with no true effect (the boundary of the claim's null): the spent
     level keeps the rate of "holds" at or below 0.025; testing every look at 0.025 exceeds it."""
@@ -112,6 +113,7 @@ def test_a_real_effect_is_decided_early_and_a_weak_one_takes_more_seeds():
     assert sum(v == cl.HOLDS for v, _ in taken) >= 10 and max(n for _, n in taken) == 12
 
 
+@pytest.mark.slow
 def test_a_sequential_suite_adds_seeds_only_to_the_open_claims_configurations_and_says_what_each_took(tmp_path):
     path = write_suite(tmp_path, SEQ)
     r = harness_cli("run", path, "--results", tmp_path / "r", "--workers", "2", "--no-report")

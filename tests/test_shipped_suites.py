@@ -64,6 +64,7 @@ def _ok(result, *codes: int) -> str:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", SUITES, ids=lambda p: str(p.relative_to(REPO / "suites")))
 def test_every_shipped_suite_plans_and_renders_its_array_job(path, data_root, harness, tmp_path):
     """``plan`` and ``submit --dry-run``, fused or not, on the suite as shipped: the chunk estimate counts
@@ -78,6 +79,7 @@ def test_every_shipped_suite_plans_and_renders_its_array_job(path, data_root, ha
         assert "--chunk " in script and "{{" not in script
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", SUITES, ids=lambda p: str(p.relative_to(REPO / "suites")))
 def test_every_shipped_suite_runs_fused_reports_verifies_and_compares(path, data_root, harness, tmp_path):
     suite, plugins = load_shipped(path), plugin_args(path)

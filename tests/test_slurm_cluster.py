@@ -16,6 +16,8 @@ import pytest
 
 from slurm_cluster import job_active, job_fields, sbatch, slurm_cmd, slurm_cluster, wait_until  # noqa: F401
 
+pytestmark = pytest.mark.slow  # a real SLURM cluster in namespaces
+
 
 def test_array_of_8_tasks_all_write_their_file(slurm_cluster, tmp_path):
     out = tmp_path / "out"

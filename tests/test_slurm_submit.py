@@ -17,6 +17,8 @@ from harness.engine.checkpoint import checkpoint_path
 from harness.spec import COMPLETED
 from harness.store import scan
 
+pytestmark = pytest.mark.slow  # jobs on a real SLURM cluster
+
 def _submit(env, tmp_path, text):
     """Submitted as `nice -n 3 harness submit ... --plugin noop.py` from the suite's folder (a relative plugin
     path): the tasks run at nice 3 and find the plugin wherever sbatch starts them."""

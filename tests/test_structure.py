@@ -123,3 +123,13 @@ def test_loading_a_suite_with_claims_imports_neither_the_report_nor_scipy():
             "print(sorted(m for m in ('scipy', 'pandas', 'seaborn', 'matplotlib') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=PACKAGE.parent, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_every_harness_module_imports():
+    """The fast lane (``make test-fast``, ``-m "not slow"``) runs this file, so every module of the package is
+    at least imported there: a module only slow tests reach cannot break unnoticed by an import error."""
+    import importlib
+
+    for module in sorted(_modules()):
+        if module != "harness.__main__":  # runs the command line
+            importlib.import_module(module)

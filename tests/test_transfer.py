@@ -11,6 +11,8 @@ from conftest import REPO, harness_cli
 
 from harness.claims import FAILS, HOLDS
 
+pytestmark = pytest.mark.slow  # every repro suite's claims rerun on a second dataset
+
 MNIST = {"name": "mnist", "val_size": 1000}
 DIGITS = {"name": "digits", "val_size": 300}
 MNIST1D = {"name": "mnist1d", "val_size": 500}

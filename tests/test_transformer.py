@@ -79,6 +79,7 @@ def test_a_transformer_needs_token_data_and_no_other_norm(tmp_path):
         load_suite(write_suite(tmp_path, LM + "  norm: batchnorm\n"))
 
 
+@pytest.mark.slow
 def test_a_few_hundred_steps_bring_validation_bits_per_byte_well_below_the_corpus_unigram_entropy(tmp_path):
     raw, _ = corpus(None, 100_000)
     train = raw[: len(raw) - 2 * 5000]  # the bytes the model trains on (val and test are 5% each)

@@ -106,14 +106,33 @@ def test_a_baseline_without_its_provenance_is_refused_unless_asked_for(tmp_path,
         _refused(cli("regress", candidate, "--baseline", base), "provenance.json is not a provenance manifest")
 
 
-def test_more_workers_than_work_or_cores_starts_no_idle_process(tmp_path):
-    result = harness_cli("run", write_suite(tmp_path, TINY), "seeds=1", "--results", tmp_path / "r", "--workers", "64",
-                         "--no-report")
-    assert result.returncode == 0, result.stderr
-    assert "--workers 64 is more than this machine's" in result.stderr
-    assert "running 2 trials of tiny (2 workers)" in result.stdout + result.stderr
+@pytest.mark.slow
+def test_more_workers_than_work_or_cores_starts_no_idle_process(tmp_path, capsys, monkeypatch):
+    """--workers 64 for 2 trials starts 2 worker processes (each with the cores' share of threads), not 64:
+    the pool is checked before it spawns anything, so a missing cap fails here at once."""
+    from harness.cli import main
+    from harness.launch import local
+
+    pools, real_pool = [], local._run_pool
+
+    def pool(units, results, workers, progress, plugins, slots, crash_limit):
+        pools.append((len(units), workers, len(slots)))
+        assert workers <= len(units), f"{workers} worker processes for {len(units)} units of work"
+        return real_pool(units, results, workers, progress, plugins, slots, crash_limit)
+
+    monkeypatch.setattr(local, "_run_pool", pool)
+    code = main(["run", str(write_suite(tmp_path, TINY)), "seeds=1", "--results", str(tmp_path / "r"),
+                 "--workers", "64", "--no-report"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert pools == [(2, 2, 2)]  # two units of work, two processes, a slot each
+    assert "--workers 64 is more than this machine's" in out.err
+    assert "running 2 trials of tiny (2 workers)" in out.out + out.err
+    records = [json.loads(p.read_text()) for p in (tmp_path / "r" / "tiny" / "trials").glob("*.json")]
+    assert [r["status"] for r in records] == ["completed"] * 2
 
 
+@pytest.mark.slow
 def test_written_files_follow_the_umask(tmp_path):
     import os
 
@@ -175,6 +194,7 @@ def test_no_figure_worker_outlives_a_killed_report(tmp_path):
     assert not alive, f"figure workers {alive} outlived their parent"
 
 
+@pytest.mark.slow
 def test_two_runs_of_one_suite_at_once_both_end_well(tmp_path):
     """The second run skips the trials the first holds, waits for them, and neither counts them missing."""
     import subprocess
@@ -251,6 +271,7 @@ grid:
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["exit", "segfault"])
 def test_a_trial_that_ends_its_process_is_recorded_failed_after_two_crashes(tmp_path, how):
     """One worker, inline: the trial's crash ends the sweep twice; the third run records it failed (naming
@@ -274,6 +295,7 @@ def test_a_trial_that_ends_its_process_is_recorded_failed_after_two_crashes(tmp_
     assert not list((tmp_path / "r" / "crashy" / "locks").glob("*.started"))
 
 
+@pytest.mark.slow
 def test_an_array_task_gets_past_a_crashing_trial_too(tmp_path):
     import json
 
@@ -482,6 +504,7 @@ def test_the_last_tracebacks_of_issue_29_are_one_error_line(tmp_path, cli, tiny_
     assert len(line) < 1500
 
 
+@pytest.mark.slow
 def test_every_command_writes_under_an_ascii_locale(tiny_run, tmp_path):
     """LC_ALL=C without Python's UTF-8 mode: a − or ± on the terminal or in a report was a UnicodeEncodeError."""
     env = {"LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONIOENCODING": ""}

@@ -112,6 +112,7 @@ def test_the_configuration_with_the_best_test_score_but_a_worse_validation_score
     assert all(rec.config["budget"]["stop_after"] is None for rec in finals)
 
 
+@pytest.mark.slow
 def test_a_tuned_study_runs_selects_reports_and_resumes_from_the_command_line(tmp_path):
     path = write_suite(tmp_path, TUNED + "claims:\n  - {id: adam-trains, text: tuned adam learns digits, "
                                          "compare: {optimizer: adam}, metric: test_acc, value: 0.3, expect: greater}\n")
@@ -169,6 +170,7 @@ def test_final_only_keeps_the_final_seeds_of_a_tuned_study():
     assert tune.final_only({}, items) == items
 
 
+@pytest.mark.slow
 def test_on_slurm_the_final_trials_are_submitted_by_a_job_after_the_tuning_array(slurm_cluster, tmp_path):
     text = TUNED.replace("[sgd, adam]", "[sgd]").replace("seeds: 2", "seeds: 1") + "slurm: {chunk: 3}\n"
     file = write_suite(tmp_path, text)

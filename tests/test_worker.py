@@ -92,6 +92,7 @@ def slow_uninterrupted():
         return run_trial(spec)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["sigkill", "sigusr1"])
 def test_a_killed_or_signalled_worker_resumes_to_the_uninterrupted_record(tmp_path, how, slow_uninterrupted):
     plan, results, trials = _plan(tmp_path, SLOW)
@@ -117,6 +118,7 @@ def test_a_killed_or_signalled_worker_resumes_to_the_uninterrupted_record(tmp_pa
     assert len(list((results / "trials").glob("*.json"))) == 1
 
 
+@pytest.mark.slow
 def test_raising_diverging_and_torn_records_each_end_with_one_valid_record(tmp_path):
     plan, results, trials = _plan(tmp_path, MIXED)
     assert len(trials) == 6
@@ -139,6 +141,7 @@ def test_raising_diverging_and_torn_records_each_end_with_one_valid_record(tmp_p
     assert sorted(again.records[t["trial_id"]].status for t in trials) == statuses  # failed ones ran again
 
 
+@pytest.mark.slow
 def test_the_same_trial_in_two_tasks_at_once_runs_once(tmp_path):
     plan, results, trials = _plan(tmp_path, SLOW.replace("epochs: 4", "epochs: 2"))
     a, b = _worker(plan, 0), _worker(plan, 0)
@@ -172,6 +175,7 @@ slurm: {partition: gpu, account: lab, time: "02:00:00", gpus_per_task: 1, max_pa
     assert check.returncode == 0, check.stderr
 
 
+@pytest.mark.slow
 def test_submit_renders_only_the_tasks_without_records(tmp_path):
     plan, results, trials = _plan(tmp_path, MIXED)
     # trials 0, 2 and 3 as a worker would run them, in one process rather than three
@@ -213,6 +217,7 @@ def test_a_template_with_an_unknown_placeholder_is_bad_input(tmp_path):
     assert r.returncode == 2 and "unknown placeholder {{plann}}" in r.stderr and "plan" in r.stderr
 
 
+@pytest.mark.slow
 def test_worker_input_errors_exit_2(tmp_path):
     plan, _, trials = _plan(tmp_path, MIXED)
     r = harness_cli("worker", plan, "--index", 99)
@@ -221,6 +226,7 @@ def test_worker_input_errors_exit_2(tmp_path):
     assert r.returncode == 2 and "no such plan file" in r.stderr
 
 
+@pytest.mark.slow
 def test_pending_prints_the_trial_until_it_has_a_record(tmp_path):
     plan, _, trials = _plan(tmp_path, MIXED)
     r = harness_cli("worker", plan, "--index", 0, "--pending")
@@ -240,6 +246,7 @@ def test_gpu_slots_spread_or_pack_workers():
         gpu_slots(5, 2, 2)
 
 
+@pytest.mark.slow
 def test_threads_per_worker_do_not_oversubscribe_the_cores(tmp_path):
     # Each of N workers gets cores // N threads (at least one), set before its trials start.
     (tmp_path / "raising.py").write_text(RAISING)
