@@ -111,10 +111,14 @@ def run_suite(suite: Suite, results: Path, pool: Pool, say: Say = _quiet, warn: 
     if pool.workers < 1:
         raise UsageError(f"--workers must be >= 1, got {pool.workers}")
     from harness.launch import cpu_count
+    from harness.launch.local import threads_for
 
     if pool.workers > cpu_count():
         warn(f"harness: --workers {pool.workers} is more than this machine's {cpu_count()} cores; trials will "
-             "share them (each worker takes one core's threads)")
+             "share them")
+    elif pool.workers * threads_for(suite.execution["threads"], pool.workers) > cpu_count():
+        warn(f"harness: {pool.workers} workers x {suite.execution['threads']} threads is more than this machine's "
+             f"{cpu_count()} cores; they will wait for each other (--threads sets the threads per trial)")
     preflight(suite)
     slots = gpu_slots(suite, pool)
     results.mkdir(parents=True, exist_ok=True)
@@ -140,7 +144,7 @@ def run_suite(suite: Suite, results: Path, pool: Pool, say: Say = _quiet, warn: 
 
                 say(describe(todo, suite.execution["fuse"], pool.workers, any(s is not None for s in slots))[0])
             run_local(todo, results, pool.workers, plugins=pool.plugins, slots=slots, fuse=suite.execution["fuse"],
-                      crash_limit=suite.execution["crashes"])
+                      crash_limit=suite.execution["crashes"], threads=suite.execution["threads"])
             _wait_for_others(todo, results, say)
         trials = list(suite.trials)
     final = scan(results)
@@ -199,7 +203,7 @@ def _run_stages(suite: Suite, results: Path, pool: Pool, slots: list[int | None]
             return step.trials
         say(pool.running(len(step.todo), suite))
         run_local(step.todo, results, pool.workers, plugins=pool.plugins, slots=slots, fuse=suite.execution["fuse"],
-                  crash_limit=suite.execution["crashes"])
+                  crash_limit=suite.execution["crashes"], threads=suite.execution["threads"])
         found = scan(results)
         given_up.update(t.trial_id for t in step.todo if not found.done(t.trial_id))
 
