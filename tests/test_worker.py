@@ -89,7 +89,7 @@ def slow_uninterrupted():
 
     with tempfile.TemporaryDirectory() as tmp:
         spec = load_suite(write_suite(Path(tmp), SLOW)).trials[0]
-        return run_trial(spec)
+        return run_trial(spec, threads=1)  # as the worker runs it (execution.threads: 1): 2 threads round otherwise
 
 
 @pytest.mark.parametrize("how", ["sigkill", "sigusr1"])
