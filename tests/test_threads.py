@@ -4,6 +4,7 @@ checkpoint's says so, in its record and on the terminal."""
 import io
 
 import pytest
+import torch
 from conftest import harness_cli, write_suite
 
 from harness.arguments import execution_flags, parser
@@ -56,12 +57,18 @@ def test_a_trial_gives_the_same_record_with_one_worker_or_two_and_the_record_nam
         assert _numbers(one) == _numbers(two)
 
 
-def test_the_thread_count_set_is_the_one_each_record_names(tmp_path):
-    specs = list(load_suite(write_suite(tmp_path, SMALL), ["execution.threads=3"]).trials)
-    run_local(specs, tmp_path / "res", threads=3, stream=io.StringIO())
-    assert [r.environment["torch_threads"] for r in scan(tmp_path / "res").records.values()] == [3]
-    record = run_pack(list(load_suite(write_suite(tmp_path, SMALL), ["seeds=2"]).trials), threads=2)[0]
-    assert record.environment["fused"]["size"] == 2 and record.environment["torch_threads"] == 2
+def test_the_thread_count_set_is_the_one_each_record_names_and_the_caller_keeps_its_own(tmp_path):
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # not the count asked for, on any machine
+    try:
+        specs = list(load_suite(write_suite(tmp_path, SMALL)).trials)
+        run_local(specs, tmp_path / "res", threads=3, stream=io.StringIO())
+        assert [r.environment["torch_threads"] for r in scan(tmp_path / "res").records.values()] == [3]
+        record = run_pack(list(load_suite(write_suite(tmp_path, SMALL), ["seeds=2"]).trials), threads=3)[0]
+        assert record.environment["fused"]["size"] == 2 and record.environment["torch_threads"] == 3
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_threads_are_checked_where_they_are_given_and_reach_the_array_tasks(tmp_path):
