@@ -44,6 +44,23 @@ class Pool:
         return f"running {count} trials of {suite.name} ({self.workers} worker{'s' * (self.workers > 1)})"
 
 
+def _other_threads(suite: Suite, found: Any) -> str | None:
+    """A line when final records this run keeps as they are were computed under another thread count than the
+    one it runs its trials under (``execution.threads``; under ``auto`` the count follows the workers: no line)."""
+    threads = suite.execution["threads"]
+    if threads == "auto":
+        return None
+    other = Counter(found.records[t.trial_id].environment.get("torch_threads") for t in suite.trials
+                    if found.done(t.trial_id))
+    other.pop(threads, None)
+    other.pop(None, None)  # a record that never started training says nothing of threads
+    if not other:
+        return None
+    counts = ", ".join(f"{n} under {k}" for k, n in sorted(other.items()))
+    return (f"{sum(other.values())} of them were computed under another thread count ({counts}) than this run's "
+            f"{threads} a trial (environment.torch_threads); they are kept as they are")
+
+
 def preflight(suite: Suite) -> None:
     """Missing dataset files are bad input: say so before any trial starts."""
     from harness.data import DATASETS
@@ -137,6 +154,8 @@ def run_suite(suite: Suite, results: Path, pool: Pool, say: Say = _quiet, warn: 
         else:
             if done:
                 say(f"{done} of {len(suite.trials)} trials already have records; running the other {len(todo)}")
+                for line in filter(None, [_other_threads(suite, found)]):
+                    say(line)
             else:
                 say(dataclasses.replace(pool, workers=min(pool.workers, len(todo))).running(len(todo), suite))
             if suite.execution["fuse"] != "off":  # what fusing made of them (harness plan --fuse lists the packs)

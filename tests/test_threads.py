@@ -19,6 +19,7 @@ from harness.spec import COMPLETED, INTERRUPTED, THREADS_CHANGED
 from harness.store import scan
 from harness.store.records import write_plan_file
 from harness.suite import load_suite
+from harness.sweep import Pool, run_suite
 
 # 512 wide: wide enough that torch splits its matmuls and sums between 2 threads, so that 1 and 2 threads give
 # other last bits of the training loss (measured here: 0.282948442867824 against 0.282948408808027)
@@ -136,3 +137,15 @@ def test_a_pack_resumed_under_another_thread_count_says_so_in_each_record(tmp_pa
     for r in resumed:
         assert r.status == COMPLETED and r.environment["torch_threads"] == 2
         assert [w for w in r.diagnostics["warnings"] if w.startswith(THREADS_CHANGED)], r.diagnostics
+
+
+def test_a_rerun_that_keeps_records_of_another_thread_count_says_so(tmp_path):
+    results = tmp_path / "res"
+    run_suite(load_suite(write_suite(tmp_path, SMALL), ["execution.threads=2"]), results, Pool())
+    said = []
+    run_suite(load_suite(write_suite(tmp_path, SMALL), ["seeds=2"]), results, Pool(), said.append)
+    assert ("1 of them were computed under another thread count (1 under 2) than this run's 1 a trial "
+            "(environment.torch_threads); they are kept as they are") in said, said
+    said.clear()  # 2 kept: the one of 2 threads is named, the one of 1 is not
+    run_suite(load_suite(write_suite(tmp_path, SMALL), ["seeds=3"]), results, Pool(), said.append)
+    assert any(line.startswith("1 of them were computed under another thread count (1 under 2)") for line in said)
