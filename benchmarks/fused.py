@@ -96,8 +96,10 @@ def _run(suite: Path, results: Path, *flags: str, device: str = "cpu") -> float:
     """Seconds one ``harness run`` takes; ``device`` "cpu" hides any GPU (the CPU cases stay CPU cases)."""
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""} if device == "cpu" else None
     start = time.perf_counter()
+    # --threads auto: each worker's share of the cores, as every figure in the README was measured (the default
+    # since, 1 thread a trial, would give the one-worker pack 1 thread of the cores' 2)
     done = subprocess.run([sys.executable, "-m", "harness", "run", str(suite), "--results", str(results),
-                           "--no-report", *flags], cwd=REPO, capture_output=True, text=True, env=env)
+                           "--no-report", "--threads", "auto", *flags], cwd=REPO, capture_output=True, text=True, env=env)
     took = time.perf_counter() - start
     if done.returncode not in (0, 1):  # 1: some trial diverged or failed, which is a result too
         raise SystemExit(f"harness run {' '.join(flags)} failed ({done.returncode}):\n{done.stderr[-3000:]}")

@@ -28,6 +28,14 @@ def _fuse_value(text: str) -> str:
     raise argparse.ArgumentTypeError(f"expected auto, off or a pack size >= 1, got {text[:80]!r}")
 
 
+def _threads_value(text: str) -> int | str:
+    """``--threads``: auto or a thread count in ASCII digits, as ``execution.threads`` takes it."""
+    value = text.strip()
+    if value == "auto" or (value.isascii() and value.isdigit() and 1 <= int(value) < 2**31):
+        return value
+    raise argparse.ArgumentTypeError(f"expected auto or a thread count >= 1, got {text[:80]!r}")
+
+
 _positive = _number(int, 1, "a whole number >= 1")
 _index = _number(int, 0, "a whole number >= 0")
 _non_negative = _number(float, 0, "a finite number >= 0")
@@ -68,13 +76,20 @@ def _runs_trials(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The arguments of every command that runs a suite's trials (run, baseline, compare)."""
     _suite_options(p)
     _workers(p)
+    _threads(p)
     return p
 
 
-def fuse_overrides(args: argparse.Namespace) -> list[str]:
-    """``--fuse X`` as the suite override it stands for, so that plan files carry it to array tasks."""
-    fuse = getattr(args, "fuse", None)
-    return [f"execution.fuse={fuse}"] if fuse is not None else []
+def _threads(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", metavar="N|auto", type=_threads_value,
+                   help="torch's intra-op threads per trial (default 1, the same numbers whatever --workers is; "
+                        "auto: each worker's share of the cores); overrides the suite's execution.threads")
+
+
+def execution_flags(args: argparse.Namespace) -> list[str]:
+    """``--fuse X`` and ``--threads N`` as the suite overrides they stand for, so that plan files carry them to
+    array tasks."""
+    return [f"execution.{key}={getattr(args, key)}" for key in ("fuse", "threads") if getattr(args, key, None)]
 
 
 def _max_trials(p: argparse.ArgumentParser) -> None:
@@ -135,6 +150,7 @@ def parser() -> argparse.ArgumentParser:
     submit = _suite_options(sub.add_parser("submit", help="submit a suite's trials without records as a SLURM array job"))
     submit.add_argument("--results", default="results", help="results root; records go to RESULTS/<suite>/")
     submit.add_argument("--dry-run", action="store_true", help="print the sbatch script instead of submitting it")
+    _threads(submit)
 
     worker = sub.add_parser("worker", help="run one array task's trials of a plan (what SLURM tasks run)")
     worker.add_argument("plan", help="plan file written by harness submit (RESULTS/<suite>/plans/plan-*.json)")
@@ -144,6 +160,7 @@ def parser() -> argparse.ArgumentParser:
                         help="print the task's trial id and exit 0 if it has no record, else exit 1; run nothing")
     worker.add_argument("--plugin", action="append", default=[], help="module or .py file adding components")
     _fuse(worker)
+    _threads(worker)
 
     base = _runs_trials(sub.add_parser("baseline", help="run a suite into results/baselines/<suite> with provenance"))
     base.add_argument("--results", default="results/baselines", help="baselines root (default results/baselines)")

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from harness import layout
-from harness.arguments import fuse_overrides, parser, plain_streams
+from harness.arguments import execution_flags, parser, plain_streams
 from harness.errors import STORAGE_ERRNOS, UsageError, shorten, storage_error
 from harness.layout import regress_path, suite_dir
 
@@ -27,7 +27,7 @@ def _load(args: argparse.Namespace):
 
     _data_root(args)
     _plugins(args)
-    return load_suite(args.suite, [*args.overrides, *fuse_overrides(args)], getattr(args, "max_trials", None))
+    return load_suite(args.suite, [*args.overrides, *execution_flags(args)], getattr(args, "max_trials", None))
 
 
 def _plugins(args: argparse.Namespace) -> None:
@@ -206,7 +206,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     _data_root(args)
     _plugins(args)
     # the suite's claims and report baseline name its own trials, which the swap replaces (verdicts: regress's)
-    suite = load_suite(args.suite, [*args.overrides, swap, "claims=[]", "report.baseline=null", *fuse_overrides(args)])
+    suite = load_suite(args.suite, [*args.overrides, swap, "claims=[]", "report.baseline=null", *execution_flags(args)])
     baseline = Path(args.baseline) if args.baseline else suite_dir(args.baselines, suite.name)
     results = run_compare(suite, args.suite, key, Path(args.results), baseline, _pool(args), _say, _warn)
     return _verdicts(results, baseline, args.metric or suite.report["metric"], args.margin, [key],
@@ -331,7 +331,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from harness.fused.plan import parse_fuse
 
     fuse = None if args.fuse is None else parse_fuse(args.fuse, "--fuse")
-    return work(plan, args.index, args.chunk, fuse=fuse)
+    return work(plan, args.index, args.chunk, fuse=fuse, threads=args.threads)
 
 
 def _results_dir(path: str) -> Path:

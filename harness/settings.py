@@ -125,12 +125,14 @@ def _slurm(
 
 
 def _execution(*, fuse: str | int | bool = "off",  # YAML reads a bare `off` as false
-               crashes: Annotated[int, Range(ge=1)] = 2):
+               crashes: Annotated[int, Range(ge=1)] = 2, threads: Annotated[int, Range(ge=1)] | Literal["auto"] = 1):
     """How the trials run: fuse packs compatible trials (same data, model, batch size, budget; they may differ
     in seed, hyperparameters, schedule, init and regularizer strengths) into stacked models of up to K trials
     trained as one (off, auto, or K; harness/fused/). `--fuse` on the command line overrides it. A trial whose
     process dies in it (os._exit, a segfault, the OOM killer) `crashes` times is recorded failed, so that the
-    sweep gets past it."""
+    sweep gets past it. threads: torch's intra-op threads per trial (`--threads` overrides it); a fixed count
+    makes a trial's numbers the same whatever --workers is (auto: the worker's share of the cores, or SLURM's
+    cpus_per_task, which is faster for big CPU models but ties the numbers to the worker count)."""
 
 
 # What SLURM accepts for each option the harness writes on an `#SBATCH` line (sbatch(1)): nothing else

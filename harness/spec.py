@@ -25,6 +25,9 @@ STOPPED = "stopped"
 STATUSES = (COMPLETED, DIVERGED, FAILED, INTERRUPTED, STOPPED)
 # A rerun would give the same outcome for these; failed and interrupted trials run again.
 FINAL_STATUSES = (COMPLETED, DIVERGED, STOPPED)
+# Head of the warning in the record of a trial resumed from a checkpoint written under another intra-op
+# thread count (harness.engine.checkpoint.threads_note); the launchers print it as the trial ends.
+THREADS_CHANGED = "resumed under another thread count"
 WORKLOAD_KEYS = ("dataset", "model", "budget")  # what a trial trains on and for how long: never "the technique"
 
 # Where the data lives, how batches reach the device and where curves are logged differ between

@@ -55,7 +55,7 @@ SUITE_KEYS = {
                "selectors are (harness.matching: a list setting is matched whole)",
     "report": "what the report compares (parameters below)",
     "slurm": "how harness submit asks SLURM for each array task (parameters below)",
-    "execution": "how the trials run: fused packs, crash limit (parameters below)",
+    "execution": "how the trials run: fused packs, crash limit, threads per trial (parameters below)",
     "claims": "what the results should show, as data: [{id, text, source, compare, against | value, where, metric, "
               "expect, margin, target}] (harness/claims.py; harness verify)",
 }
@@ -167,7 +167,7 @@ class Suite:
     # random: {space, n, seed}; halving: its settings and brackets (harness.search); None for a grid
     search: dict[str, Any] | None = None
     raw: dict[str, Any] = field(default_factory=dict)  # the suite as read, overrides applied (harness refine)
-    execution: dict[str, Any] = field(default_factory=lambda: {"fuse": "off", "crashes": 2})  # harness.settings._execution
+    execution: dict[str, Any] = field(default_factory=lambda: {"fuse": "off", "crashes": 2, "threads": 1})  # settings
     claims: list[dict[str, Any]] = field(default_factory=list)  # harness.claims.parse_claims
 
     def to_dict(self) -> dict[str, Any]:

@@ -44,6 +44,23 @@ class Pool:
         return f"running {count} trials of {suite.name} ({self.workers} worker{'s' * (self.workers > 1)})"
 
 
+def _other_threads(suite: Suite, found: Any) -> str | None:
+    """A line when final records this run keeps as they are were computed under another thread count than the
+    one it runs its trials under (``execution.threads``; under ``auto`` the count follows the workers: no line)."""
+    threads = suite.execution["threads"]
+    if threads == "auto":
+        return None
+    other = Counter(found.records[t.trial_id].environment.get("torch_threads") for t in suite.trials
+                    if found.done(t.trial_id))
+    other.pop(threads, None)
+    other.pop(None, None)  # a record that never started training says nothing of threads
+    if not other:
+        return None
+    counts = ", ".join(f"{n} under {k}" for k, n in sorted(other.items()))
+    return (f"{sum(other.values())} of them were computed under another thread count ({counts}) than this run's "
+            f"{threads} a trial (environment.torch_threads); they are kept as they are")
+
+
 def preflight(suite: Suite) -> None:
     """Missing dataset files are bad input: say so before any trial starts."""
     from harness.data import DATASETS
@@ -111,10 +128,14 @@ def run_suite(suite: Suite, results: Path, pool: Pool, say: Say = _quiet, warn: 
     if pool.workers < 1:
         raise UsageError(f"--workers must be >= 1, got {pool.workers}")
     from harness.launch import cpu_count
+    from harness.launch.local import threads_for
 
     if pool.workers > cpu_count():
         warn(f"harness: --workers {pool.workers} is more than this machine's {cpu_count()} cores; trials will "
-             "share them (each worker takes one core's threads)")
+             "share them")
+    elif pool.workers * threads_for(suite.execution["threads"], pool.workers) > cpu_count():
+        warn(f"harness: {pool.workers} workers x {suite.execution['threads']} threads is more than this machine's "
+             f"{cpu_count()} cores; they will wait for each other (--threads sets the threads per trial)")
     preflight(suite)
     slots = gpu_slots(suite, pool)
     results.mkdir(parents=True, exist_ok=True)
@@ -133,6 +154,8 @@ def run_suite(suite: Suite, results: Path, pool: Pool, say: Say = _quiet, warn: 
         else:
             if done:
                 say(f"{done} of {len(suite.trials)} trials already have records; running the other {len(todo)}")
+                for line in filter(None, [_other_threads(suite, found)]):
+                    say(line)
             else:
                 say(dataclasses.replace(pool, workers=min(pool.workers, len(todo))).running(len(todo), suite))
             if suite.execution["fuse"] != "off":  # what fusing made of them (harness plan --fuse lists the packs)
@@ -140,7 +163,7 @@ def run_suite(suite: Suite, results: Path, pool: Pool, say: Say = _quiet, warn: 
 
                 say(describe(todo, suite.execution["fuse"], pool.workers, any(s is not None for s in slots))[0])
             run_local(todo, results, pool.workers, plugins=pool.plugins, slots=slots, fuse=suite.execution["fuse"],
-                      crash_limit=suite.execution["crashes"])
+                      crash_limit=suite.execution["crashes"], threads=suite.execution["threads"])
             _wait_for_others(todo, results, say)
         trials = list(suite.trials)
     final = scan(results)
@@ -199,7 +222,7 @@ def _run_stages(suite: Suite, results: Path, pool: Pool, slots: list[int | None]
             return step.trials
         say(pool.running(len(step.todo), suite))
         run_local(step.todo, results, pool.workers, plugins=pool.plugins, slots=slots, fuse=suite.execution["fuse"],
-                  crash_limit=suite.execution["crashes"])
+                  crash_limit=suite.execution["crashes"], threads=suite.execution["threads"])
         found = scan(results)
         given_up.update(t.trial_id for t in step.todo if not found.done(t.trial_id))
 

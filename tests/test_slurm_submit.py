@@ -90,7 +90,7 @@ def test_the_smoke_suite_submitted_as_the_readme_shows_writes_every_record_and_r
     assert {r.config["norm"]["name"] for r in found.records.values()} == {"none", "batchnorm"}
     for record in found.records.values():  # records say where they ran
         assert record.environment["slurm"]["job_id"] and record.environment["slurm"]["array_task_id"]
-        assert record.environment["torch_threads"] == 1  # cpus_per_task, not the node's cores
+        assert record.environment["torch_threads"] == 1  # execution.threads (default 1), not the node's cores
     again = harness_cli("submit", suite, "--results", tmp_path / "res", env=slurm_cluster)
     assert again.returncode == 0 and "nothing to submit" in again.stdout
     done = harness_cli("status", results, env=slurm_cluster)

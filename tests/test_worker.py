@@ -89,7 +89,7 @@ def slow_uninterrupted():
 
     with tempfile.TemporaryDirectory() as tmp:
         spec = load_suite(write_suite(Path(tmp), SLOW)).trials[0]
-        return run_trial(spec)
+        return run_trial(spec, threads=1)  # as the worker runs it (execution.threads: 1): 2 threads round otherwise
 
 
 @pytest.mark.slow
@@ -247,11 +247,12 @@ def test_gpu_slots_spread_or_pack_workers():
 
 
 @pytest.mark.slow
-def test_threads_per_worker_do_not_oversubscribe_the_cores(tmp_path):
-    # Each of N workers gets cores // N threads (at least one), set before its trials start.
+def test_threads_auto_per_worker_do_not_oversubscribe_the_cores(tmp_path):
+    # Under --threads auto each of N workers gets cores // N threads (at least one); the default is 1 a trial
+    # (tests/test_threads.py).
     (tmp_path / "raising.py").write_text(RAISING)
     r = harness_cli("run", write_suite(tmp_path, MIXED), "--results", tmp_path / "res", "--workers", "2",
-                    "--no-report", "--plugin", tmp_path / "raising.py")
+                    "--threads", "auto", "--no-report", "--plugin", tmp_path / "raising.py")
     assert r.returncode == 1  # the failing and diverging trials are recorded; the sweep went on
     records = [r for r in scan(tmp_path / "res" / "mixed").records.values() if r.environment]
     assert records and {r.environment["torch_threads"] for r in records} == {max(1, cpu_count() // 2)}

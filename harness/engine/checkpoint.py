@@ -25,6 +25,7 @@ import torch
 
 from harness.errors import first_line
 from harness.layout import checkpoint_path, weights_path  # noqa: F401  (where a results folder keeps them)
+from harness.spec import THREADS_CHANGED
 from harness.store.records import atomic_write
 from harness.technique import Callback, Cursor, Run, Stop
 
@@ -50,6 +51,17 @@ def set_global_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["random"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def threads_note(saved: Any, step: int) -> str | None:
+    """The warning of a trial resumed at ``step`` from a checkpoint written under ``saved`` intra-op threads,
+    when this process has another count (CPU reductions split by thread, so its numbers are those of neither
+    count alone); None when they agree or the checkpoint predates the count."""
+    now = torch.get_num_threads()
+    if not isinstance(saved, int) or saved == now:
+        return None
+    return (f"{THREADS_CHANGED}: its checkpoint was written under {saved} intra-op threads, the steps after "
+            f"step {step} ran under {now} (execution.threads, --threads)")
 
 
 def save(path: Path, state: dict[str, Any]) -> None:
@@ -155,6 +167,7 @@ class Checkpointer(Callback):
         r = run.record
         save(self.path, {
             "trial_id": self.run_id, "world": run.accelerator.num_processes, "cursor": vars(cursor),
+            "threads": torch.get_num_threads(),
             "model": run.accelerator.unwrap_model(run.model).state_dict(),
             "optimizer": run.optimizer.state_dict(), "states": self.states(), "order": order_state, "ranks": ranks,
             "record": {"history": r.history, "steps": r.steps, "diagnostics": r.diagnostics,
@@ -208,6 +221,9 @@ class Checkpointer(Callback):
         run.order.set_state(state["order"])
         self.restore(state["states"])
         self.pending = state["ranks"][run.accelerator.process_index]
+        note = threads_note(state.get("threads"), run.cursor.step)
+        if note:
+            run.record.diagnostics.setdefault("warnings", []).append(note)
 
     def on_epoch_start(self, run: Run) -> None:
         if self.pending is not None:  # after the loader drew its permutation from the restored order

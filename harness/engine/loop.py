@@ -64,16 +64,18 @@ def _now() -> str:
 
 
 def run_trial(spec: TrialSpec, accelerator: Accelerator | None = None, tracking_dir: Path | None = None,
-              checkpointing: Checkpointing | None = None, on_epoch: OnEpoch | None = None) -> Record:
+              checkpointing: Checkpointing | None = None, on_epoch: OnEpoch | None = None,
+              threads: int | None = None) -> Record:
     """Train and evaluate one trial; the returned record says how it ended. With trackers in the
     config and a ``tracking_dir``, each epoch's metrics are logged there as they come. With
     ``checkpointing``, the trial resumes from its checkpoint and, when asked to stop, saves one and
     returns an ``interrupted`` record. ``on_epoch(row, epoch)`` sees each epoch's history row as it comes
-    (a sweep's progress display)."""
+    (a sweep's progress display). It trains under ``threads`` intra-op threads (None: as many as this process
+    has); its record's environment says how many (``torch_threads``)."""
     record = Record(spec.trial_id, spec.suite, spec.seed, COMPLETED, spec.config, dict(spec.axes),
                     started_at=_now())
     trackers = None
-    with torch_defaults() as changed:  # a plugin's global settings stay in its own trial
+    with torch_defaults(threads) as changed:  # a plugin's global settings stay in its own trial
         try:
             accelerator = accelerator or _accelerator(MIXED_PRECISION[spec.config["precision"]])
             if spec.config.get("trackers") and tracking_dir is not None:

@@ -26,8 +26,9 @@ before a ``torch.compile``. On a torch whose wrapper this module does not recogn
 device, grad mode, anomaly detection, deterministic algorithms, matmul precision, the thread count), and a
 plugin that sets one would change every later trial of the same worker, failing or silently altering
 trials that are not its own. Each trial starts from torch's defaults for dtype, device, grad mode, anomaly
-detection and determinism (the thread count, matmul precision and cudnn flags as the process had them), and
-what its code changed is put back after it and written in its record's warnings.
+detection and determinism (matmul precision and cudnn flags as the process had them, the thread count as
+the launcher asks: ``execution.threads``), and what its code changed is put back after it and written in
+its record's warnings.
 """
 from __future__ import annotations
 
@@ -177,12 +178,15 @@ def _put_back(wanted: dict[str, Any]) -> list[str]:
 
 
 @contextlib.contextmanager
-def torch_defaults() -> Iterator[list[str]]:
-    """Run the block under torch's default process-wide settings, then give the caller its own back; the
-    list it yields is filled, once the block ends, with a warning for each change found before the block
-    and each one made inside it."""
+def torch_defaults(threads: int | None = None) -> Iterator[list[str]]:
+    """Run the block under torch's default process-wide settings and ``threads`` intra-op threads (None: the
+    caller's), then give the caller its own back; the list it yields is filled, once the block ends, with a
+    warning for each change found before the block and each one made inside it."""
     found = {name: read() for name, (read, _, _) in _SETTINGS.items()}
     wanted = {name: found[name] if default is None else default for name, (_, _, default) in _SETTINGS.items()}
+    if threads is not None:  # the trial's execution setting, not a change found: no warning for it
+        torch.set_num_threads(threads)
+        wanted["thread count"] = torch.get_num_threads()
     warnings: list[str] = []
     before = _put_back(wanted)
     if before:

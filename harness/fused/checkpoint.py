@@ -28,7 +28,7 @@ FORMAT = 3  # 2: random states as plain data, read weights-only; 3: each slice's
 def pack_state(slices: list[_Slice], pid: str, cursor: Cursor, stacked: nn.Module, optimizer: FusedOptimizer,
                orders: list[Tensor]) -> dict[str, Any]:
     return {"format": FORMAT, "pack": pid, "trials": [s.spec.trial_id for s in slices], "cursor": vars(cursor),
-            "model": stacked.state_dict(),
+            "model": stacked.state_dict(), "threads": torch.get_num_threads(),
             "optimizer": optimizer.state_dict(), "global": ckpt.global_rng_state(),
             # orjson writes the dataclass as Record.to_json's content (NaN as null) 150x faster: 4 ms a slice
             # an epoch was a third of a K=64 pack's checkpoint time
@@ -63,14 +63,18 @@ def restore_pack(path: Path, pid: str, slices: list[_Slice], stacked: nn.Module,
     stacked.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     cursor = ckpt.saved_cursor(state["cursor"])
+    note = ckpt.threads_note(state.get("threads"), cursor.step)
     for s, saved in zip(slices, state["slices"]):
         record = Record.from_json(saved["record"])
         if record.trial_id != s.spec.trial_id:
             raise ValueError(f"slice of trial {s.spec.trial_id} holds the record of {record.trial_id}")
+        record.environment = s.record.environment  # where it runs now (its threads too), as a trial alone's says
         s.record = s.run.record = record
         s.live, s.run.final_epoch, s.run.cursor = saved["live"], saved["final_epoch"], cursor
         if s.live:
             s.record.diagnostics["resumed_at_step"] = s.record.diagnostics.get("resumed_at_step", []) + [cursor.step]
+            if note:
+                s.record.diagnostics.setdefault("warnings", []).append(note)
         s.hooks.load_state_dict(saved["callbacks"])
         if s.trial.schedule_state is not None:
             s.trial.schedule_state.clear()

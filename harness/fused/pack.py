@@ -73,15 +73,15 @@ class _Slice:
     pending: dict[str, Any] | None = None  # random states to restore once the resumed epoch's order is drawn
 
 
-def run_pack(specs: list[TrialSpec], checkpoint: Path | None = None, stop: Callable[[], bool] = lambda: False
-             ) -> list[Record]:
+def run_pack(specs: list[TrialSpec], checkpoint: Path | None = None, stop: Callable[[], bool] = lambda: False,
+             threads: int | None = None) -> list[Record]:
     """Train ``specs`` as one pack; their records, in order. With ``checkpoint``, the pack resumes from
     it and, when ``stop()`` turns true, saves one and returns ``interrupted`` records.
 
     Slice k of the stacked model is the k-th trial by trial id, whatever order ``specs`` come in (a suite whose
     grid values or seeds were reordered makes the same pack, by ``pack_id``), and the checkpoint names the
     trial of each slice: a resumed pack never hands one trial another's weights."""
-    with torch_defaults() as changed:
+    with torch_defaults(threads) as changed:  # threads: intra-op threads, as for a trial alone
         records = _run_sorted(sorted(specs, key=lambda s: s.trial_id), checkpoint, stop)
     for record in records if changed else ():  # slices share their code: the change is the pack's
         record.diagnostics.setdefault("warnings", []).extend(changed)

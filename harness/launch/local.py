@@ -16,7 +16,7 @@ from pathlib import Path
 from collections import Counter
 from typing import Any, TextIO
 
-from harness.spec import COMPLETED, FAILED, INTERRUPTED, Record, TrialSpec
+from harness.spec import COMPLETED, FAILED, INTERRUPTED, THREADS_CHANGED, Record, TrialSpec
 from harness.store import write_record
 from harness.errors import StorageError, UsageError
 from harness.launch.trial import CRASHES, claim, execute_unit, finished
@@ -29,6 +29,12 @@ def cpu_count() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:
         return os.cpu_count() or 1
+
+
+def threads_for(setting: int | str, workers: int = 1) -> int:
+    """The intra-op threads each trial runs under: ``execution.threads``, or under ``auto`` this worker's share
+    of the cores (a fixed count makes a trial's numbers independent of ``--workers``: see the README)."""
+    return max(1, cpu_count() // max(workers, 1)) if setting == "auto" else int(setting)
 
 
 def _fmt_time(seconds: float) -> str:
@@ -47,6 +53,11 @@ def describe_outcome(record: Record) -> str:
     if record.reason:
         outcome += f" ({record.reason.splitlines()[0][:120]})"
     return outcome
+
+
+def threads_notes(record: Record) -> list[str]:
+    """The record's warnings that it resumed under another thread count than its checkpoint's (printed)."""
+    return [w for w in (record.diagnostics or {}).get("warnings") or [] if str(w).startswith(THREADS_CHANGED)]
 
 
 class Progress:
@@ -115,6 +126,8 @@ class Progress:
         left = self.total - self.done
         eta = sum(self.durations) / len(self.durations) * left / max(min(self.workers, left), 1)
         outcome = describe_outcome(record)
+        for note in threads_notes(record):  # shown whatever the display: it says how the numbers were computed
+            self._say(f"{spec.trial_id}  {note}")
         if self.bar is not None:  # the bar has the count and ETA: a line only for what went wrong
             self._show()
             self.bar.update(1)
@@ -174,11 +187,12 @@ def gpu_slots(workers: int, gpus: int, per_gpu: int | None) -> list[int | None]:
 
 def run_local(specs: list[TrialSpec], results: Path, workers: int = 1, stream: TextIO | None = None,
               plugins: list[str] | None = None, slots: list[int | None] | None = None,
-              fuse: str | int = "off", crash_limit: int = CRASHES) -> dict[str, str]:
+              fuse: str | int = "off", crash_limit: int = CRASHES, threads: int | str = 1) -> dict[str, str]:
     """Run ``specs``, write one record each under ``results``; returns trial_id → status.
     ``plugins`` are imported in each worker process, as they were in this one; ``slots`` gives
     each worker's GPU (``gpu_slots``); ``fuse`` packs compatible trials (``harness.fused.plan``),
-    each pack one unit of work; a trial that ended its process ``crash_limit`` times is recorded failed."""
+    each pack one unit of work; a trial that ended its process ``crash_limit`` times is recorded failed;
+    each trial runs under ``threads`` intra-op threads (``threads_for``)."""
     from harness.fused.plan import plan_packs
 
     slots = slots or [None] * max(workers, 1)
@@ -186,10 +200,11 @@ def run_local(specs: list[TrialSpec], results: Path, workers: int = 1, stream: T
     workers = max(1, min(workers, len(units)))  # no idle processes: at most one per unit of work
     slots = slots[:workers]
     progress = Progress(len(specs), workers, stream)
+    count = threads_for(threads, workers)
     try:
         if workers <= 1 and not any(s is not None for s in slots):
-            return _run_inline(units, results, progress, crash_limit)
-        return _run_pool(units, results, workers, progress, list(plugins or []), slots, crash_limit)
+            return _run_inline(units, results, progress, crash_limit, count)
+        return _run_pool(units, results, workers, progress, list(plugins or []), slots, crash_limit, count)
     finally:
         progress.close()
 
@@ -204,13 +219,14 @@ def _report(unit: list[TrialSpec], records: list[Record | None], progress: Progr
         progress.finish(spec, record)
 
 
-def _run_inline(units: list[list[TrialSpec]], results: Path, progress: Progress, crash_limit: int) -> dict[str, str]:
+def _run_inline(units: list[list[TrialSpec]], results: Path, progress: Progress, crash_limit: int,
+                threads: int) -> dict[str, str]:
     statuses: dict[str, str] = {}
     for unit in units:
         for spec in unit:
             progress.start(spec)
         try:
-            records = execute_unit(unit, results, crash_limit=crash_limit,
+            records = execute_unit(unit, results, crash_limit=crash_limit, threads=threads,
                                    on_epoch=progress.epoch if progress.live else None)
         except KeyboardInterrupt:
             _interrupted(unit, results, "interrupted before the trial finished; resumes from its last epoch's "
@@ -228,7 +244,7 @@ def _worker(tasks: Any, events: Any, results: str, threads: int, plugins: list[s
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)  # before torch starts CUDA: this worker sees one GPU
     import torch
 
-    torch.set_num_threads(threads)
+    torch.set_num_threads(threads)  # each trial sets it again (harness.engine.runtime.torch_defaults)
     from harness.plugins import load_plugins
 
     load_plugins(plugins)
@@ -242,7 +258,7 @@ def _worker(tasks: Any, events: Any, results: str, threads: int, plugins: list[s
         note = (lambda tid, epoch, epochs: events.put(("epoch", os.getpid(), index, tid, epoch, epochs))) if live else None
         try:
             records = execute_unit([TrialSpec.from_dict(d) for d in unit], Path(results), crash_limit=crash_limit,
-                                   on_epoch=note)
+                                   on_epoch=note, threads=threads)
         except StorageError as e:  # the runner stops the sweep and says why
             events.put(("storage", os.getpid(), index, str(e)))
             return
@@ -257,14 +273,13 @@ def _stop_workers(procs: dict[int, Any]) -> None:
 
 
 def _run_pool(units: list[list[TrialSpec]], results: Path, workers: int, progress: Progress,
-              plugins: list[str], slots: list[int | None], crash_limit: int) -> dict[str, str]:
+              plugins: list[str], slots: list[int | None], crash_limit: int, threads: int) -> dict[str, str]:
     ctx = mp.get_context("spawn")  # fork after torch has threads is unsafe
     tasks, events = ctx.Queue(), ctx.Queue()
     for i, unit in enumerate(units):
         tasks.put((i, [spec.to_dict() for spec in unit]))
     for _ in range(workers):
         tasks.put(None)
-    threads = max(1, cpu_count() // workers)
 
     slot_of: dict[int, int | None] = {}  # pid -> GPU; a replacement worker takes the dead one's GPU
 

@@ -24,7 +24,7 @@ from typing import Any, TextIO
 
 from harness import layout
 from harness.errors import UsageError
-from harness.launch.local import describe_outcome
+from harness.launch.local import describe_outcome, threads_for, threads_notes
 from harness.launch.trial import StopFlag, execute_unit, finished
 from harness.spec import INTERRUPTED, TrialSpec
 from harness.store import scan
@@ -216,9 +216,11 @@ def _nice_as_submitted(stream: TextIO) -> None:
         print(f"harness worker: running at nice {os.nice(0)}, as submitted", file=stream, flush=True)
 
 
-def work(plan_file: Path, index: int, chunk: int, stream: TextIO | None = None, fuse: str | int | None = None) -> int:
+def work(plan_file: Path, index: int, chunk: int, stream: TextIO | None = None, fuse: str | int | None = None,
+         threads: int | str | None = None) -> int:
     """The array task ``index``: its trials without a final record, one unit after another (a trial
-    alone, or a fused pack where the plan's suite fuses, or ``fuse`` says so)."""
+    alone, or a fused pack where the plan's suite fuses, or ``fuse`` says so), each under the plan's
+    ``execution.threads`` intra-op threads, or ``threads`` (auto: the task's cpus_per_task)."""
     from harness.fused.plan import plan_packs
 
     stream = stream or sys.stderr
@@ -229,18 +231,16 @@ def work(plan_file: Path, index: int, chunk: int, stream: TextIO | None = None, 
         raise UsageError(f"task {index} has no trials: the plan has {len(specs)} trials, {chunk} per task")
     flag = StopFlag().install()
     _nice_as_submitted(stream)
-    cpus = os.environ.get("SLURM_CPUS_PER_TASK")
     import torch
 
-    if cpus:  # the task's allocation, not the node's core count: tasks sharing a node do not oversubscribe it
-        torch.set_num_threads(int(cpus))
+    execution = suite.get("execution") or {}
+    count = _task_threads(threads or execution.get("threads", 1))
     todo = []
     for spec in mine:
         if finished(results, spec.trial_id) is not None:  # its own record only: a task never reads the whole sweep
             print(f"harness worker: {spec.trial_id} already has a record", file=stream, flush=True)
         else:
             todo.append(spec)
-    execution = suite.get("execution") or {}
     fuse = fuse if fuse is not None else execution.get("fuse", "off")
     units, _ = plan_packs(todo, fuse, 1, cuda=torch.cuda.is_available())
     for unit in units:
@@ -249,17 +249,29 @@ def work(plan_file: Path, index: int, chunk: int, stream: TextIO | None = None, 
         for spec in unit:
             print(f"harness worker: {spec.trial_id} {spec.label()}" + (f" (pack of {len(unit)})" if len(unit) > 1 else ""),
                   file=stream, flush=True)
-        records = execute_unit(unit, results, stop=flag, flag=flag, crash_limit=execution.get("crashes", 2))
+        records = execute_unit(unit, results, stop=flag, flag=flag, crash_limit=execution.get("crashes", 2),
+                               threads=count)
         for spec, record in zip(unit, records):
             if record is None:
                 print(f"harness worker: {spec.trial_id} is running in another task; left to it", file=stream, flush=True)
             else:
                 print(f"harness worker: {spec.trial_id} {describe_outcome(record)}", file=stream, flush=True)
+                for note in threads_notes(record):
+                    print(f"harness worker: {spec.trial_id} {note}", file=stream, flush=True)
         if any(r is not None and r.status == INTERRUPTED for r in records):
             break
     if flag.signal is not None:
         _requeue_self(flag.signal, stream)
     return 0
+
+
+def _task_threads(setting: int | str) -> int:
+    """A trial's intra-op threads in this task: the setting, or under ``auto`` the task's allocation
+    (SLURM_CPUS_PER_TASK, not the node's core count: tasks sharing a node do not oversubscribe it)."""
+    from harness.launch.local import threads_for
+
+    cpus = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    return int(cpus) if setting == "auto" and cpus.isdigit() and int(cpus) > 0 else threads_for(setting)
 
 
 def _requeue_self(signum: int, stream: TextIO) -> None:

@@ -155,38 +155,40 @@ EpochNote = Callable[[str, int, int], None]  # (trial_id, epoch, epochs): a swee
 
 
 def execute(spec: TrialSpec, results: Path, stop: Callable[[], bool] = lambda: False,
-            flag: StopFlag | None = None, crash_limit: int = CRASHES, on_epoch: EpochNote | None = None) -> Record | None:
+            flag: StopFlag | None = None, crash_limit: int = CRASHES, on_epoch: EpochNote | None = None,
+            threads: int | None = None) -> Record | None:
     """Run ``spec`` and write its record; None when another process holds the trial. A trial that
     already has a final record (finished elsewhere while this one waited) is not run again, nor is one
-    that ended its process ``crash_limit`` times (it is recorded failed)."""
+    that ended its process ``crash_limit`` times (it is recorded failed). It trains under ``threads``
+    intra-op threads (None: as many as this process has)."""
     results = Path(results)
     with claim(results, spec.trial_id) as mine:
         if not mine:
             return None
         return (finished(results, spec.trial_id) or _crash_looped(spec, results, crash_limit)
-                or _run_claimed(spec, results, stop, flag, on_epoch))
+                or _run_claimed(spec, results, stop, flag, on_epoch, threads))
 
 
 def _run_claimed(spec: TrialSpec, results: Path, stop: Callable[[], bool], flag: StopFlag | None,
-                 on_epoch: EpochNote | None = None) -> Record:
+                 on_epoch: EpochNote | None = None, threads: int | None = None) -> Record:
     """Run a trial whose lock this process holds, and write its record."""
     with _attempt(results, spec.trial_id):
-        return _run_marked(spec, results, stop, flag, on_epoch)
+        return _run_marked(spec, results, stop, flag, on_epoch, threads)
 
 
 def _run_marked(spec: TrialSpec, results: Path, stop: Callable[[], bool], flag: StopFlag | None,
-                on_epoch: EpochNote | None) -> Record:
+                on_epoch: EpochNote | None, threads: int | None) -> Record:
     stop_path(results, spec.trial_id).unlink(missing_ok=True)  # left by an earlier stop
     processes = spec.config["resources"]["processes"]
     if processes > 1:
-        record = _run_processes(spec, results, processes, flag)
+        record = _run_processes(spec, results, processes, flag, threads)
     else:
         from harness.engine import run_trial
 
         epochs = spec.config["budget"]["epochs"]
         note = (lambda row, epoch: on_epoch(spec.trial_id, epoch, epochs)) if on_epoch else None
         record = run_trial(spec, tracking_dir=tracking_dir(results), checkpointing=checkpointing(spec, results, stop),
-                           on_epoch=note)
+                           on_epoch=note, threads=threads)
         write_record(results, record)
     if record.status not in (INTERRUPTED, STOPPED):  # a stopped rung is resumed by its promotion
         remove(checkpoint_path(results, spec.run_id))  # a failed trial starts clean next time
@@ -195,7 +197,7 @@ def _run_marked(spec: TrialSpec, results: Path, stop: Callable[[], bool], flag: 
 
 def execute_unit(unit: list[TrialSpec], results: Path, stop: Callable[[], bool] = lambda: False,
                  flag: StopFlag | None = None, crash_limit: int = CRASHES,
-                 on_epoch: EpochNote | None = None) -> list[Record | None]:
+                 on_epoch: EpochNote | None = None, threads: int | None = None) -> list[Record | None]:
     """Run one unit of a sweep, a trial alone or a fused pack (``harness.fused.plan``); each trial's
     record, or None for a trial another process holds.
 
@@ -203,9 +205,10 @@ def execute_unit(unit: list[TrialSpec], results: Path, stop: Callable[[], bool] 
     the rest train as one pack, checkpointed under the pack's id (its members'), so that a rerun of
     the same pack resumes it (after a SIGKILL too). A pack whose process died in it ``crash_limit``
     times trains its trials alone from then on, so that a crash is pinned on its own trial. ``on_epoch``
-    hears of each epoch a trial alone ends (a pack's trials end together)."""
+    hears of each epoch a trial alone ends (a pack's trials end together). Every trial and pack trains under
+    ``threads`` intra-op threads (None: as many as this process has)."""
     if len(unit) == 1:
-        return [execute(unit[0], results, stop, flag, crash_limit, on_epoch)]
+        return [execute(unit[0], results, stop, flag, crash_limit, on_epoch, threads)]
     from harness.fused.pack import run_pack
     from harness.fused.plan import pack_id
 
@@ -221,11 +224,11 @@ def execute_unit(unit: list[TrialSpec], results: Path, stop: Callable[[], bool] 
         pid = pack_id(todo) if todo else ""
         if len(todo) == 1 or (todo and crashes(results, pid) >= crash_limit):
             for spec in todo:
-                out[spec.trial_id] = _run_claimed(spec, results, stop, flag, on_epoch)
+                out[spec.trial_id] = _run_claimed(spec, results, stop, flag, on_epoch, threads)
         elif todo:
             path = checkpoint_path(results, pid)
             with _attempt(results, pid):
-                records = run_pack(todo, path, stop)
+                records = run_pack(todo, path, stop, threads)
                 for record in records:
                     write_record(results, record)
                     out[record.trial_id] = record
@@ -242,11 +245,14 @@ def checkpointing(spec: TrialSpec, results: Path, stop: Callable[[], bool]) -> C
     return Checkpointing(checkpoint_path(results, spec.run_id), stop, keep)
 
 
-def _launch_command(processes: int, spec_file: Path, results: Path) -> list[str]:
-    """``accelerate launch`` of this module on one machine; over gloo on CPU, NCCL on GPUs."""
+def _launch_command(processes: int, spec_file: Path, results: Path, threads: int | None = None) -> list[str]:
+    """``accelerate launch`` of this module on one machine; over gloo on CPU, NCCL on GPUs; each process
+    under ``threads`` intra-op threads (None: as accelerate chooses)."""
+    count = ["--num_cpu_threads_per_process", str(threads)] if threads else []
     return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
-            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-            "--main_process_port", str(_free_port()), "-m", "harness.launch.trial", str(spec_file), str(results)]
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", *count,
+            "--main_process_port", str(_free_port()), "-m", "harness.launch.trial", str(spec_file), str(results),
+            *(["--threads", str(threads)] if threads else [])]
 
 
 def _free_port() -> int:
@@ -256,7 +262,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _run_processes(spec: TrialSpec, results: Path, processes: int, flag: StopFlag | None) -> Record:
+def _run_processes(spec: TrialSpec, results: Path, processes: int, flag: StopFlag | None,
+                   threads: int | None = None) -> Record:
     record_path(results, spec.trial_id).unlink(missing_ok=True)  # not final (see execute): the run replaces it
     with tempfile.TemporaryDirectory(prefix="harness-trial-") as tmp:
         spec_file = Path(tmp) / "spec.json"
@@ -268,7 +275,7 @@ def _run_processes(spec: TrialSpec, results: Path, processes: int, flag: StopFla
                 if flag():
                     stop.touch()
             # its own process group, so that nothing of it outlives this process
-            child = subprocess.Popen(_launch_command(processes, spec_file, results), stdout=log,
+            child = subprocess.Popen(_launch_command(processes, spec_file, results, threads), stdout=log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
             try:
                 code = child.wait()
@@ -298,17 +305,21 @@ def main(argv: list[str] | None = None) -> int:
     from harness.engine import run_trial
 
     args = argv or sys.argv[1:]
+    threads = int(args[args.index("--threads") + 1]) if "--threads" in args else None
     if args[0] == "--plan":  # `--plan PLAN --index I`: trial I of a plan (the multi-node template)
         from harness.store.records import read_plan_file
 
         plan = Path(args[1])
-        spec, results_dir = read_plan_file(plan)[1][int(args[3])], results_of_plan_file(plan)
-    else:  # `SPEC_JSON RESULTS`
+        suite, specs = read_plan_file(plan)
+        spec, results_dir = specs[int(args[3])], results_of_plan_file(plan)
+        setting = (suite.get("execution") or {}).get("threads", 1)
+        threads = threads or (None if setting == "auto" else int(setting))  # auto: as accelerate chose
+    else:  # `SPEC_JSON RESULTS [--threads N]`
         spec, results_dir = TrialSpec.from_dict(json.loads(Path(args[0]).read_text(encoding="utf-8"))), Path(args[1])
     flag = StopFlag().install()
     stop = stop_path(results_dir, spec.trial_id)
     record = run_trial(spec, tracking_dir=tracking_dir(results_dir),
-                       checkpointing=checkpointing(spec, results_dir, lambda: flag() or stop.exists()))
+                       checkpointing=checkpointing(spec, results_dir, lambda: flag() or stop.exists()), threads=threads)
     if PartialState().is_main_process:
         write_record(results_dir, record)
     return 0
