@@ -19,12 +19,9 @@ model that initializes itself (``self_init``).
 """
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Annotated, Literal
 
 if TYPE_CHECKING:
-    import torch
-    import torch.nn.functional as F
     from torch import nn
 
 from harness.models.base import MODELS, ModelContext
