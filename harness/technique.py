@@ -41,10 +41,8 @@ from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterator
 
 if TYPE_CHECKING:
     import torch
-    from torch import nn
-
-if TYPE_CHECKING:
     from accelerate import Accelerator
+    from torch import nn
 
     from harness.data import Rng
     from harness.engine.build import Trial

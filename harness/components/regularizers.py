@@ -41,11 +41,6 @@ import copy
 from dataclasses import replace
 from typing import TYPE_CHECKING, Annotated, Any, Callable, Literal
 
-if TYPE_CHECKING:
-    import torch
-    import torch.nn.functional as F
-    from torch import nn
-
 from harness.data import augment as augment_ops
 from harness.data.augment import Rng
 from harness.registries import DATASETS, LOSSES, MODELS, OPTIMIZERS, REGULARIZERS
@@ -53,6 +48,9 @@ from harness.registry import Range
 from harness.technique import Parts, RegContext
 
 if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
     from harness.models import ModelContext
 
 __all__ = ["Parts", "RegContext"]

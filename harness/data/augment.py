@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
 if TYPE_CHECKING:
     import torch
-    import torch.nn.functional as F
 
 
 @dataclass
