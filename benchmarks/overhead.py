@@ -44,7 +44,7 @@ def _mlp(data, width: int, depth: int) -> nn.Module:
 
 
 def _transformer(data, width: int, depth: int) -> nn.Module:
-    from harness.models.transformer import Transformer
+    from harness.models.gpt import Transformer
 
     return Transformer(data.num_classes, data.in_shape[0], width, depth, 4, 0.0, 0.0, True, True, 0.0)
 

@@ -261,11 +261,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _say_packs(suite, workers: int) -> None:
-    import torch
-
     from harness.fused.plan import describe
 
-    for line in describe(list(suite.trials), suite.execution["fuse"], workers, torch.cuda.is_available()):
+    for line in describe(list(suite.trials), suite.execution["fuse"], workers):
         _say(line)
 
 

@@ -125,9 +125,25 @@ def _fixed(tp: Any) -> tuple[Any, ...]:
     return () if typing.get_origin(tp) is not tuple or Ellipsis in args else args
 
 
+def _setting_hints(builder: Callable[..., Any]) -> dict[str, Any]:
+    """The evaluated annotations of ``builder``. A component module imports torch only inside its
+    builders (so that reading a registry does not cost torch's import), so the annotations of the
+    context and the result (``params: Iterable[torch.Tensor]``, ``-> nn.Module``) may name what only a
+    type checker imports; the settings, keyword-only, are then evaluated alone."""
+    try:
+        return typing.get_type_hints(builder, include_extras=True)
+    except NameError:
+        pass
+    settings = {p.name for p in inspect.signature(builder).parameters.values()
+                if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    given = {k: v for k, v in getattr(builder, "__annotations__", {}).items() if k in settings}
+    globalns = getattr(inspect.unwrap(builder), "__globals__", {})
+    return typing.get_type_hints(types.SimpleNamespace(__annotations__=given), globalns, include_extras=True)
+
+
 def params_of(builder: Callable[..., Any]) -> dict[str, Param]:
     """The keyword-only parameters of ``builder``: a component's (or a config section's) settings."""
-    hints = typing.get_type_hints(builder, include_extras=True)
+    hints = _setting_hints(builder)
     params: dict[str, Param] = {}
     for p in inspect.signature(builder).parameters.values():
         if p.kind is not inspect.Parameter.KEYWORD_ONLY:

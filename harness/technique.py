@@ -39,11 +39,10 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterator
 
-import torch
-from torch import nn
-
 if TYPE_CHECKING:
+    import torch
     from accelerate import Accelerator
+    from torch import nn
 
     from harness.data import Rng
     from harness.engine.build import Trial
@@ -51,7 +50,7 @@ if TYPE_CHECKING:
     from harness.registries import OptimizerCaps
     from harness.spec import Record
 
-Batch = tuple[torch.Tensor, torch.Tensor]
+Batch = tuple["torch.Tensor", "torch.Tensor"]
 
 
 @dataclass(frozen=True)
@@ -62,7 +61,7 @@ class RegContext:
     train_x: torch.Tensor | None = None  # normalized training inputs, for data statistics (PCA lighting)
 
 
-LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]  # (model, logits, targets) -> loss
+LossFn = Callable[["nn.Module", "torch.Tensor", "torch.Tensor"], "torch.Tensor"]  # (model, logits, targets) -> loss
 
 EVENTS = ("on_restore", "on_start", "on_epoch_start", "before_step", "after_backward", "after_step", "on_epoch_trained",
           "train_mode", "eval_mode", "eval_weights", "on_evaluate", "on_epoch_end", "on_epoch_done", "on_end")
@@ -113,6 +112,7 @@ class Run:
 
     def clock(self) -> float:
         """Seconds, after the device has finished its queued work."""
+        import torch
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         return time.perf_counter()

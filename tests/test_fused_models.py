@@ -10,7 +10,8 @@ from torch import nn
 
 from harness.components import INITS, NORMS, REGULARIZERS
 from harness.components.inits import InitContext
-from harness.components.regularizers import RegContext, VanillaDropout
+from harness.components.layers import VanillaDropout
+from harness.components.regularizers import RegContext
 from harness.fused.models import StackedDropout, slice_losses, stack_models, to_grouped, unstack
 from harness.models import MODELS, ModelContext
 
@@ -137,7 +138,7 @@ def test_cnn_takes_the_grouped_layout_as_it_is():
 
 
 def test_hand_built_sequential_with_maxout_and_pooling_on_feature_maps():
-    from harness.components.activations import Maxout
+    from harness.components.layers import Maxout
     torch.manual_seed(0)
     models = [nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.GroupNorm(2, 8), Maxout(2), nn.AvgPool2d(2),
                             nn.Flatten(), nn.Linear(64, 10, bias=False)) for _ in range(3)]

@@ -6,7 +6,7 @@ from torch import nn
 from harness.components import NORMS
 from harness.errors import ConfigError
 from harness.models import MODELS, ModelContext
-from harness.models.convnets import DropPath
+from harness.models.resnet import DropPath
 from harness.suite import resolve_trial
 
 

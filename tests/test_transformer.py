@@ -14,7 +14,7 @@ from conftest import harness_cli, write_suite
 
 from harness.data.text import VOCAB, bits_per_byte, corpus, text
 from harness.errors import ConfigError
-from harness.models.transformer import Transformer
+from harness.models.gpt import Transformer
 from harness.store import scan
 from harness.suite import load_suite
 

@@ -7,10 +7,11 @@ k·width units before it (``pieces``) and gets width units out.
 """
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import torch
-from torch import nn
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 from harness.registries import ACTIVATIONS
 from harness.registry import Range
@@ -19,61 +20,56 @@ from harness.registry import Range
 @ACTIVATIONS.register("relu", gain="relu")
 def relu() -> nn.Module:
     """Rectified linear unit, max(0, x) (Nair & Hinton 2010)."""
+    from torch import nn
     return nn.ReLU()
 
 
 @ACTIVATIONS.register("tanh", gain="tanh")
 def tanh() -> nn.Module:
     """Hyperbolic tangent (LeCun et al. 1998, Efficient BackProp)."""
+    from torch import nn
     return nn.Tanh()
 
 
 @ACTIVATIONS.register("sigmoid", gain="sigmoid")
 def sigmoid() -> nn.Module:
     """Logistic sigmoid 1/(1 + e^-x) (LeCun et al. 1998, Efficient BackProp)."""
+    from torch import nn
     return nn.Sigmoid()
 
 
 @ACTIVATIONS.register("leaky_relu", gain="leaky_relu")
 def leaky_relu(*, slope: Annotated[float, Range(ge=0, lt=1)] = 0.01) -> nn.Module:
     """Leaky ReLU, max(x, slope*x) (Maas et al. 2013)."""
+    from torch import nn
     return nn.LeakyReLU(slope)
 
 
 @ACTIVATIONS.register("elu", gain="relu")
 def elu(*, alpha: Annotated[float, Range(gt=0)] = 1.0) -> nn.Module:
     """ELU, x for x > 0 else alpha(e^x - 1) (Clevert et al. 2016)."""
+    from torch import nn
     return nn.ELU(alpha)
 
 
 @ACTIVATIONS.register("selu", gain="selu")
 def selu() -> nn.Module:
     """SELU, the self-normalizing scaled ELU (Klambauer et al. 2017)."""
+    from torch import nn
     return nn.SELU()
 
 
 @ACTIVATIONS.register("gelu", gain="relu")
 def gelu() -> nn.Module:
     """GELU, x * Phi(x) (Hendrycks & Gimpel 2016)."""
+    from torch import nn
     return nn.GELU()
-
-
-class Maxout(nn.Module):
-    def __init__(self, pieces: int) -> None:
-        super().__init__()
-        self.pieces = pieces
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, features = x.shape[0], x.shape[1]
-        return x.view(n, features // self.pieces, self.pieces, *x.shape[2:]).amax(dim=2)
-
-    def extra_repr(self) -> str:
-        return f"pieces={self.pieces}"
 
 
 @ACTIVATIONS.register("maxout", gain="linear")
 def maxout(*, pieces: Annotated[int, Range(ge=2)] = 2) -> nn.Module:
     """Maxout: the max over `pieces` linear units per output unit (Goodfellow et al. 2013)."""
+    from harness.components.layers import Maxout
     return Maxout(pieces)
 
 

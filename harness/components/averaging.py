@@ -11,46 +11,49 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Iterable, Iterator
 
-import torch
-from torch import nn
-
-from harness.data import make_loader
-
 if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
     from harness.technique import Run
 
-_BATCHNORM = nn.modules.batchnorm._BatchNorm
+
+def _batchnorms(model: nn.Module) -> list[nn.Module]:
+    from torch.nn.modules.batchnorm import _BatchNorm
+    return [m for m in model.modules() if isinstance(m, _BatchNorm)]
 
 
-@torch.inference_mode()
 def recompute_batchnorm(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> None:
     """Running mean and variance of every BatchNorm layer averaged over ``batches``, each sample
     weighing the same (a short last batch does not count as much as a full one)."""
-    layers = [m for m in model.modules() if isinstance(m, _BATCHNORM)]
-    if not layers:
-        return
-    momenta = [m.momentum for m in layers]
-    model.eval()
-    for m in layers:
-        m.reset_running_stats()
-        m.train()
-    seen = 0
-    for x, _ in batches:
+    import torch
+    with torch.inference_mode():
+        layers = _batchnorms(model)
+        if not layers:
+            return
+        momenta = [m.momentum for m in layers]
+        model.eval()
         for m in layers:
-            m.momentum = len(x) / (seen + len(x))  # running = (seen·running + b·batch) / (seen + b)
-        model(x)
-        seen += len(x)
-    for m, momentum in zip(layers, momenta):
-        m.momentum = momentum
-    model.eval()
+            m.reset_running_stats()
+            m.train()
+        seen = 0
+        for x, _ in batches:
+            for m in layers:
+                m.momentum = len(x) / (seen + len(x))  # running = (seen·running + b·batch) / (seen + b)
+            model(x)
+            seen += len(x)
+        for m, momentum in zip(layers, momenta):
+            m.momentum = momentum
+        model.eval()
 
 
 def has_batchnorm(model: nn.Module) -> bool:
-    return any(isinstance(m, _BATCHNORM) for m in model.modules())
+    return bool(_batchnorms(model))
 
 
 def training_batches(run: "Run", samples: int | None, batch_size: int = 1000) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
     """The first ``samples`` training samples (all when None) in their stored order, unaugmented."""
+    from harness.data import make_loader
     data = run.trial.data
     limit = len(data.train[1]) if samples is None else min(samples, len(data.train[1]))
     return make_loader(data, "train", batch_size, limit=limit, mode=run.trial.pipeline, device=run.device)
@@ -68,6 +71,7 @@ def evaluated_on(run: "Run", weights: list[torch.Tensor],
     """The trial's model with ``weights`` (one per parameter, in order) in place of its own, and
     BatchNorm statistics recomputed for them from ``batches`` (``bn_batches``); everything as it
     was afterwards. Random states are untouched: the statistics pass runs without dropout."""
+    import torch
     model = run.trial.model
     params = list(model.parameters())
     buffers = [b.detach().clone() for b in model.buffers()]

@@ -15,9 +15,10 @@ are recomputed for θ̄ from the training data before each evaluation
 """
 from __future__ import annotations
 
-from typing import Annotated, Any, ContextManager
+from typing import TYPE_CHECKING, Annotated, Any, ContextManager
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 from harness.components.averaging import alone, bn_batches, evaluated_on
 from harness.registries import REGULARIZERS
@@ -40,6 +41,7 @@ class EMA(Technique):
             self.average = [a.to(p.device) for a, p in zip(self.average, self.params)]
 
     def after_step(self, run: Run) -> None:
+        import torch
         self.updates += 1
         t = self.updates
         d = min(self.decay, (1 + t) / (10 + t)) if self.warmup else self.decay

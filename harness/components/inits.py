@@ -17,16 +17,16 @@ Biases start at ``bias`` (0 unless configured); normalization layers keep their 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import torch
-from torch import nn
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 from harness.registries import INITS
 from harness.components.activations import init_gain
 from harness.registry import Range
 
-_WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 Gain = Annotated[float, Range(gt=0)]
 Fan = Literal["fan_in", "fan_out"]
 
@@ -38,10 +38,14 @@ class InitContext:
 
 
 def _layers(model: nn.Module) -> list[nn.Module]:
-    return [m for m in model.modules() if isinstance(m, _WEIGHTED)]
+    from torch import nn
+    weighted = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+    return [m for m in model.modules() if isinstance(m, weighted)]
 
 
 def _apply(model: nn.Module, bias: float, fn) -> None:
+    import torch
+    from torch import nn
     with torch.no_grad():
         for layer in _layers(model):
             fn(layer.weight)
@@ -52,42 +56,49 @@ def _apply(model: nn.Module, bias: float, fn) -> None:
 @INITS.register("normal")
 def normal(model: nn.Module, ctx: InitContext, *, std: Annotated[float, Range(ge=0)] = 0.01, bias: float = 0.0) -> None:
     """Gaussian N(0, std^2); 0.01 and 0.05 reproduce the classic small-init failures."""
+    from torch import nn
     _apply(model, bias, lambda w: nn.init.normal_(w, 0.0, std))
 
 
 @INITS.register("uniform")
 def uniform(model: nn.Module, ctx: InitContext, *, a: Annotated[float, Range(ge=0)] = 0.05, bias: float = 0.0) -> None:
     """Uniform U(-a, a)."""
+    from torch import nn
     _apply(model, bias, lambda w: nn.init.uniform_(w, -a, a))
 
 
 @INITS.register("zeros")
 def zeros(model: nn.Module, ctx: InitContext, *, bias: float = 0.0) -> None:
     """All weights zero: symmetry never breaks."""
+    from torch import nn
     _apply(model, bias, nn.init.zeros_)
 
 
 @INITS.register("constant")
 def constant(model: nn.Module, ctx: InitContext, *, value: float = 0.01, bias: float = 0.0) -> None:
     """All weights one constant: symmetry never breaks."""
+    from torch import nn
     _apply(model, bias, lambda w: nn.init.constant_(w, value))
 
 
 @INITS.register("xavier_normal")
 def xavier_normal(model: nn.Module, ctx: InitContext, *, gain: Gain = 1.0, bias: float = 0.0) -> None:
     """Glorot/Xavier normal: variance gain^2 * 2/(fan_in + fan_out) (Glorot & Bengio 2010)."""
+    from torch import nn
     _apply(model, bias, lambda w: nn.init.xavier_normal_(w, gain=gain))
 
 
 @INITS.register("xavier_uniform")
 def xavier_uniform(model: nn.Module, ctx: InitContext, *, gain: Gain = 1.0, bias: float = 0.0) -> None:
     """Glorot/Xavier uniform: U(-b, b), b = gain * sqrt(6/(fan_in + fan_out)) (Glorot & Bengio 2010)."""
+    from torch import nn
     _apply(model, bias, lambda w: nn.init.xavier_uniform_(w, gain=gain))
 
 
 @INITS.register("kaiming_normal")
 def kaiming_normal(model: nn.Module, ctx: InitContext, *, mode: Fan = "fan_in", bias: float = 0.0) -> None:
     """Kaiming/He normal: variance gain^2/fan, gain from the model's activation (He et al. 2015)."""
+    from torch import nn
     nonlinearity, a = init_gain(ctx.activation)
     _apply(model, bias, lambda w: nn.init.kaiming_normal_(w, a=a or 0, mode=mode, nonlinearity=nonlinearity))
 
@@ -95,6 +106,7 @@ def kaiming_normal(model: nn.Module, ctx: InitContext, *, mode: Fan = "fan_in", 
 @INITS.register("kaiming_uniform")
 def kaiming_uniform(model: nn.Module, ctx: InitContext, *, mode: Fan = "fan_in", bias: float = 0.0) -> None:
     """Kaiming/He uniform: U(-b, b), b = gain * sqrt(3/fan) (He et al. 2015)."""
+    from torch import nn
     nonlinearity, a = init_gain(ctx.activation)
     _apply(model, bias, lambda w: nn.init.kaiming_uniform_(w, a=a or 0, mode=mode, nonlinearity=nonlinearity))
 
@@ -102,6 +114,7 @@ def kaiming_uniform(model: nn.Module, ctx: InitContext, *, mode: Fan = "fan_in",
 @INITS.register("orthogonal")
 def orthogonal(model: nn.Module, ctx: InitContext, *, gain: Gain = 1.0, bias: float = 0.0) -> None:
     """(Semi-)orthogonal weight matrices scaled by gain (Saxe et al. 2014)."""
+    from torch import nn
     _apply(model, bias, lambda w: nn.init.orthogonal_(w, gain=gain))
 
 
@@ -111,6 +124,8 @@ def lsuv(
     max_iter: Annotated[int, Range(gt=0)] = 10, bias: float = 0.0,
 ) -> None:
     """Layer-sequential unit-variance: orthogonal, then each layer scaled to unit output variance on data (Mishkin & Matas 2016)."""
+    import torch
+    from torch import nn
     if ctx.sample is None:
         raise ValueError("lsuv needs a batch of training inputs")
     _apply(model, bias, nn.init.orthogonal_)

@@ -13,9 +13,10 @@ part-way through an inner loop). Buffers (BatchNorm statistics) are the trained 
 from __future__ import annotations
 
 import contextlib
-from typing import Annotated, Any, ContextManager, Iterator
+from typing import TYPE_CHECKING, Annotated, Any, ContextManager, Iterator
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 from harness.components.averaging import alone
 from harness.registries import REGULARIZERS
@@ -37,6 +38,7 @@ class Lookahead(Technique):
             self.slow = [s.to(p.device) for s, p in zip(self.slow, self.params)]
 
     def after_step(self, run: Run) -> None:
+        import torch
         self.count += 1
         if self.count % self.k:
             return
@@ -50,6 +52,7 @@ class Lookahead(Technique):
 
     @contextlib.contextmanager
     def _on_slow(self) -> Iterator[None]:
+        import torch
         with torch.no_grad():
             fast = [p.detach().clone() for p in self.params]
             torch._foreach_copy_([p.data for p in self.params], self.slow)

@@ -9,9 +9,10 @@
 """
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from torch import nn
+if TYPE_CHECKING:
+    from torch import nn
 
 from harness.registries import MODELS, NORMS
 from harness.registry import Range
@@ -28,6 +29,7 @@ def _needs_batches(config: dict[str, Any]) -> str | None:
 @NORMS.register("none")
 def none(num_features: int, dims: int) -> nn.Module:
     """No normalization."""
+    from torch import nn
     return nn.Identity()
 
 
@@ -36,6 +38,7 @@ def batchnorm(
     num_features: int, dims: int, *, momentum: Annotated[float, Range(gt=0, le=1)] = 0.1, eps: Eps = 1e-5,
 ) -> nn.Module:
     """Batch normalization: batch statistics in training, running ones at eval (Ioffe & Szegedy 2015)."""
+    from torch import nn
     cls = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d}[dims]
     return cls(num_features, eps=eps, momentum=momentum)
 
@@ -43,6 +46,7 @@ def batchnorm(
 @NORMS.register("layernorm")
 def layernorm(num_features: int, dims: int, *, eps: Eps = 1e-5) -> nn.Module:
     """Layer normalization over each sample's features (Ba et al. 2016)."""
+    from torch import nn
     return nn.LayerNorm(num_features, eps=eps) if dims == 1 else nn.GroupNorm(1, num_features, eps=eps)
 
 
@@ -59,6 +63,7 @@ def _groups_divide(config: dict[str, Any]) -> str | None:
 @NORMS.register("groupnorm", compatible=_groups_divide)
 def groupnorm(num_features: int, dims: int, *, groups: Annotated[int, Range(gt=0)] = 32, eps: Eps = 1e-5) -> nn.Module:
     """Group normalization over groups of channels of each sample (Wu & He 2018)."""
+    from torch import nn
     if num_features % groups:
         raise ValueError(f"groupnorm: {num_features} features do not split into {groups} groups")
     return nn.GroupNorm(groups, num_features, eps=eps)

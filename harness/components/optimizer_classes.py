@@ -19,9 +19,10 @@ import inspect
 import math
 import types
 import typing
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 from harness.errors import ConfigError
 from harness.registries import OPTIMIZERS, OptimizerCaps
@@ -54,6 +55,7 @@ def detect_caps(cls: type) -> OptimizerCaps:
 
 
 def _import(path: str, where: str) -> type:
+    import torch
     module_name, _, attr = path.rpartition(".")
     try:
         found: Any = getattr(importlib.import_module(module_name), attr)

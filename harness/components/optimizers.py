@@ -21,9 +21,10 @@ built. They are a starting point for small workloads, not a tuned ruleset: a stu
 """
 from __future__ import annotations
 
-from typing import Annotated, Any, Iterable, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Iterable, Literal
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 from harness.components.lion import Lion
 from harness.param_rules import rule
@@ -44,6 +45,7 @@ ADAM_SPACE = {**_LR(1e-5, 1e-1), "beta1": {"log1m": [0.5, 0.99]}}
 @OPTIMIZERS.register("sgd", space=SGD_SPACE)
 def sgd(params: Params, *, lr: LR = 0.01, weight_decay: Decay = 0.0) -> torch.optim.Optimizer:
     """Minibatch stochastic gradient descent, θ ← θ − η∇L (Robbins & Monro 1951)."""
+    import torch
     return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
 
 
@@ -53,6 +55,7 @@ def momentum(
     weight_decay: Decay = 0.0,
 ) -> torch.optim.Optimizer:
     """SGD with heavy-ball momentum (Polyak 1964)."""
+    import torch
     return torch.optim.SGD(params, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay)
 
 
@@ -61,6 +64,7 @@ def nesterov(
     params: Params, *, lr: LR = 0.01, momentum: Annotated[float, Range(gt=0, lt=1)] = 0.9, weight_decay: Decay = 0.0
 ) -> torch.optim.Optimizer:
     """SGD with Nesterov momentum (Nesterov 1983; Sutskever et al. 2013)."""
+    import torch
     return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=True, weight_decay=weight_decay)
 
 
@@ -71,6 +75,7 @@ def adam(
     weight_decay: Decay = 0.0,
 ) -> torch.optim.Optimizer:
     """Adam with bias correction (Kingma & Ba 2015); weight_decay is coupled L2."""
+    import torch
     return torch.optim.Adam(params, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay)
 
 
@@ -81,6 +86,7 @@ Eps = Annotated[float, Range(gt=0)]
 @OPTIMIZERS.register("gd", full_batch=True, space=_LR(1e-2, 10.0))
 def gd(params: Params, *, lr: LR = 0.1, weight_decay: Decay = 0.0) -> torch.optim.Optimizer:
     """Full-batch gradient descent: one step per epoch on the whole training split."""
+    import torch
     return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
 
 
@@ -90,6 +96,7 @@ def adagrad(
     weight_decay: Decay = 0.0,
 ) -> torch.optim.Optimizer:
     """AdaGrad (Duchi et al. 2011): per-coordinate lr / sqrt(sum of squared gradients)."""
+    import torch
     return torch.optim.Adagrad(params, lr=lr, eps=eps, initial_accumulator_value=initial_accumulator_value,
                                weight_decay=weight_decay)
 
@@ -100,6 +107,7 @@ def rmsprop(
     centered: bool = False, weight_decay: Decay = 0.0,
 ) -> torch.optim.Optimizer:
     """RMSProp (Tieleman & Hinton 2012): lr / sqrt(EMA of squared gradients); centered and momentum variants."""
+    import torch
     return torch.optim.RMSprop(params, lr=lr, alpha=alpha, eps=eps, momentum=momentum, centered=centered,
                                weight_decay=weight_decay)
 
@@ -109,6 +117,7 @@ def adadelta(
     params: Params, *, lr: LR = 1.0, rho: Beta = 0.9, eps: Eps = 1e-6, weight_decay: Decay = 0.0
 ) -> torch.optim.Optimizer:
     """AdaDelta (Zeiler 2012): step = RMS[Δθ]/RMS[g] · g, scaled by lr (1.0 is the paper's form)."""
+    import torch
     return torch.optim.Adadelta(params, lr=lr, rho=rho, eps=eps, weight_decay=weight_decay)
 
 
@@ -118,6 +127,7 @@ def amsgrad(
     weight_decay: Decay = 0.0,
 ) -> torch.optim.Optimizer:
     """AMSGrad (Reddi et al. 2018): Adam with the running maximum of the second moment."""
+    import torch
     return torch.optim.Adam(params, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay, amsgrad=True)
 
 
@@ -128,6 +138,7 @@ def adamw(
     weight_decay: Decay = 0.01,
 ) -> torch.optim.Optimizer:
     """AdamW (Loshchilov & Hutter 2019): Adam with decoupled weight decay θ ← θ − ηλθ."""
+    import torch
     return torch.optim.AdamW(params, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay)
 
 
@@ -137,6 +148,7 @@ def nadam(
     weight_decay: Decay = 0.0,
 ) -> torch.optim.Optimizer:
     """NAdam (Dozat 2016): Adam with Nesterov momentum."""
+    import torch
     return torch.optim.NAdam(params, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay)
 
 
@@ -146,6 +158,7 @@ def radam(
     weight_decay: Decay = 0.0,
 ) -> torch.optim.Optimizer:
     """RAdam (Liu et al. 2020): Adam with the variance of the adaptive lr rectified early on."""
+    import torch
     return torch.optim.RAdam(params, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay)
 
 
@@ -155,6 +168,7 @@ def adamax(
     weight_decay: Decay = 0.0,
 ) -> torch.optim.Optimizer:
     """Adamax (Kingma & Ba 2015, §7.1): Adam with the infinity norm, u ← max(β₂u, |g|), θ ← θ − η/(1−β₁ᵗ)·m/u."""
+    import torch
     return torch.optim.Adamax(params, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay)
 
 
@@ -165,6 +179,7 @@ def adafactor(
 ) -> torch.optim.Optimizer:
     """Adafactor (Shazeer & Stern 2018, Alg. 4-5): second moment of a matrix as row x column means, β₂ = 1 − t^decay,
     update clipped to RMS d, step ρ·max(ε₂, RMS(θ)) relative to the weights with ρ = min(lr, 1/√t); no first moment."""
+    import torch
     return torch.optim.Adafactor(params, lr=lr, beta2_decay=beta2_decay, eps=(eps1, eps2), d=d,
                                  weight_decay=weight_decay)
 
@@ -177,6 +192,7 @@ def asgd(
     """Averaged SGD (Polyak & Juditsky 1992): η_t = lr/(1 + λ·lr·t)^α, θ ← θ(1 − λη_t) − η_t g, and the running
     average of the iterates kept from step t0 on (torch's weight 1/(t − t0) lags a step; the average stays in the
     optimizer's state, the model trains and is evaluated at θ)."""
+    import torch
     return torch.optim.ASGD(params, lr=lr, lambd=lambd, alpha=alpha, t0=t0, weight_decay=weight_decay)
 
 
@@ -187,6 +203,7 @@ def rprop(
 ) -> torch.optim.Optimizer:
     """Rprop (Riedmiller & Braun 1993): per-weight step sizes from lr, ×η₊ while the gradient keeps its sign,
     ×η₋ (and no step) when it flips, θ ← θ − sign(g)·Δ; meant for full batches, its sign test is noisy on minibatches."""
+    import torch
     return torch.optim.Rprop(params, lr=lr, etas=(eta_minus, eta_plus), step_sizes=(step_min, step_max))
 
 
@@ -205,6 +222,7 @@ def lbfgs(
     history_size: Annotated[int, Range(gt=0)] = 10, line_search: Literal["strong_wolfe", "none"] = "strong_wolfe",
 ) -> torch.optim.Optimizer:
     """L-BFGS (Liu & Nocedal 1989), full batch and deterministic; each step re-evaluates the loss via a closure."""
+    import torch
     return torch.optim.LBFGS(params, lr=lr, max_iter=max_iter, history_size=history_size,
                              line_search_fn=None if line_search == "none" else line_search)
 
@@ -243,5 +261,6 @@ def muon(
     # reference example (KellerJordan/Muon, MuonWithAuxAdam); torch's own defaults (lr 1e-3, wd 0.1) are the
     # Moonlight setting (Liu et al. 2025), meant with adjust_lr=match_rms_adamw and AdamW's lr. lr' is lr scaled
     # by adjust_lr: "original" sqrt(max(1, fan_out/fan_in)) as Jordan's. The adam_* keys are read by _muon_rules.
+    import torch
     return torch.optim.Muon(params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
                             ns_steps=ns_steps, adjust_lr_fn=adjust_lr)

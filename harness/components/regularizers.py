@@ -41,10 +41,6 @@ import copy
 from dataclasses import replace
 from typing import TYPE_CHECKING, Annotated, Any, Callable, Literal
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-
 from harness.data import augment as augment_ops
 from harness.data.augment import Rng
 from harness.registries import DATASETS, LOSSES, MODELS, OPTIMIZERS, REGULARIZERS
@@ -52,35 +48,20 @@ from harness.registry import Range
 from harness.technique import Parts, RegContext
 
 if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
     from harness.models import ModelContext
 
 __all__ = ["Parts", "RegContext"]
 
-Batch = tuple[torch.Tensor, torch.Tensor]
+Batch = tuple["torch.Tensor", "torch.Tensor"]
 Prob = Annotated[float, Range(ge=0, lt=1)]
 Strength = Annotated[float, Range(ge=0)]
 Alpha = Annotated[float, Range(gt=0)]
 
 
 # --- dropout and DropConnect ---------------------------------------------------------------
-
-class VanillaDropout(nn.Module):
-    """Dropout as first published: no scaling while training, × (1 − p) at evaluation."""
-
-    def __init__(self, p: float) -> None:
-        super().__init__()
-        self.p = p
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.p == 0:
-            return x
-        if self.training:
-            return x * torch.bernoulli(torch.full_like(x, 1 - self.p))
-        return x * (1 - self.p)
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
-
 
 def _needs_hidden(name: str) -> Callable[[dict[str, Any]], str | None]:
     def check(config: dict[str, Any]) -> str | None:
@@ -95,31 +76,20 @@ def _needs_hidden(name: str) -> Callable[[dict[str, Any]], str | None]:
 @REGULARIZERS.register("dropout", compatible=_needs_hidden("dropout"))
 def dropout(ctx: RegContext, *, p: Prob = 0.5, variant: Literal["inverted", "vanilla"] = "inverted") -> Parts:
     """Dropout after every hidden activation (Srivastava et al. 2014); inverted or the vanilla scale-at-test form."""
+    from torch import nn
+    from harness.components.layers import VanillaDropout
     def layer() -> nn.Module:
         return nn.Dropout(p) if variant == "inverted" else VanillaDropout(p)
 
     return Parts(configure=lambda ctx: replace(ctx, hidden=(*ctx.hidden, layer)))
 
 
-class DropConnectLinear(nn.Linear):
-    """A Linear layer whose weights are masked in training; the dense layer at evaluation."""
-
-    p: float = 0.5
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0:
-            return super().forward(x)
-        mask = torch.bernoulli(torch.full_like(self.weight, 1 - self.p))
-        return F.linear(x, self.weight * mask / (1 - self.p), self.bias)
-
-    def extra_repr(self) -> str:
-        return super().extra_repr() + f", dropconnect_p={self.p}"
-
-
 @REGULARIZERS.register("dropconnect", compatible=_needs_hidden("dropconnect"))
 def dropconnect(ctx: RegContext, *, p: Prob = 0.5) -> Parts:
     """DropConnect on the weights of every hidden Linear layer (Wan et al. 2013); dense mean weights at eval."""
 
+    from torch import nn
+    from harness.components.layers import DropConnectLinear
     def convert(model: nn.Module) -> None:
         linears = [m for m in model.modules() if type(m) is nn.Linear]
         for layer in linears[:-1]:  # the classifier stays dense

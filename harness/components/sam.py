@@ -14,9 +14,10 @@ dropout draws a second mask, and the sampled gradient norm of ``grad_norm`` aver
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated, Any, Callable
+from typing import TYPE_CHECKING, Annotated, Any, Callable
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 from harness.registries import OPTIMIZERS, REGULARIZERS, OptimizerCaps
 from harness.registry import Range
@@ -33,21 +34,23 @@ class SAMOptimizer:
         self.base, self.rho, self.adaptive = base, rho, adaptive
         self.param_groups, self.state, self.defaults = base.param_groups, base.state, base.defaults
 
-    @torch.no_grad()
     def ascent(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Move every parameter to w + ε; the (parameter, ε) pairs to undo it."""
-        params = [p for g in self.param_groups for p in g["params"] if p.grad is not None]
-        scaled = [p.grad * p.abs() if self.adaptive else p.grad for p in params]
-        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(scaled))) if scaled else None
-        moves = []
-        for p, s in zip(params, scaled):
-            e = s * (p.abs() if self.adaptive else 1.0) * (self.rho / (norm + EPS))
-            p.add_(e)
-            moves.append((p, e))
-        return moves
+        import torch
+        with torch.no_grad():
+            params = [p for g in self.param_groups for p in g["params"] if p.grad is not None]
+            scaled = [p.grad * p.abs() if self.adaptive else p.grad for p in params]
+            norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(scaled))) if scaled else None
+            moves = []
+            for p, s in zip(params, scaled):
+                e = s * (p.abs() if self.adaptive else 1.0) * (self.rho / (norm + EPS))
+                p.add_(e)
+                moves.append((p, e))
+            return moves
 
     def step(self, closure: Callable[[], torch.Tensor]) -> None:
         """The first pass's gradients are in ``.grad``; ``closure`` computes the second pass's."""
+        import torch
         moves = self.ascent()
         with torch.enable_grad():
             closure()

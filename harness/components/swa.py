@@ -14,9 +14,10 @@ over the training data (the paper, section 3.2; ``bn_samples`` caps it).
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, ContextManager
+from typing import TYPE_CHECKING, Annotated, Any, ContextManager
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 from harness.components.averaging import alone, bn_batches, evaluated_on
 from harness.registries import REGULARIZERS
@@ -39,6 +40,7 @@ class SWA(Technique):
             self.average = [a.to(p.device) for a, p in zip(self.average, self.params)]
 
     def on_epoch_trained(self, run: Run, row: dict[str, Any]) -> None:
+        import torch
         if run.cursor.epoch < self.first:
             return
         current = [p.detach() for p in self.params]

@@ -12,11 +12,12 @@ The regularizers that expose these in a suite are in ``harness/components/regula
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -30,6 +31,7 @@ class Rng:
     def seeded(cls, seed: int, device: torch.device | str = "cpu", stream: int = 0) -> "Rng":
         """Independent of the global RNG, so dropout or init drawing more numbers changes nothing here.
         ``stream`` separates processes of a distributed trial (their rank)."""
+        import torch
         words = np.random.SeedSequence([seed % 2**63, stream, 0x5EED]).generate_state(2, np.uint64)
         g = torch.Generator(device=torch.device(device)).manual_seed(int(words[0]) % 2**63)
         return cls(g, np.random.default_rng(int(words[1])))
@@ -48,6 +50,7 @@ def _images(x: torch.Tensor, name: str) -> None:
 
 
 def _randint(high: int, n: int, rng: Rng, device: torch.device) -> torch.Tensor:
+    import torch
     return torch.randint(0, high, (n,), generator=rng.device, device=device)
 
 
@@ -57,6 +60,8 @@ def random_crop(x: torch.Tensor, pad: int, rng: Rng) -> torch.Tensor:
     The (2·pad+1)² candidate windows are a strided view of the padded batch (``unfold``, no
     copy); one advanced index picks each image's window.
     """
+    import torch
+    import torch.nn.functional as F
     _images(x, "random crop")
     n, _, h, w = x.shape
     windows = F.pad(x, (pad, pad, pad, pad)).unfold(2, h, 1).unfold(3, w, 1)  # (n, c, 2p+1, 2p+1, h, w)
@@ -66,6 +71,7 @@ def random_crop(x: torch.Tensor, pad: int, rng: Rng) -> torch.Tensor:
 
 def random_flip(x: torch.Tensor, rng: Rng) -> torch.Tensor:
     """Mirror each image left-right with probability 1/2."""
+    import torch
     _images(x, "flip")
     chosen = (torch.rand(len(x), generator=rng.device, device=x.device) < 0.5).nonzero().squeeze(1)
     out = x.clone()
@@ -76,6 +82,7 @@ def random_flip(x: torch.Tensor, rng: Rng) -> torch.Tensor:
 def cutout(x: torch.Tensor, size: int, rng: Rng) -> torch.Tensor:
     """One ``size``×``size`` square per image set to 0, its centre uniform over the image, so the
     square is clipped at the borders (DeVries & Taylor 2017)."""
+    import torch
     _images(x, "cutout")
     n, _, h, w = x.shape
     top = _randint(h, n, rng, x.device).unsqueeze(1) - size // 2
@@ -89,6 +96,7 @@ def cutout(x: torch.Tensor, size: int, rng: Rng) -> torch.Tensor:
 
 
 def _uniform(n: int, low: float, high: float, rng: Rng, device: torch.device) -> torch.Tensor:
+    import torch
     return torch.empty(n, device=device).uniform_(low, high, generator=rng.device)
 
 
@@ -107,6 +115,8 @@ def contrast(x: torch.Tensor, amount: float, rng: Rng) -> torch.Tensor:
 def affine(x: torch.Tensor, rotate: float, translate: float, scale: float, shear: float, rng: Rng) -> torch.Tensor:
     """A random affine warp per image: rotation and shear in degrees, translation as a fraction of
     the size, scale in [1 − scale, 1 + scale]; bilinear, zero outside."""
+    import torch
+    import torch.nn.functional as F
     _images(x, "affine")
     n = len(x)
     u = lambda lo, hi: _uniform(n, lo, hi, rng, x.device)  # noqa: E731
@@ -124,6 +134,7 @@ def affine(x: torch.Tensor, rotate: float, translate: float, scale: float, shear
 
 def pca_basis(train_x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Eigenvalues and eigenvectors of the covariance of pixel colours over (a slice of) the training set."""
+    import torch
     pixels = train_x[:2000].float().permute(0, 2, 3, 1).reshape(-1, train_x.shape[1]).double()
     values, vectors = torch.linalg.eigh(torch.cov(pixels.T))
     return values.clamp_min(0).float(), vectors.float()
@@ -131,17 +142,20 @@ def pca_basis(train_x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def pca_lighting(x: torch.Tensor, basis: tuple[torch.Tensor, torch.Tensor], sigma: float, rng: Rng) -> torch.Tensor:
     """Add Σᵢ αᵢλᵢpᵢ to every pixel of an image, αᵢ ~ N(0, σ²) per image (Krizhevsky et al. 2012, 4.1)."""
+    import torch
     values, vectors = basis[0].to(x.device), basis[1].to(x.device)
     alpha = torch.randn(len(x), len(values), generator=rng.device, device=x.device) * sigma
     return x + ((alpha * values) @ vectors.T).view(len(x), -1, 1, 1)
 
 
 def soft_targets(y: torch.Tensor, num_classes: int) -> torch.Tensor:
+    import torch.nn.functional as F
     return y if y.dim() > 1 else F.one_hot(y, num_classes).float()
 
 
 def mixup(x: torch.Tensor, y: torch.Tensor, alpha: float, num_classes: int, rng: Rng) -> tuple[torch.Tensor, torch.Tensor]:
     """λ ~ Beta(α, α) per batch; x̃ = λx_i + (1 − λ)x_j and the same for one-hot targets (Zhang et al. 2018)."""
+    import torch
     lam = float(rng.host.beta(alpha, alpha))
     perm = torch.randperm(len(x), generator=rng.device, device=x.device)
     soft = soft_targets(y, num_classes)
@@ -151,6 +165,7 @@ def mixup(x: torch.Tensor, y: torch.Tensor, alpha: float, num_classes: int, rng:
 def cutmix(x: torch.Tensor, y: torch.Tensor, alpha: float, num_classes: int, rng: Rng) -> tuple[torch.Tensor, torch.Tensor]:
     """A box of area ≈ (1 − λ), λ ~ Beta(α, α), pasted from a shuffled batch; targets mixed by the box's
     actual area after clipping at the border (Yun et al. 2019)."""
+    import torch
     _images(x, "cutmix")
     _, _, h, w = x.shape
     lam = float(rng.host.beta(alpha, alpha))

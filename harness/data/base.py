@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 from harness.errors import UsageError
 from harness.registries import DATASETS
@@ -43,6 +44,7 @@ class Normalizer:
     scale: float = 1.0
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        import torch
         if self.kind == "tokens":  # token ids (harness.data.text): inputs as they are
             return x
         # a fresh float copy always: x.float() of float32 data (MNIST-1D) is x itself, and the in-place
@@ -60,7 +62,7 @@ class Normalizer:
         return Normalizer(self.kind, move(self.mul), move(self.add), move(self.mu), move(self.w), self.scale)
 
 
-Pair = tuple[torch.Tensor, torch.Tensor]
+Pair = tuple["torch.Tensor", "torch.Tensor"]
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,7 @@ class DataSplits:
 
 def stratified_split(y: torch.Tensor, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices (rest, held_out): ``size`` samples held out, each class in proportion to its count."""
+    import torch
     if not 0 < size < len(y):
         raise ValueError(f"split size must be between 1 and {len(y) - 1}, got {size}")
     g = torch.Generator().manual_seed(seed)
@@ -128,6 +131,7 @@ def fit_preprocess(train: torch.Tensor, kind: str, eps: float, scale: float = 1.
     axes are no longer pixels: for MLPs). zca: the same whitening rotated back,
     U diag(1/√(λ + eps)) Uᵀ, so images stay images (Bell & Sejnowski 1997; Krizhevsky 2009).
     """
+    import torch
     xf = train.float() / scale
     channel_shape = (1, -1) + (1,) * (train.dim() - 2)
     if kind == "standardize":

@@ -28,10 +28,12 @@ import importlib.util
 import json
 import random
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 from harness.data.base import (
     DATASETS, ROOT_ENV, DataMissing, DataSplits, make_splits, resolve_root, stratified_split,
@@ -76,6 +78,7 @@ def digits(
     preprocess: Preprocess = "standardize", whiten_eps: WhitenEps = 0.1,
 ) -> DataSplits:
     """UCI 8x8 digits via scikit-learn (1,797 images; Alpaydin & Kaynak 1998), embedded and offline."""
+    import torch
     pixels, target = _digits_file()
     x = torch.as_tensor(pixels).to(torch.uint8).reshape(-1, 1, 8, 8)  # values 0..16
     y = torch.as_tensor(target, dtype=torch.long)
@@ -112,6 +115,7 @@ def mnist1d(
     num_samples: Annotated[int, Range(ge=100)] = 5000, generator_seed: int = 42,
 ) -> DataSplits:
     """MNIST-1D: 40-sample 1-D signals of 10 digit templates (Greydanus 2020), generated offline."""
+    import torch
     from mnist1d.data import get_dataset_args, make_dataset
 
     args = get_dataset_args()
@@ -262,6 +266,8 @@ def _cifar_dataset(name: str, cls_name: str, reference: str, classes: int) -> No
         preprocess: Preprocess = "standardize", whiten_eps: WhitenEps = 0.1,
         root: str | None = None, download: bool = False, checksum: bool = True,
     ) -> DataSplits:
+        import torch
+
         cls = torchvision_class()
         base = resolve_root(root)
         folder = base / cls.base_folder
@@ -322,6 +328,7 @@ def svhn(
     root: str | None = None, download: bool = False, checksum: bool = True, extra: bool = False,
 ) -> DataSplits:
     """SVHN house numbers (73,257 / 26,032 32x32 colour digits, +531,131 with extra; Netzer et al. 2011) via torchvision."""
+    import torch
     from torchvision.datasets import SVHN
 
     base = resolve_root(root)

@@ -22,9 +22,10 @@ import math
 import sys
 import sysconfig
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 from harness.data.base import DATASETS, DataMissing, DataSplits, Normalizer
 from harness.registry import Range
@@ -71,6 +72,7 @@ def corpus(path: str | None, max_bytes: int) -> tuple[bytes, dict[str, Any]]:
 
 
 def _windows(data: torch.Tensor, context: int, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
+    import torch
     starts = torch.arange(0, len(data) - context, stride)
     if len(starts) == 0:
         raise DataMissing(f"dataset text: a split of {len(data)} bytes holds no window of {context + 1}")
@@ -97,6 +99,7 @@ def text(
     test_fraction: Fraction = 0.05,
 ) -> DataSplits:
     """Byte-level next-token prediction over a UTF-8 file or folder (default: Python's stdlib source)."""
+    import torch
     raw, source = corpus(path, max_bytes)
     data = torch.frombuffer(bytearray(raw), dtype=torch.uint8).long()
     n_val, n_test = round(len(data) * val_fraction), round(len(data) * test_fraction)

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.components.activations import Maxout
+from harness.components.layers import Maxout
 from harness.engine import checkpoint as ckpt
 from harness.technique import Callback, Run, Stop
 

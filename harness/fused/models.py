@@ -44,9 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from harness.components.activations import Maxout
-from harness.components.regularizers import VanillaDropout
-from harness.models.convnets import DropPath, ResNet
+from harness.components.layers import Maxout, VanillaDropout
+from harness.models.resnet import DropPath, ResNet
 
 _ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.LeakyReLU, nn.ELU, nn.SELU, nn.GELU, nn.Identity)
 _POOLS = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d)

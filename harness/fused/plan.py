@@ -21,7 +21,6 @@ import math
 from typing import TYPE_CHECKING, Any, Union
 
 from harness.errors import ConfigError
-from harness.fused.optim import FAMILIES
 from harness.registries import OPTIMIZERS
 from harness.spec import canonical_json
 
@@ -55,6 +54,8 @@ def parse_fuse(value: Any, where: str = "execution.fuse") -> Fuse:
 
 def why_not(config: dict[str, Any]) -> str | None:
     """Why a trial of this resolved config cannot train in a pack; None when it can."""
+    from harness.fused.optim import FAMILIES  # torch's import: only where a suite fuses
+
     optimizer = config["optimizer"]["name"]
     if config.get("param_groups"):
         return "its parameter-group rules (param_groups) give parameters their own decay, lr or optimizer"
@@ -143,10 +144,15 @@ def plan_packs(specs: list["TrialSpec"], fuse: Fuse, workers: int = 1, cuda: boo
     return units, reasons
 
 
-def describe(specs: list["TrialSpec"], fuse: Fuse, workers: int = 1, cuda: bool = False) -> list[str]:
-    """What ``harness plan`` prints of the packs: each pack's trials, and why each lone trial is alone."""
+def describe(specs: list["TrialSpec"], fuse: Fuse, workers: int = 1, cuda: bool | None = None) -> list[str]:
+    """What ``harness plan`` prints of the packs: each pack's trials, and why each lone trial is alone.
+    ``cuda`` None: whether this machine has a GPU, asked of torch only when trials may pack."""
     if fuse == "off":
         return ["fuse: off (every trial trains alone; execution.fuse or --fuse auto|K packs compatible trials)"]
+    if cuda is None:
+        import torch
+
+        cuda = torch.cuda.is_available()
     units, reasons = plan_packs(specs, fuse, workers, cuda)
     packs = [u for u in units if len(u) > 1]
     lines = [f"fuse: {fuse}: {sum(map(len, packs))} trials in {len(packs)} packs, {len(units) - len(packs)} alone"]

@@ -24,8 +24,6 @@ from typing import Any, TextIO
 
 from harness import layout
 from harness.errors import UsageError
-from harness.launch.local import describe_outcome, threads_for, threads_notes
-from harness.launch.trial import StopFlag, execute_unit, finished
 from harness.spec import INTERRUPTED, TrialSpec
 from harness.store import scan
 from harness.store.records import atomic_write, open_append, read_plan_file, write_plan_file
@@ -222,6 +220,8 @@ def work(plan_file: Path, index: int, chunk: int, stream: TextIO | None = None, 
     alone, or a fused pack where the plan's suite fuses, or ``fuse`` says so), each under the plan's
     ``execution.threads`` intra-op threads, or ``threads`` (auto: the task's cpus_per_task)."""
     from harness.fused.plan import plan_packs
+    from harness.launch.local import describe_outcome, threads_notes  # the engine, and torch: not for `harness status`
+    from harness.launch.trial import StopFlag, execute_unit, finished
 
     stream = stream or sys.stderr
     suite, specs = read_plan_file(plan_file)
@@ -287,6 +287,8 @@ def _requeue_self(signum: int, stream: TextIO) -> None:
 
 def pending(plan_file: Path, index: int) -> str | None:
     """The trial id of task ``index`` when it has no final record (multi-node template's check)."""
+    from harness.launch.trial import finished
+
     _, specs = read_plan_file(plan_file)
     if index >= len(specs):
         raise UsageError(f"task {index} has no trial: the plan has {len(specs)} trials, one per task")

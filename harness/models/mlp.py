@@ -5,9 +5,10 @@ activation as in Ioffe & Szegedy 2015, section 3.2.
 from __future__ import annotations
 
 import math
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-from torch import nn
+if TYPE_CHECKING:
+    from torch import nn
 
 from harness.registries import ACTIVATIONS
 from harness.models.base import MODELS, ModelContext
@@ -25,6 +26,7 @@ def mlp(
     activation: Annotated[str | dict, ComponentOf(ACTIVATIONS)] = "relu",
 ) -> nn.Module:
     """Fully connected network on flattened inputs (Rumelhart et al. 1986)."""
+    from torch import nn
     layers: list[nn.Module] = [nn.Flatten()]
     fan_in = math.prod(ctx.in_shape)
     for _ in range(depth):
