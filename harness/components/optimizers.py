@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Annotated, Any, Iterable, Literal
 if TYPE_CHECKING:
     import torch
 
-from harness.components.lion import Lion
 from harness.param_rules import rule
 from harness.registries import OPTIMIZERS
 from harness.registry import Range
@@ -213,6 +212,8 @@ def rprop(
 def lion(params: Params, *, lr: LR = 1e-4, beta1: Beta = 0.9, beta2: Beta = 0.99,
          weight_decay: Decay = 0.0) -> torch.optim.Optimizer:
     """Lion (Chen et al. 2023, Alg. 2): c = β1·m + (1 − β1)·g, θ ← θ(1 − ηλ) − η·sign(c), m ← β2·m + (1 − β2)·g."""
+    from harness.components.lion import Lion  # a torch class: imported when one is built
+
     return Lion(params, lr=lr, betas=(beta1, beta2), weight_decay=weight_decay)
 
 
