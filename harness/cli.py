@@ -206,7 +206,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     _data_root(args)
     _plugins(args)
     # the suite's claims and report baseline name its own trials, which the swap replaces (verdicts: regress's)
-    suite = load_suite(args.suite, [*args.overrides, swap, "claims=[]", "report.baseline=null", *execution_flags(args)])
+    suite = load_suite(args.suite, [*args.overrides, *swap, "claims=[]", "report.baseline=null", *execution_flags(args)])
     baseline = Path(args.baseline) if args.baseline else suite_dir(args.baselines, suite.name)
     results = run_compare(suite, args.suite, key, Path(args.results), baseline, _pool(args), _say, _warn)
     return _verdicts(results, baseline, args.metric or suite.report["metric"], args.margin, [key],

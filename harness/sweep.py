@@ -255,9 +255,14 @@ def run_baseline(suite: Suite, results: Path, pool: Pool, command: str, say: Say
     return write_provenance(results, suite, list(trials), dict(statuses), command), len(trials)
 
 
-def swap_technique(suite_file: str, technique: str) -> tuple[str, str]:
-    """``--technique KEY=VALUE`` as (KEY, the override that puts it in the suite): it replaces the
-    grid axis KEY (all its values become this one) or the base value."""
+def swap_technique(suite_file: str, technique: str) -> tuple[str, list[str]]:
+    """``--technique KEY=VALUE`` as (KEY, the overrides that put it in the suite): it replaces the
+    grid axis KEY (all its values become this one) or the base value; where KEY is a tuned axis, the
+    search spaces of the values swapped out go with them (the technique keeps its own, if given)."""
+    import json
+
+    import yaml
+
     from harness.suitefile import read_yaml
 
     key, sep, value = technique.partition("=")
@@ -271,7 +276,17 @@ def swap_technique(suite_file: str, technique: str) -> tuple[str, str]:
     section = lambda name: raw.get(name) if isinstance(raw.get(name), dict) else {}  # noqa: E731
     if key in section("zip"):
         raise UsageError(f"--technique {key}: {key} is a zip axis of {suite_file}; compare needs it in base or grid")
-    return key, f"grid.{key}=[{value}]" if key in section("grid") else f"base.{key}={value}"
+    swap = [f"grid.{key}=[{value}]" if key in section("grid") else f"base.{key}={value}"]
+    tune = section("tune")
+    if tune.get("axis") == key and isinstance(tune.get("spaces"), dict):
+        try:
+            given = yaml.safe_load(value)
+        except yaml.YAMLError:
+            given = None  # the suite's own loading names the problem
+        name = given.get("name", given.get("class")) if isinstance(given, dict) else given
+        kept = {k: v for k, v in tune["spaces"].items() if k == name}
+        swap.append(f"tune.spaces={json.dumps(kept)}")
+    return key, swap
 
 
 def run_compare(suite: Suite, suite_file: str, key: str, results_root: Path, baseline: Path, pool: Pool,

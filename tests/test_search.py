@@ -170,7 +170,7 @@ def test_successive_halving_runs_rungs_and_promoted_trials_resume_to_the_uninter
     for r in completed:
         assert r.diagnostics["resumed_at_step"]  # it went on from its rung's checkpoint ...
         spec = TrialSpec.make("sha", r.config, r.seed, r.axes)
-        fresh = run_trial(spec)  # ... and ends as the same run trained without a stop would
+        fresh = run_trial(spec, threads=1)  # as the sweep ran it; ... and ends as the same run trained without a stop would
         strip = lambda h: [{k: v for k, v in e.items() if not k.endswith("_time")} for e in h]  # noqa: E731
         assert strip(r.history) == strip(fresh.history) and r.steps == fresh.steps
     assert len(suite.trials) == 4
