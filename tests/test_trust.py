@@ -115,10 +115,10 @@ def test_more_workers_than_work_or_cores_starts_no_idle_process(tmp_path, capsys
 
     pools, real_pool = [], local._run_pool
 
-    def pool(units, results, workers, progress, plugins, slots, crash_limit):
-        pools.append((len(units), workers, len(slots)))
+    def pool(units, results, workers, *rest):
+        pools.append((len(units), workers, len(rest[2])))  # rest: progress, plugins, slots, crash limit, threads
         assert workers <= len(units), f"{workers} worker processes for {len(units)} units of work"
-        return real_pool(units, results, workers, progress, plugins, slots, crash_limit)
+        return real_pool(units, results, workers, *rest)
 
     monkeypatch.setattr(local, "_run_pool", pool)
     code = main(["run", str(write_suite(tmp_path, TINY)), "seeds=1", "--results", str(tmp_path / "r"),
