@@ -154,8 +154,9 @@ def run_suite(suite: Suite, results: Path, pool: Pool, say: Say = _quiet, warn: 
         else:
             if done:
                 say(f"{done} of {len(suite.trials)} trials already have records; running the other {len(todo)}")
-                for line in filter(None, [_other_threads(suite, found)]):
-                    say(line)
+                other = _other_threads(suite, found)
+                if other:
+                    say(other)
             else:
                 say(dataclasses.replace(pool, workers=min(pool.workers, len(todo))).running(len(todo), suite))
             if suite.execution["fuse"] != "off":  # what fusing made of them (harness plan --fuse lists the packs)
